@@ -1,0 +1,105 @@
+"""REST endpoints of the chat app: models and conversations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from ninja import Router, Schema
+from pydantic import Field
+
+from chat import selectors, services
+from chat.catalog import PROVIDERS, catalog_get
+from chat.exceptions import InvalidConversationId, UnknownModel
+from chat.ids import conversation_id_valid
+from chat.usage import usage_totals
+
+router = Router()
+
+
+class ConversationCreateIn(Schema):
+    session_id: str = Field(description="The client id of the conversation (1-64 of A-Z a-z 0-9 - _)")
+    model: str | None = None
+
+
+def _check_id(conversation_id: str) -> None:
+    if not conversation_id_valid(conversation_id):
+        raise InvalidConversationId(
+            "Conversation ids are 1-64 characters of letters, digits, '-' and '_'."
+        )
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat()
+
+
+@router.get("/models", tags=["models"], summary="Usable models, the default, configured providers")
+def models(request: HttpRequest) -> dict[str, Any]:
+    catalog = catalog_get()
+    usable = catalog.usable_models()
+    providers = {provider: False for provider in PROVIDERS}
+    for model in usable.values():
+        providers[model.provider] = True
+    return {
+        "defaultModel": catalog.usable_default(),
+        "models": {key: model.as_public_dict() for key, model in usable.items()},
+        "providers": providers,
+    }
+
+
+@router.get("/conversations", tags=["conversations"], summary="All conversations, newest first")
+def conversation_list(request: HttpRequest) -> dict[str, Any]:
+    services.turns_mark_interrupted()
+    return {
+        "conversations": [
+            {
+                "id": conversation.id,
+                "title": conversation.title,
+                "created_at": _iso(conversation.created_at),
+                "updated_at": _iso(conversation.updated_at),
+                "message_count": conversation.message_count,
+                "model": conversation.model,
+            }
+            for conversation in selectors.conversation_list()
+        ]
+    }
+
+
+@router.post("/conversations", tags=["conversations"], summary="Create (or return) a conversation")
+def conversation_create(request: HttpRequest, payload: ConversationCreateIn) -> JsonResponse:
+    _check_id(payload.session_id)
+    catalog = catalog_get()
+    model = payload.model or catalog.usable_default()
+    if catalog.get(model) is None:
+        raise UnknownModel(f"Unknown model {model!r}; GET /models lists the available ones.")
+    conversation, created = services.conversation_create(conversation_id=payload.session_id, model=model)
+    body = _conversation_body(conversation)
+    return JsonResponse(body, status=201 if created else 200, json_dumps_params={"ensure_ascii": False})
+
+
+@router.get("/conversations/{conversation_id}", tags=["conversations"], summary="One conversation and its messages")
+def conversation_detail(request: HttpRequest, conversation_id: str) -> JsonResponse:
+    _check_id(conversation_id)
+    conversation = selectors.conversation_get(conversation_id=conversation_id)
+    return JsonResponse(_conversation_body(conversation), json_dumps_params={"ensure_ascii": False})
+
+
+@router.delete("/conversations/{conversation_id}", tags=["conversations"], summary="Delete a conversation")
+def conversation_delete(request: HttpRequest, conversation_id: str) -> dict[str, str]:
+    _check_id(conversation_id)
+    services.conversation_delete(conversation_id=conversation_id)
+    return {"message": f"Conversation {conversation_id} deleted"}
+
+
+def _conversation_body(conversation: Any) -> dict[str, Any]:
+    return {
+        "id": conversation.id,
+        "title": conversation.title,
+        "created_at": _iso(conversation.created_at),
+        "updated_at": _iso(conversation.updated_at),
+        "model": conversation.model,
+        "messages": selectors.conversation_display_messages(conversation_id=conversation.id),
+        "usage": usage_totals(conversation_id=conversation.id),
+    }
+
+

@@ -1,0 +1,238 @@
+"""The model catalog: which models exist, which are usable with the configured keys, and
+what they cost.
+
+The file has the shape of the frontend's `models.json` (`defaultModel`, `models: {id:
+{provider, name, maxTokens}}`); prices and capabilities come offline from LiteLLM's bundled
+model map unless the entry overrides them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Provider = Literal["openai", "anthropic", "google", "openai_compatible"]
+PROVIDERS: tuple[Provider, ...] = ("openai", "anthropic", "google", "openai_compatible")
+# LiteLLM's route prefix for each provider.
+_LITELLM_PREFIX: dict[Provider, str] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "google": "gemini",
+    "openai_compatible": "openai",
+}
+PER_MILLION = 1_000_000
+
+
+class CatalogEntry(BaseModel):
+    """One model in the catalog file."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    provider: Provider
+    name: str
+    max_tokens: int = Field(alias="maxTokens", gt=0)
+    # The provider's own model name, when it differs from the catalog id.
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    input_cost_per_million: float | None = Field(default=None, alias="inputCostPerMillion", ge=0)
+    output_cost_per_million: float | None = Field(default=None, alias="outputCostPerMillion", ge=0)
+    cached_input_cost_per_million: float | None = Field(
+        default=None, alias="cachedInputCostPerMillion", ge=0
+    )
+    supports_tools: bool | None = Field(default=None, alias="supportsTools")
+    supports_vision: bool | None = Field(default=None, alias="supportsVision")
+
+    @model_validator(mode="after")
+    def _compatible_needs_url(self) -> CatalogEntry:
+        if self.provider == "openai_compatible" and not self.base_url:
+            raise ValueError("an openai_compatible model needs a base_url")
+        return self
+
+
+class CatalogFile(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    default_model: str = Field(alias="defaultModel")
+    models: dict[str, CatalogEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_is_listed(self) -> CatalogFile:
+        if self.default_model not in self.models:
+            raise ValueError(f"defaultModel {self.default_model!r} is not one of the models")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class Price:
+    """US dollars per token."""
+
+    input: float
+    output: float
+    cached_input: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CatalogModel:
+    id: str
+    provider: Provider
+    name: str
+    max_tokens: int
+    provider_model: str
+    litellm_model: str
+    base_url: str | None
+    entry_api_key: str | None
+    price: Price | None
+    supports_tools: bool
+    supports_vision: bool
+
+    @property
+    def api_key(self) -> str | None:
+        return self.entry_api_key or provider_api_key(self.provider)
+
+    @property
+    def usable(self) -> bool:
+        # A local OpenAI-compatible server (Ollama, llama.cpp, vLLM) needs no key.
+        return self.provider == "openai_compatible" or self.api_key is not None
+
+    def as_public_dict(self) -> dict[str, object]:
+        price = self.price
+        return {
+            "provider": self.provider,
+            "name": self.name,
+            "maxTokens": self.max_tokens,
+            "supportsTools": self.supports_tools,
+            "supportsVision": self.supports_vision,
+            "inputCostPerMillion": _per_million(price.input if price else None),
+            "outputCostPerMillion": _per_million(price.output if price else None),
+            "cachedInputCostPerMillion": _per_million(price.cached_input if price else None),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Catalog:
+    path: Path
+    default_model: str
+    models: dict[str, CatalogModel]
+
+    def get(self, model_id: str) -> CatalogModel | None:
+        return self.models.get(model_id)
+
+    def usable_models(self) -> dict[str, CatalogModel]:
+        return {key: model for key, model in self.models.items() if model.usable}
+
+    def usable_default(self) -> str:
+        """The catalog's default when usable, else the first usable model, else the default."""
+        usable = self.usable_models()
+        if self.default_model in usable or not usable:
+            return self.default_model
+        return next(iter(usable))
+
+
+def provider_api_key(provider: Provider) -> str | None:
+    keys: dict[Provider, str | None] = {
+        "openai": settings.OPENAI_API_KEY,
+        "anthropic": settings.ANTHROPIC_API_KEY,
+        "google": settings.GOOGLE_API_KEY,
+        "openai_compatible": None,
+    }
+    return keys[provider]
+
+
+def provider_base_url(model: CatalogModel) -> str | None:
+    overrides: dict[Provider, str | None] = {
+        "openai": settings.OPENAI_BASE_URL,
+        "anthropic": settings.ANTHROPIC_BASE_URL,
+        "google": settings.GEMINI_BASE_URL,
+        "openai_compatible": None,
+    }
+    return model.base_url or overrides[model.provider]
+
+
+def catalog_get() -> Catalog:
+    """The catalog named by `MODELS_FILE` (parsed once per path)."""
+    return catalog_load(Path(settings.MODELS_FILE))
+
+
+@lru_cache(maxsize=8)
+def catalog_load(path: Path) -> Catalog:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ImproperlyConfigured(f"Model catalog {path} does not exist (MODELS_FILE)") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ImproperlyConfigured(f"Model catalog {path} is not valid JSON: {exc}") from exc
+    try:
+        parsed = CatalogFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ImproperlyConfigured(f"Model catalog {path} is invalid: {problems}") from exc
+    models = {key: _resolve(key, entry) for key, entry in parsed.models.items()}
+    return Catalog(path=path, default_model=parsed.default_model, models=models)
+
+
+def _resolve(model_id: str, entry: CatalogEntry) -> CatalogModel:
+    provider_model = entry.model or model_id
+    prefix = _LITELLM_PREFIX[entry.provider]
+    litellm_model = f"{prefix}/{provider_model}"
+    known = _model_map_entry(litellm_model, provider_model)
+    return CatalogModel(
+        id=model_id,
+        provider=entry.provider,
+        name=entry.name,
+        max_tokens=entry.max_tokens,
+        provider_model=provider_model,
+        litellm_model=litellm_model,
+        base_url=entry.base_url,
+        entry_api_key=entry.api_key,
+        price=_price(entry, known),
+        supports_tools=_flag(entry.supports_tools, known, "supports_function_calling"),
+        supports_vision=_flag(entry.supports_vision, known, "supports_vision"),
+    )
+
+
+def _model_map_entry(litellm_model: str, provider_model: str) -> dict[str, object]:
+    import litellm  # heavy: imported on first catalog load, which ready() does once
+
+    return litellm.model_cost.get(litellm_model) or litellm.model_cost.get(provider_model) or {}
+
+
+def _price(entry: CatalogEntry, known: dict[str, object]) -> Price | None:
+    input_price = _override(entry.input_cost_per_million, known.get("input_cost_per_token"))
+    output_price = _override(entry.output_cost_per_million, known.get("output_cost_per_token"))
+    if input_price is None or output_price is None:
+        return None  # a model with no known price records tokens and a null cost
+    cached = _override(entry.cached_input_cost_per_million, None)
+    if cached is None and entry.input_cost_per_million is None:
+        cached = _as_float(known.get("cache_read_input_token_cost"))
+    return Price(input=input_price, output=output_price, cached_input=cached if cached is not None else input_price)
+
+
+def _override(per_million: float | None, per_token: object) -> float | None:
+    if per_million is not None:
+        return per_million / PER_MILLION
+    return _as_float(per_token)
+
+
+def _as_float(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _flag(override: bool | None, known: dict[str, object], key: str) -> bool:
+    if override is not None:
+        return override
+    return bool(known.get(key, False))
+
+
+def _per_million(per_token: float | None) -> float | None:
+    return None if per_token is None else round(per_token * PER_MILLION, 6)

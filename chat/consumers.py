@@ -1,0 +1,132 @@
+"""The WebSocket endpoint `/ws/<client_id>`: parse frames, start or cancel a turn, send events.
+
+Each turn runs in its own task owned by the connection: Channels hands a connection one
+message at a time, so streaming inside `receive` would leave `cancel` and disconnect waiting
+behind the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from enum import Enum
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from chat.exceptions import ChatError
+from chat.ids import conversation_id_valid
+from chat.protocol import (
+    PROTOCOL_VERSION,
+    CancelFrame,
+    ChatFrame,
+    FrameError,
+    PingFrame,
+    TurnEvent,
+    event_fields,
+    frame_parse,
+)
+from chat.runs import TurnPlan, turn_begin, turn_run
+
+logger = logging.getLogger("chat.websocket")
+CLOSE_INVALID_ID = 4400  # application close code: the conversation id is malformed
+CLOSE_TOO_BIG = 1009  # RFC 6455: message too big
+
+
+class ConnectionState(Enum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _now() -> str:
+    return timezone.now().isoformat()
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = ConnectionState.CONNECTING
+        self.conversation_id = ""
+        self.turn_task: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        self.conversation_id = self.scope["url_route"]["kwargs"]["client_id"]
+        if not conversation_id_valid(self.conversation_id):
+            await self.close(code=CLOSE_INVALID_ID)
+            return
+        await self.accept()
+        self.state = ConnectionState.OPEN
+        logger.info("connect %s", self.conversation_id, extra={"event": "ws_connect", "conversation_id": self.conversation_id})
+        await self._send({"type": "connected", "conversation_id": self.conversation_id, "protocol": PROTOCOL_VERSION})
+
+    async def disconnect(self, code: int) -> None:
+        self.state = ConnectionState.CLOSED
+        await self._cancel_turn()
+        logger.info(
+            "disconnect %s (%s)",
+            self.conversation_id,
+            code,
+            extra={"event": "ws_disconnect", "conversation_id": self.conversation_id, "code": code},
+        )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self._lone_error("invalid_message", "Binary frames are not supported; send JSON text frames.")
+            return
+        if len(text_data) > settings.CHAT_MAX_FRAME_BYTES:
+            await self._lone_error("message_too_large", "The frame is larger than 1 MiB.")
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        try:
+            frame = frame_parse(text_data, max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS)
+        except FrameError as exc:
+            await self._lone_error(exc.code, exc.message)
+            return
+        if isinstance(frame, PingFrame):
+            await self._send({"type": "pong", "timestamp": _now()})
+        elif isinstance(frame, CancelFrame):
+            await self._cancel_turn()
+        elif isinstance(frame, ChatFrame):
+            await self._start_turn(frame)
+
+    async def _start_turn(self, frame: ChatFrame) -> None:
+        if self.turn_task is not None and not self.turn_task.done():
+            await self._lone_error("busy", "A reply is still being generated; wait for it or cancel it.", retryable=True)
+            return
+        try:
+            plan = await turn_begin(conversation_id=self.conversation_id, message=frame.message, model_id=frame.model)
+        except ChatError as exc:
+            await self._lone_error(exc.code, exc.message, retryable=exc.retryable)
+            return
+        self.turn_task = asyncio.create_task(turn_run(plan, self._emitter(plan)))
+
+    def _emitter(self, plan: TurnPlan) -> Any:
+        seq = 0
+        common = {"model": plan.model.id, "conversation_id": plan.conversation_id, "message_id": str(plan.turn_id)}
+
+        async def emit(event: TurnEvent) -> None:
+            nonlocal seq
+            seq += 1
+            await self._send({**event_fields(event), "timestamp": _now(), **common, "seq": seq})
+
+        return emit
+
+    async def _cancel_turn(self) -> None:
+        task = self.turn_task
+        if task is None or task.done():
+            return
+        task.cancel()
+        # The turn catches the cancel, records it and sends stream_end; wait for that.
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def _lone_error(self, code: str, message: str, *, retryable: bool = False) -> None:
+        await self._send({"type": "error", "error": message, "code": code, "retryable": retryable, "timestamp": _now()})
+
+    async def _send(self, payload: dict[str, Any]) -> None:
+        if self.state is not ConnectionState.OPEN:
+            return  # the client left; the turn still records its end
+        await self.send(text_data=json.dumps(payload, ensure_ascii=False))

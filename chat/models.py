@@ -1,0 +1,138 @@
+"""Conversations, their turns, what the user saw, and what the model must be replayed.
+
+- `Conversation`: one per client id.
+- `Turn`: one user message and the assistant's answer to it (the contract's `message_id`).
+- `Message`: what the frontend showed, in order: the user's message, assistant text segments
+  and tool entries. A tool entry is also the record of that tool call (arguments, result,
+  ok, duration), so the display list and the tool-call log are one table and cannot drift.
+- `SessionItem`: the Agents SDK's input items (messages, function calls and outputs,
+  reasoning), replayed to the model as they are.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class Conversation(models.Model):
+    id = models.CharField(primary_key=True, max_length=64)
+    title = models.CharField(max_length=200, blank=True, default="")
+    model = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.title or self.id
+
+
+class TurnStatus(models.TextChoices):
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+    INTERRUPTED = "interrupted"
+
+
+class Turn(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    model = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=TurnStatus.choices, default=TurnStatus.STREAMING, db_index=True)
+    finish_reason = models.CharField(max_length=16, blank=True, default="")
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Refreshed while the turn runs; a `streaming` turn whose heartbeat is stale belongs to a
+    # process that died, and is `interrupted`.
+    heartbeat_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id} {self.created_at:%Y-%m-%d %H:%M:%S} {self.status}"
+
+
+class MessageKind(models.TextChoices):
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class Message(models.Model):
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="messages")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=MessageKind.choices)
+    content = models.TextField(blank=True, default="")
+    # Tool entries only.
+    call_id = models.CharField(max_length=200, blank=True, default="")
+    tool_name = models.CharField(max_length=200, blank=True, default="")
+    arguments = models.JSONField(null=True, blank=True)
+    tool_result = models.TextField(null=True, blank=True)
+    ok = models.BooleanField(null=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["turn__created_at", "position"]
+        constraints = [models.UniqueConstraint(fields=["turn", "position"], name="message_turn_position")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.content[:60]}"
+
+
+class ToolCall(Message):
+    """The tool entries of `Message`, for the admin's tool-call log."""
+
+    class Meta:
+        proxy = True
+
+
+class SessionItem(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="items")
+    turn = models.ForeignKey(Turn, on_delete=models.SET_NULL, null=True, blank=True, related_name="items")
+    data = models.JSONField()
+    # Synthetic outputs recorded for tool calls that a cancel left without one.
+    synthetic = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        kind = self.data.get("type") or self.data.get("role") or "item"
+        return f"{self.conversation_id} #{self.pk} {kind}"
+
+
+class UsageRecord(models.Model):
+    """The ledger: one row per model request. Rows outlive their conversation (links emptied),
+    so totals never shrink."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage")
+    turn = models.ForeignKey(Turn, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage")
+    model = models.CharField(max_length=200, db_index=True)
+    provider = models.CharField(max_length=40)
+    input_tokens = models.PositiveIntegerField(default=0)  # includes the cached part
+    cached_input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=10, null=True, blank=True)
+    # The prices used, US dollars per million tokens (null: no known price).
+    input_price = models.DecimalField(max_digits=16, decimal_places=6, null=True, blank=True)
+    cached_input_price = models.DecimalField(max_digits=16, decimal_places=6, null=True, blank=True)
+    output_price = models.DecimalField(max_digits=16, decimal_places=6, null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    estimated = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.input_tokens}+{self.output_tokens} ${self.cost_usd}"

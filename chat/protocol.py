@@ -1,0 +1,139 @@
+"""The WebSocket protocol's messages, typed: client frames validated at the boundary, and the
+server events of a turn (../shared/PROTOCOL.md, docs/protocol.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+FinishReason = Literal["stop", "cancelled", "max_turns", "error"]
+
+
+class FrameError(Exception):
+    """A frame that starts no turn: answered by a lone `error` event."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class ChatFrame(_Frame):
+    type: Literal["chat"] = "chat"
+    message: StrictStr
+    model: StrictStr | None = None
+
+
+class CancelFrame(_Frame):
+    type: Literal["cancel"]
+
+
+class PingFrame(_Frame):
+    type: Literal["ping"]
+
+
+Frame = Annotated[ChatFrame | CancelFrame | PingFrame, Field(discriminator="type")]
+_FRAME = TypeAdapter(Frame)
+
+
+def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame | PingFrame:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FrameError("invalid_json", f"The frame is not valid JSON ({exc.msg}).") from exc
+    if not isinstance(data, dict):
+        raise FrameError("invalid_message", "A frame must be a JSON object.")
+    # The existing frontend sends chat frames with no `type`.
+    data.setdefault("type", "chat")
+    if data["type"] not in ("chat", "cancel", "ping"):
+        raise FrameError("invalid_message", f"Unknown frame type {data['type']!r}; expected chat, cancel or ping.")
+    try:
+        frame = _FRAME.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'frame'}: {err['msg']}" for err in exc.errors()
+        )
+        raise FrameError("invalid_message", f"Invalid {data['type']} frame: {problems}.") from exc
+    if isinstance(frame, ChatFrame):
+        if not frame.message.strip():
+            raise FrameError("empty_message", "The message is empty.")
+        if len(frame.message) > max_message_chars:
+            raise FrameError(
+                "message_too_large",
+                f"The message is {len(frame.message)} characters long; the limit is {max_message_chars}.",
+            )
+    return frame
+
+
+# Server events. `type` is a class constant; the emitter adds timestamp, model and the turn's
+# ids and sequence number.
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    type: ClassVar[str] = "stream"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    type: ClassVar[str] = "tool_call"
+    tool_name: str
+    arguments: dict[str, Any]
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    type: ClassVar[str] = "tool_result"
+    tool_name: str
+    result: str
+    call_id: str
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FinalResponseStart:
+    type: ClassVar[str] = "final_response_start"
+
+
+@dataclass(frozen=True, slots=True)
+class FinalStream:
+    type: ClassVar[str] = "final_stream"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    type: ClassVar[str] = "stream_end"
+    finish_reason: FinishReason
+    usage: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    type: ClassVar[str] = "error"
+    error: str
+    code: str
+    retryable: bool = False
+    retry_after: float | None = field(default=None)
+
+
+TurnEvent = Stream | ToolCall | ToolResult | FinalResponseStart | FinalStream | StreamEnd | ErrorEvent
+
+
+def event_fields(event: TurnEvent) -> dict[str, Any]:
+    payload: dict[str, Any] = {"type": event.type}
+    for name in event.__slots__:
+        value = getattr(event, name)
+        if value is not None:
+            payload[name] = value
+    return payload

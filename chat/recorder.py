@@ -1,0 +1,74 @@
+"""Persist what the client is shown, as it is shown: text segments when they end (and their
+partial text with each heartbeat), tool entries when they start and finish. No write per token."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from chat import services
+from chat.models import MessageKind
+from chat.protocol import FinalResponseStart, FinalStream, Stream, ToolCall, ToolResult, TurnEvent
+
+
+class TurnRecorder:
+    def __init__(self, *, turn_id: Any) -> None:
+        self.turn_id = turn_id
+        self.position = 0  # 0 is the user's message, stored by `turn_start`
+        self.text: list[str] = []
+        self.text_position: int | None = None
+        self.tool_positions: dict[str, tuple[int, float]] = {}
+        self.streamed_any_text = False
+
+    async def observe(self, event: TurnEvent) -> None:
+        if isinstance(event, Stream | FinalStream):
+            if self.text_position is None:
+                self.position += 1
+                self.text_position = self.position
+            self.text.append(event.content)
+            self.streamed_any_text = True
+        elif isinstance(event, FinalResponseStart):
+            await self.flush_text()
+        elif isinstance(event, ToolCall):
+            await self.flush_text()
+            self.position += 1
+            self.tool_positions[event.call_id] = (self.position, time.perf_counter())
+            await services.amessage_save(
+                turn_id=self.turn_id,
+                position=self.position,
+                fields={
+                    "kind": MessageKind.TOOL,
+                    "content": event.tool_name,
+                    "call_id": event.call_id,
+                    "tool_name": event.tool_name,
+                    "arguments": event.arguments,
+                },
+            )
+        elif isinstance(event, ToolResult):
+            position, started = self.tool_positions[event.call_id]
+            await services.amessage_save(
+                turn_id=self.turn_id,
+                position=position,
+                fields={
+                    "tool_result": event.result,
+                    "ok": event.ok,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+
+    def partial_text(self) -> str:
+        return "".join(self.text)
+
+    async def save_partial(self) -> None:
+        """Save the segment so far without ending it (heartbeat: a dying process loses little)."""
+        if self.text_position is not None:
+            await services.amessage_save(
+                turn_id=self.turn_id,
+                position=self.text_position,
+                fields={"kind": MessageKind.ASSISTANT, "content": self.partial_text()},
+            )
+
+    async def flush_text(self) -> None:
+        await self.save_partial()
+        self.text = []
+        self.text_position = None

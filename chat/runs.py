@@ -1,0 +1,226 @@
+"""One chat turn: validate it, drive the Agents SDK, map and record its events, end it.
+
+`turn_begin` runs inside the consumer's `receive` (quick: validation and one transaction);
+`turn_run` runs in its own task, so a cancel frame or a disconnect can stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from agents import Agent, RunConfig, Runner
+from asgiref.sync import sync_to_async
+from agents.result import RunResultStreaming
+from django.conf import settings
+
+from chat import selectors, services
+from chat.catalog import CatalogModel, catalog_get
+from chat.events import EventMapper
+from chat.exceptions import ModelUnavailable, UnknownModel
+from chat.models import TurnStatus
+from chat.protocol import ErrorEvent, FinishReason, StreamEnd, TurnEvent
+from chat.providers import TurnFailure, failure_classify, model_resolve, model_settings
+from chat.recorder import TurnRecorder
+from chat.session import ConversationSession
+from chat.usage import ausage_record, ausage_totals, request_usage, usage_estimate
+from tools.adapter import function_tool
+from tools.registry import registry
+
+logger = logging.getLogger(__name__)
+Emit = Callable[[TurnEvent], Awaitable[None]]
+CANCELLED_TOOL_OUTPUT = "Error: the user cancelled this tool call before it finished."
+RETRY_BACKOFF_SECONDS = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnPlan:
+    conversation_id: str
+    turn_id: Any
+    model: CatalogModel
+    message: str
+
+
+async def turn_begin(*, conversation_id: str, message: str, model_id: str | None) -> TurnPlan:
+    """Check the model and store the user's message; raise a `ChatError` for a lone error."""
+    catalog = catalog_get()
+    chosen = model_id or await selectors.aconversation_model(conversation_id=conversation_id) or catalog.usable_default()
+    model = catalog.get(chosen)
+    if model is None:
+        raise UnknownModel(f"Unknown model {chosen!r}; GET /models lists the available ones.")
+    if not model.usable:
+        raise ModelUnavailable(f"The model {chosen!r} is not available: its provider ({model.provider}) has no API key configured.")
+    turn = await services.aturn_start(conversation_id=conversation_id, model=model.id, user_message=message)
+    return TurnPlan(conversation_id=conversation_id, turn_id=turn.id, model=model, message=message)
+
+
+@lru_cache(maxsize=4)
+def _instructions(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def agent_build(model: CatalogModel) -> Agent[Any]:
+    tools = [function_tool(tool) for tool in registry.enabled()] if model.supports_tools else []
+    return Agent(
+        name="DreamyTin",
+        instructions=_instructions(Path(settings.SYSTEM_PROMPT_FILE)),
+        model=model_resolve(model),
+        model_settings=model_settings(),
+        tools=tools,
+    )
+
+
+class _Turn:
+    """The state of one running turn; `run` always ends with exactly one `stream_end`."""
+
+    def __init__(self, plan: TurnPlan, emit: Emit) -> None:
+        self.plan = plan
+        self.emit = emit
+        self.mapper = EventMapper()
+        self.recorder = TurnRecorder(turn_id=plan.turn_id)
+        self.session = ConversationSession(
+            conversation_id=plan.conversation_id, turn_id=plan.turn_id, max_tokens=plan.model.max_tokens
+        )
+        self.result: RunResultStreaming | None = None
+        self.sent_events = 0
+
+    async def run(self) -> None:
+        status, finish, failure = TurnStatus.COMPLETE, "stop", None
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._stream_with_retries()
+        except asyncio.CancelledError:
+            status, finish = TurnStatus.CANCELLED, "cancelled"
+            if self.result is not None:
+                self.result.cancel()  # stops the SDK's own tasks and closes the provider stream
+        except Exception as exc:  # noqa: BLE001 - every failure ends the turn with an error event
+            failure = failure_classify(exc)
+            status = TurnStatus.ERROR
+            finish = "max_turns" if failure.code == "max_turns_exceeded" else "error"
+        finally:
+            heartbeat.cancel()
+        await self._finish(status, finish, failure)
+
+    async def _stream_with_retries(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._stream_once()
+                return
+            except Exception as exc:
+                failure = failure_classify(exc)
+                # Retry only while nothing reached the client: no text shown twice, no tool re-run.
+                if self.sent_events or not failure.retryable or attempt >= settings.PROVIDER_RETRIES:
+                    raise
+                attempt += 1
+                logger.warning("retrying turn after %s (attempt %s)", failure.code, attempt, extra={"event": "turn_retry"})
+                await services.asession_items_delete_turn(turn_id=self.plan.turn_id)
+                await asyncio.sleep(failure.retry_after or RETRY_BACKOFF_SECONDS * attempt)
+
+    async def _stream_once(self) -> None:
+        self.result = Runner.run_streamed(
+            agent_build(self.plan.model),
+            self.plan.message,
+            session=self.session,
+            max_turns=settings.AGENT_MAX_TURNS,
+            run_config=RunConfig(tracing_disabled=not settings.AGENTS_TRACING, workflow_name="DreamyTin chat"),
+        )
+        async for sdk_event in self.result.stream_events():
+            for event in self.mapper.feed(sdk_event):
+                self.sent_events += 1
+                await self.recorder.observe(event)
+                await self.emit(event)
+            if self.mapper.completed:
+                await self._record_completed()
+
+    async def _record_completed(self) -> None:
+        ended = time.perf_counter()
+        for usage, timing in self.mapper.completed:
+            await ausage_record(
+                conversation_id=self.plan.conversation_id,
+                turn_id=self.plan.turn_id,
+                model=self.plan.model,
+                usage=request_usage(usage, started=timing.started, first_output=timing.first_output, ended=ended),
+            )
+        self.mapper.completed.clear()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(services.HEARTBEAT_SECONDS)
+            await self.recorder.save_partial()
+            await services.aturn_heartbeat(turn_id=self.plan.turn_id)
+
+    async def _finish(self, status: TurnStatus, finish: FinishReason, failure: TurnFailure | None) -> None:
+        plan = self.plan
+        partial = self.recorder.partial_text() if self.recorder.text_position is not None else ""
+        await self.recorder.flush_text()
+        if status != TurnStatus.COMPLETE:
+            await self._estimate_unreported(failure, partial)
+            await self._repair_history(partial)
+        if failure is not None:
+            await self.emit(
+                ErrorEvent(error=failure.message, code=failure.code, retryable=failure.retryable, retry_after=failure.retry_after)
+            )
+        await services.aturn_finish(
+            turn_id=plan.turn_id,
+            status=status,
+            finish_reason=finish,
+            error_code=failure.code if failure else "",
+            error=failure.message if failure else "",
+        )
+        usage = await ausage_totals(turn_id=plan.turn_id)
+        await self.emit(StreamEnd(finish_reason=finish, usage=_stream_end_usage(usage)))
+        logger.info(
+            "turn %s ended: %s",
+            plan.turn_id,
+            finish,
+            extra={"event": "turn_end", "conversation_id": plan.conversation_id, "finish_reason": finish, "requests": usage["requests"]},
+        )
+
+    async def _estimate_unreported(self, failure: TurnFailure | None, partial_text: str) -> None:
+        """A request in flight when the turn stopped was billed but never reported its usage."""
+        if self.result is None or self.mapper.unfinished_calls():
+            return  # stopped before any request, or while tools ran (no request in flight)
+        if failure is not None and (failure.code not in ("provider_unavailable", "provider_timeout") or self.mapper.timing.first_output is None):
+            return  # refused requests (auth, rate limit, bad request) are not billed
+        items = await selectors.asession_items(conversation_id=self.plan.conversation_id)
+        usage = await sync_to_async(usage_estimate, thread_sensitive=False)(
+            model=self.plan.model,
+            prompt_items=items,
+            instructions=_instructions(Path(settings.SYSTEM_PROMPT_FILE)),
+            output_text=partial_text,
+        )
+        await ausage_record(
+            conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, model=self.plan.model, usage=usage
+        )
+
+    async def _repair_history(self, partial_text: str) -> None:
+        """Leave a history the next request can replay: the text the user saw, and an output for
+        every tool call that has none."""
+        items = []
+        if partial_text:
+            items.append({"role": "assistant", "content": partial_text})
+        if items:
+            await services.asession_items_add(
+                conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, items=items, synthetic=True
+            )
+        await services.asession_close_open_tool_calls(
+            conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, output=CANCELLED_TOOL_OUTPUT
+        )
+
+
+def _stream_end_usage(totals: dict[str, Any]) -> dict[str, Any]:
+    keys = ("requests", "input_tokens", "output_tokens", "total_tokens", "cost_usd")
+    return {key: totals[key] for key in keys}
+
+
+async def turn_run(plan: TurnPlan, emit: Emit) -> None:
+    started = time.perf_counter()
+    await _Turn(plan, emit).run()
+    logger.debug("turn took %.3fs", time.perf_counter() - started)

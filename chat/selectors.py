@@ -1,0 +1,71 @@
+"""Reads: conversations, their display lists and replay items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db.models import Count, Q, QuerySet
+
+from chat.exceptions import ConversationNotFound
+from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus
+from chat.services import turns_mark_interrupted
+
+TOOL_ICON = "🔧"
+
+
+def conversation_list() -> QuerySet[Conversation]:
+    return Conversation.objects.annotate(
+        message_count=Count("turns__messages", filter=~Q(turns__messages__kind=MessageKind.ASSISTANT, turns__messages__content=""))
+    ).order_by("-updated_at")
+
+
+def conversation_get(*, conversation_id: str) -> Conversation:
+    try:
+        return Conversation.objects.get(id=conversation_id)
+    except Conversation.DoesNotExist as exc:
+        raise ConversationNotFound(f"Conversation {conversation_id} not found") from exc
+
+
+def conversation_display_messages(*, conversation_id: str) -> list[dict[str, Any]]:
+    """What the frontend showed while the turns streamed (contract's rendering rules)."""
+    turns_mark_interrupted(conversation_id=conversation_id)
+    messages: list[dict[str, Any]] = []
+    turns = Turn.objects.filter(conversation_id=conversation_id).prefetch_related("messages").order_by("created_at")
+    for turn in turns:
+        shown_text = False
+        for message in turn.messages.all():
+            entry = _display_entry(message)
+            if entry is None:
+                continue
+            shown_text = shown_text or message.kind == MessageKind.ASSISTANT
+            messages.append(entry)
+        if turn.status in (TurnStatus.ERROR, TurnStatus.INTERRUPTED) and not shown_text:
+            error = turn.error or "The reply was interrupted."
+            messages.append({"role": "assistant", "content": f"Error: {error}"})
+    return messages
+
+
+def _display_entry(message: Message) -> dict[str, Any] | None:
+    if message.kind == MessageKind.TOOL:
+        return {
+            "role": "tool",
+            "content": f"{TOOL_ICON} {message.tool_name}",
+            "toolName": message.tool_name,
+            "toolResult": message.tool_result,
+        }
+    if message.kind == MessageKind.ASSISTANT and not message.content:
+        return None
+    return {"role": message.kind, "content": message.content}
+
+
+def session_items(*, conversation_id: str) -> list[dict[str, Any]]:
+    return list(SessionItem.objects.filter(conversation_id=conversation_id).order_by("id").values_list("data", flat=True))
+
+
+def conversation_model(*, conversation_id: str) -> str | None:
+    return Conversation.objects.filter(id=conversation_id).values_list("model", flat=True).first()
+
+
+asession_items = database_sync_to_async(session_items)
+aconversation_model = database_sync_to_async(conversation_model)

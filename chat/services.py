@@ -1,0 +1,136 @@
+"""Writes: conversations and turns. Small keyword-only functions; async twins carry an `a`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from chat.exceptions import ConversationBusy, ConversationNotFound
+from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus
+
+# A running turn refreshes its heartbeat every HEARTBEAT_SECONDS; one not refreshed for
+# STALE_AFTER belongs to a process that died.
+HEARTBEAT_SECONDS = 15.0
+STALE_AFTER = timedelta(minutes=1)
+TITLE_CHARS = 80
+
+
+def conversation_create(*, conversation_id: str, model: str) -> tuple[Conversation, bool]:
+    return Conversation.objects.get_or_create(id=conversation_id, defaults={"model": model})
+
+
+def conversation_delete(*, conversation_id: str) -> None:
+    deleted, _ = Conversation.objects.filter(id=conversation_id).delete()
+    if not deleted:
+        raise ConversationNotFound(f"Conversation {conversation_id} not found")
+
+
+def title_from_message(message: str) -> str:
+    words = " ".join(message.split())
+    if len(words) <= TITLE_CHARS:
+        return words
+    return words[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+
+def turns_mark_interrupted(*, conversation_id: str | None = None) -> int:
+    """Mark `streaming` turns whose heartbeat is stale as `interrupted`."""
+    stale = Turn.objects.filter(status=TurnStatus.STREAMING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
+    if conversation_id is not None:
+        stale = stale.filter(conversation_id=conversation_id)
+    return stale.update(status=TurnStatus.INTERRUPTED, finish_reason="error", finished_at=timezone.now())
+
+
+@transaction.atomic
+def turn_start(*, conversation_id: str, model: str, user_message: str) -> Turn:
+    """Store the user's message before the model is called; refuse when a live turn runs."""
+    conversation, _ = Conversation.objects.select_for_update().get_or_create(
+        id=conversation_id, defaults={"model": model}
+    )
+    turns_mark_interrupted(conversation_id=conversation_id)
+    if conversation.turns.filter(status=TurnStatus.STREAMING).exists():
+        raise ConversationBusy("A reply is still being generated in this conversation; wait for it or cancel it.")
+    turn = Turn.objects.create(conversation=conversation, model=model)
+    Message.objects.create(turn=turn, position=0, kind=MessageKind.USER, content=user_message)
+    conversation.model = model
+    if not conversation.title:
+        conversation.title = title_from_message(user_message)
+    conversation.save(update_fields=["model", "title", "updated_at"])
+    return turn
+
+
+def turn_heartbeat(*, turn_id: Any) -> None:
+    Turn.objects.filter(id=turn_id, status=TurnStatus.STREAMING).update(heartbeat_at=timezone.now())
+
+
+def message_save(*, turn_id: Any, position: int, fields: dict[str, Any]) -> None:
+    """Create or update the display entry at `position` (text segments are saved when they
+    end, and their partial text with each heartbeat)."""
+    Message.objects.update_or_create(turn_id=turn_id, position=position, defaults=fields)
+
+
+@transaction.atomic
+def turn_finish(*, turn_id: Any, status: TurnStatus, finish_reason: str, error_code: str = "", error: str = "") -> None:
+    Turn.objects.filter(id=turn_id).update(
+        status=status,
+        finish_reason=finish_reason,
+        error_code=error_code,
+        error=error,
+        finished_at=timezone.now(),
+    )
+    Conversation.objects.filter(turns__id=turn_id).update(updated_at=timezone.now())
+
+
+def session_items_add(*, conversation_id: str, turn_id: Any, items: list[dict[str, Any]], synthetic: bool = False) -> None:
+    SessionItem.objects.bulk_create(
+        SessionItem(conversation_id=conversation_id, turn_id=turn_id, data=item, synthetic=synthetic) for item in items
+    )
+
+
+def session_item_pop(*, conversation_id: str) -> dict[str, Any] | None:
+    last = SessionItem.objects.filter(conversation_id=conversation_id).order_by("-id").first()
+    if last is None:
+        return None
+    last.delete()
+    return last.data
+
+
+def session_items_clear(*, conversation_id: str) -> None:
+    SessionItem.objects.filter(conversation_id=conversation_id).delete()
+
+
+def session_close_open_tool_calls(*, conversation_id: str, turn_id: Any, output: str) -> int:
+    """Give every function call that has no output a synthetic one, so the next request is
+    valid for every provider (they all reject a tool call without its result)."""
+    items = list(SessionItem.objects.filter(conversation_id=conversation_id).values_list("data", flat=True))
+    answered = {item.get("call_id") for item in items if item.get("type") == "function_call_output"}
+    open_calls = [item["call_id"] for item in items if item.get("type") == "function_call" and item.get("call_id") not in answered]
+    session_items_add(
+        conversation_id=conversation_id,
+        turn_id=turn_id,
+        items=[{"type": "function_call_output", "call_id": call_id, "output": output} for call_id in open_calls],
+        synthetic=True,
+    )
+    return len(open_calls)
+
+
+aconversation_create = database_sync_to_async(conversation_create)
+aturn_start = database_sync_to_async(turn_start)
+aturn_heartbeat = database_sync_to_async(turn_heartbeat)
+amessage_save = database_sync_to_async(message_save)
+aturn_finish = database_sync_to_async(turn_finish)
+asession_items_add = database_sync_to_async(session_items_add)
+asession_item_pop = database_sync_to_async(session_item_pop)
+asession_items_clear = database_sync_to_async(session_items_clear)
+asession_close_open_tool_calls = database_sync_to_async(session_close_open_tool_calls)
+
+
+def session_items_delete_turn(*, turn_id: Any) -> None:
+    """Forget what a failed attempt of this turn saved, before it is tried again."""
+    SessionItem.objects.filter(turn_id=turn_id).delete()
+
+
+asession_items_delete_turn = database_sync_to_async(session_items_delete_turn)

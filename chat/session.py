@@ -1,0 +1,45 @@
+"""The Agents SDK `Session` on the database: a conversation's replay items, in order."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agents.memory.session_settings import SessionSettings
+
+from chat import selectors, services
+from chat.history import history_trim
+
+
+def _plain(item: Any) -> dict[str, Any]:
+    """Items are JSON-shaped dicts; pydantic objects (provider-specific items) are dumped."""
+    if hasattr(item, "model_dump"):
+        return item.model_dump(mode="json", exclude_none=True)
+    return json.loads(json.dumps(item, default=lambda value: value.model_dump(mode="json", exclude_none=True)))
+
+
+class ConversationSession:
+    """One conversation's history. New items are attributed to `turn_id`; what is replayed
+    is trimmed to `max_tokens` (the model's context window)."""
+
+    session_settings: SessionSettings | None = None
+
+    def __init__(self, *, conversation_id: str, turn_id: Any, max_tokens: int) -> None:
+        self.session_id = conversation_id
+        self.turn_id = turn_id
+        self.max_tokens = max_tokens
+
+    async def get_items(self, limit: int | None = None) -> list[Any]:
+        items = history_trim(await selectors.asession_items(conversation_id=self.session_id), max_tokens=self.max_tokens)
+        return items[-limit:] if limit else items
+
+    async def add_items(self, items: list[Any]) -> None:
+        await services.asession_items_add(
+            conversation_id=self.session_id, turn_id=self.turn_id, items=[_plain(item) for item in items]
+        )
+
+    async def pop_item(self) -> Any | None:
+        return await services.asession_item_pop(conversation_id=self.session_id)
+
+    async def clear_session(self) -> None:
+        await services.asession_items_clear(conversation_id=self.session_id)

@@ -1,0 +1,26 @@
+"""The ASGI application: HTTP to Django, WebSocket through the origin check to `chat`."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dreamytin.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+# Django must be set up before anything imports models (the consumer does).
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from chat.routing import websocket_urlpatterns  # noqa: E402
+from dreamytin.lifespan import LifespanApp  # noqa: E402
+from dreamytin.websocket_origin import OriginCheckMiddleware  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": OriginCheckMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # uvicorn sends lifespan events; Daphne does not (warm-up also runs in ready()).
+        "lifespan": LifespanApp(),
+    }
+)

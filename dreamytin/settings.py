@@ -1,0 +1,139 @@
+"""Django settings, all taken from the environment through `dreamytin.config`."""
+
+import os
+
+from dreamytin.config import BASE_DIR, config_from_env
+
+CONFIG = config_from_env(os.environ)
+
+DEBUG = CONFIG.debug
+SECRET_KEY = CONFIG.secret_key
+ALLOWED_HOSTS = CONFIG.allowed_hosts
+CORS_ALLOWED_ORIGINS = CONFIG.cors_allowed_origins
+
+INSTALLED_APPS = [
+    # Daphne first: its runserver replaces Django's and serves HTTP and WebSocket.
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "channels",
+    "tools",
+    "chat",
+]
+
+MIDDLEWARE = [
+    # Outermost, so the CORS headers are on every response, JSON error bodies included.
+    "corsheaders.middleware.CorsMiddleware",
+    "dreamytin.middleware.RequestLogMiddleware",
+    "dreamytin.middleware.JsonErrorMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dreamytin.urls"
+ASGI_APPLICATION = "dreamytin.asgi.application"
+# The frontend calls `/health`, `/models`: never redirect them to a slashed URL.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": CONFIG.database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if CONFIG.redis_url:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [CONFIG.redis_url]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Providers and the model catalog (read through django.conf.settings, so tests can override).
+OPENAI_API_KEY = CONFIG.openai_api_key
+ANTHROPIC_API_KEY = CONFIG.anthropic_api_key
+GOOGLE_API_KEY = CONFIG.google_api_key
+OPENAI_BASE_URL = CONFIG.openai_base_url
+ANTHROPIC_BASE_URL = CONFIG.anthropic_base_url
+GEMINI_BASE_URL = CONFIG.gemini_base_url
+MODELS_FILE = CONFIG.models_file
+SYSTEM_PROMPT_FILE = CONFIG.system_prompt_file
+
+# Chat turns.
+CHAT_MAX_MESSAGE_CHARS = CONFIG.chat_max_message_chars
+# Frames larger than this are refused at the socket (close code 1009), before any parsing.
+CHAT_MAX_FRAME_BYTES = 1024 * 1024
+AGENT_MAX_TURNS = CONFIG.agent_max_turns
+PROVIDER_RETRIES = CONFIG.provider_retries
+PROVIDER_TIMEOUT = CONFIG.provider_timeout
+AGENTS_TRACING = CONFIG.agents_tracing
+
+# Tools.
+TOOLS_ENABLED = CONFIG.tools_enabled
+TOOLS_ALLOWED_DIRS = CONFIG.tools_allowed_dirs
+TOOLS_MAX_ENTRIES = CONFIG.tools_max_entries
+TOOLS_MAX_READ_BYTES = CONFIG.tools_max_read_bytes
+TOOLS_TIMEOUT = CONFIG.tools_timeout
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Production hardening; in DEBUG (the default, a development server) these stay off so plain
+# http://localhost works.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "dreamytin.logging.JsonFormatter"},
+    },
+    "filters": {"redact": {"()": "dreamytin.logging.RedactSecretsFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": CONFIG.log_format,
+            "filters": ["redact"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": CONFIG.log_level},
+    "loggers": {
+        # LiteLLM logs request bodies (and with them keys in headers) at DEBUG.
+        "LiteLLM": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "openai.agents": {"level": "WARNING"},
+    },
+}
