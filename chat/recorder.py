@@ -3,12 +3,15 @@ partial text with each heartbeat), tool entries when they start and finish. No w
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from chat import services
 from chat.models import MessageKind
 from chat.protocol import FinalResponseStart, FinalStream, Stream, ToolCall, ToolResult, TurnEvent
+
+CANCELLED_TOOL_OUTPUT = "Error: this tool call was stopped before it finished (the reply was cancelled or failed)."
 
 
 class TurnRecorder:
@@ -18,19 +21,22 @@ class TurnRecorder:
         self.text: list[str] = []
         self.text_position: int | None = None
         self.tool_positions: dict[str, tuple[int, float]] = {}
-        self.streamed_any_text = False
+        # What the client was shown, in order: text segments and tool calls with their results.
+        self.shown: list[str | list[ToolCall | ToolResult]] = []
 
     async def observe(self, event: TurnEvent) -> None:
         if isinstance(event, Stream | FinalStream):
             if self.text_position is None:
                 self.position += 1
                 self.text_position = self.position
+                self.shown.append("")
             self.text.append(event.content)
-            self.streamed_any_text = True
+            self.shown[-1] = str(self.shown[-1]) + event.content
         elif isinstance(event, FinalResponseStart):
             await self.flush_text()
         elif isinstance(event, ToolCall):
             await self.flush_text()
+            self.shown.append([event])
             self.position += 1
             self.tool_positions[event.call_id] = (self.position, time.perf_counter())
             await services.amessage_save(
@@ -45,6 +51,9 @@ class TurnRecorder:
                 },
             )
         elif isinstance(event, ToolResult):
+            for entry in self.shown:
+                if isinstance(entry, list) and entry[0].call_id == event.call_id:
+                    entry.append(event)
             position, started = self.tool_positions[event.call_id]
             await services.amessage_save(
                 turn_id=self.turn_id,
@@ -72,3 +81,18 @@ class TurnRecorder:
         await self.save_partial()
         self.text = []
         self.text_position = None
+
+    def replay_items(self) -> list[dict[str, Any]]:
+        """The turn as the model should remember it when it did not finish: what the user saw,
+        every tool call with its output (a synthetic one where it had none)."""
+        items: list[dict[str, Any]] = []
+        for entry in self.shown:
+            if isinstance(entry, str):
+                items.append({"role": "assistant", "content": entry})
+                continue
+            call = entry[0]
+            result = entry[1] if len(entry) > 1 else None
+            output = result.result if isinstance(result, ToolResult) else CANCELLED_TOOL_OUTPUT
+            items.append({"type": "function_call", "call_id": call.call_id, "name": call.tool_name, "arguments": json.dumps(call.arguments)})
+            items.append({"type": "function_call_output", "call_id": call.call_id, "output": output})
+        return items

@@ -35,7 +35,6 @@ from tools.registry import registry
 
 logger = logging.getLogger(__name__)
 Emit = Callable[[TurnEvent], Awaitable[None]]
-CANCELLED_TOOL_OUTPUT = "Error: the user cancelled this tool call before it finished."
 RETRY_BACKOFF_SECONDS = 0.5
 
 
@@ -162,7 +161,7 @@ class _Turn:
         await self.recorder.flush_text()
         if status != TurnStatus.COMPLETE:
             await self._estimate_unreported(failure, partial)
-            await self._repair_history(partial)
+            await self._repair_history()
         if failure is not None:
             await self.emit(
                 ErrorEvent(error=failure.message, code=failure.code, retryable=failure.retryable, retry_after=failure.retry_after)
@@ -200,18 +199,10 @@ class _Turn:
             conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, model=self.plan.model, usage=usage
         )
 
-    async def _repair_history(self, partial_text: str) -> None:
-        """Leave a history the next request can replay: the text the user saw, and an output for
-        every tool call that has none."""
-        items = []
-        if partial_text:
-            items.append({"role": "assistant", "content": partial_text})
-        if items:
-            await services.asession_items_add(
-                conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, items=items, synthetic=True
-            )
-        await services.asession_close_open_tool_calls(
-            conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, output=CANCELLED_TOOL_OUTPUT
+    async def _repair_history(self) -> None:
+        """Leave a history the next request can replay, whatever point the turn stopped at."""
+        await services.asession_turn_rebuild(
+            conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, items=self.recorder.replay_items()
         )
 
 

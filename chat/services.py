@@ -102,19 +102,15 @@ def session_items_clear(*, conversation_id: str) -> None:
     SessionItem.objects.filter(conversation_id=conversation_id).delete()
 
 
-def session_close_open_tool_calls(*, conversation_id: str, turn_id: Any, output: str) -> int:
-    """Give every function call that has no output a synthetic one, so the next request is
-    valid for every provider (they all reject a tool call without its result)."""
-    items = list(SessionItem.objects.filter(conversation_id=conversation_id).values_list("data", flat=True))
-    answered = {item.get("call_id") for item in items if item.get("type") == "function_call_output"}
-    open_calls = [item["call_id"] for item in items if item.get("type") == "function_call" and item.get("call_id") not in answered]
-    session_items_add(
-        conversation_id=conversation_id,
-        turn_id=turn_id,
-        items=[{"type": "function_call_output", "call_id": call_id, "output": output} for call_id in open_calls],
-        synthetic=True,
-    )
-    return len(open_calls)
+@transaction.atomic
+def session_turn_rebuild(*, conversation_id: str, turn_id: Any, items: list[dict[str, Any]]) -> None:
+    """Replace what the SDK saved of an unfinished turn (it saves whole steps only) with
+    `items`, keeping the user's message it saved first."""
+    saved = SessionItem.objects.filter(turn_id=turn_id).order_by("id")
+    first = saved.first()
+    keep = first.pk if first is not None and first.data.get("role") == "user" else None
+    saved.exclude(pk=keep).delete()
+    session_items_add(conversation_id=conversation_id, turn_id=turn_id, items=items, synthetic=True)
 
 
 aconversation_create = database_sync_to_async(conversation_create)
@@ -125,7 +121,7 @@ aturn_finish = database_sync_to_async(turn_finish)
 asession_items_add = database_sync_to_async(session_items_add)
 asession_item_pop = database_sync_to_async(session_item_pop)
 asession_items_clear = database_sync_to_async(session_items_clear)
-asession_close_open_tool_calls = database_sync_to_async(session_close_open_tool_calls)
+asession_turn_rebuild = database_sync_to_async(session_turn_rebuild)
 
 
 def session_items_delete_turn(*, turn_id: Any) -> None:

@@ -9,12 +9,16 @@ too.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+
+_call_ids = itertools.count(1)
 
 
 @dataclass
@@ -92,11 +96,21 @@ class FakeProvider:
         return self
 
     def stop(self) -> None:
-        if self._loop and self._server:
-            self._loop.call_soon_threadsafe(self._server.close)
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread:
             self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        current = asyncio.current_task()
+        handlers = [task for task in asyncio.all_tasks() if task is not current]
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
     def reset(self) -> None:
         self.replies.clear()
@@ -127,7 +141,7 @@ class FakeProvider:
                 keep = await self._respond(writer, received, reply)
                 if not keep:
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             return
         finally:
             writer.close()
@@ -198,7 +212,7 @@ def _openai(reply: Reply, model: str) -> list[str]:
     if reply.malformed:
         chunks.append("data: {this is not json\n\n")
     for index, (name, arguments) in enumerate(reply.tool_calls):
-        call = {"index": index, "id": f"call_{index}_{name}", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+        call = {"index": index, "id": f"call_{next(_call_ids)}_{name}", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
         chunks.append(_sse({**base, "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}))
     finish = "tool_calls" if reply.tool_calls else "stop"
     chunks.append(_sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
@@ -248,7 +262,7 @@ def _anthropic(reply: Reply) -> list[str]:
         chunks.append(
             _sse(
                 {"type": "content_block_start", "index": block,
-                 "content_block": {"type": "tool_use", "id": f"toolu_{block}_{name}", "name": name, "input": {}}},
+                 "content_block": {"type": "tool_use", "id": f"toolu_{next(_call_ids)}_{name}", "name": name, "input": {}}},
                 "content_block_start",
             )
         )

@@ -1,0 +1,35 @@
+"""The existing frontend's rendering rules (../shared/PROTOCOL.md), as a reducer: applying a
+turn's events must leave exactly the messages the user is meant to see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render(events: list[dict[str, Any]], message: str, messages: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    shown = list(messages or [])
+    shown.append({"role": "user", "content": message})
+    shown.append({"role": "assistant", "content": ""})
+    for event in events:
+        kind = event["type"]
+        if kind in ("stream", "final_stream"):
+            if shown[-1]["role"] == "assistant":
+                shown[-1] = {**shown[-1], "content": shown[-1]["content"] + event["content"]}
+        elif kind == "tool_call":
+            shown.append({"role": "tool", "content": f"🔧 {event['tool_name']}", "toolName": event["tool_name"], "toolResult": None})
+        elif kind == "tool_result":
+            tools = [m for m in shown if m["role"] == "tool"]
+            if tools and tools[-1]["toolName"] == event["tool_name"]:
+                tools[-1]["toolResult"] = event["result"]
+        elif kind == "final_response_start":
+            shown.append({"role": "assistant", "content": ""})
+        elif kind == "error":
+            for index in range(len(shown) - 1, -1, -1):
+                if shown[index]["role"] == "assistant":
+                    shown[index] = {**shown[index], "content": f"Error: {event['error']}"}
+                    break
+    return shown
+
+
+def without_empty(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in messages if not (m["role"] == "assistant" and not m["content"])]

@@ -1,0 +1,298 @@
+"""Cancel, disconnect, provider failures and bad frames: every one ends cleanly and the
+connection stays usable."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+
+from chat.models import Turn
+from dreamytin.asgi import application
+from tests.chat.frontend import render, without_empty
+from tests.conftest import connect
+from tests.fake_provider import Reply, error, text, tools
+from tools.base import BaseTool, ToolArgs, ToolResult
+from tools.registry import registry
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def types(events):
+    return [event["type"] for event in events]
+
+
+async def assert_usable(client):
+    await client.send({"type": "ping"})
+    assert (await client.receive())["type"] == "pong"
+
+
+# -- cancel and disconnect -----------------------------------------------------------------
+
+
+async def test_cancel_during_text_keeps_streamed_text_and_closes_provider_stream(client, provider):
+    provider.script(text(*[f"w{i} " for i in range(200)], interval=0.02))
+    await client.send({"message": "write a lot"})
+    first = await client.receive()
+    assert first["type"] == "stream"
+    await asyncio.sleep(0.1)
+    cancelled_at = time.time()
+    await client.send({"type": "cancel"})
+    events = [first, *await client.until_end()]
+    assert "error" not in types(events)
+    assert events[-1]["finish_reason"] == "cancelled"
+    await asyncio.sleep(0.3)
+    closed = provider.requests[0].closed_early_at
+    assert closed is not None and closed - cancelled_at < 1.0
+    streamed = "".join(e["content"] for e in events if e["type"] == "stream")
+    turn = await Turn.objects.aget(id=events[0]["message_id"])
+    assert turn.status == "cancelled"
+    await assert_usable(client)
+    # The next turn works and replays the streamed text as the assistant's.
+    provider.script(text("ok"))
+    await client.turn("continue")
+    replay = provider.requests[-1].body["messages"]
+    assert [m["role"] for m in replay] == ["system", "user", "assistant", "user"]
+    assert replay[2]["content"] == streamed
+
+
+class SlowArgs(ToolArgs):
+    seconds: float = 5
+
+
+class SlowTool(BaseTool[SlowArgs]):
+    name = "slow"
+    description = "Sleeps."
+    args_model = SlowArgs
+
+    async def execute(self, args: SlowArgs) -> ToolResult:
+        await asyncio.sleep(args.seconds)
+        return ToolResult.success("slept")
+
+
+@pytest.fixture
+def slow_tool():
+    registry.register(SlowTool)
+    yield
+    registry.unregister("slow")
+
+
+async def test_cancel_during_a_running_tool_records_a_synthetic_output(client, provider, slow_tool):
+    provider.script(tools(("slow", {"seconds": 5})))
+    await client.send({"message": "be slow"})
+    call = await client.receive()
+    assert call["type"] == "tool_call"
+    await client.send({"type": "cancel"})
+    events = await client.until_end(timeout=3)
+    assert types(events) == ["stream_end"] and events[0]["finish_reason"] == "cancelled"
+    # The next request is valid: the call has an output.
+    provider.script(text("ok"))
+    await client.turn("again")
+    replay = provider.requests[-1].body["messages"]
+    assert replay[2]["role"] == "assistant" and replay[2]["tool_calls"][0]["id"] == call["call_id"]
+    assert replay[3] == {"role": "tool", "tool_call_id": call["call_id"], "content": replay[3]["content"]}
+    assert "cancelled" in replay[3]["content"]
+
+
+async def test_disconnect_during_text_closes_the_provider_stream_within_a_second(provider):
+    client = await connect("leaver")
+    provider.script(text(*[f"w{i} " for i in range(500)], interval=0.02))
+    await client.send({"message": "long answer"})
+    first = await client.receive()
+    left_at = time.time()
+    await client.ws.disconnect()
+    await asyncio.sleep(1.0)
+    closed = provider.requests[0].closed_early_at
+    assert closed is not None and closed - left_at < 1.0
+    turn = await Turn.objects.aget(id=first["message_id"])
+    assert turn.status == "cancelled"
+
+
+async def test_cancel_with_no_turn_running_is_harmless(client):
+    await client.send({"type": "cancel"})
+    await assert_usable(client)
+
+
+# -- provider failures ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "code", "retryable"),
+    [
+        (error(401, "invalid api key"), "provider_auth", False),
+        (error(429, "slow down", headers={"Retry-After": "7"}), "provider_rate_limited", True),
+        (error(500), "provider_unavailable", True),
+        (error(503, "overloaded"), "provider_unavailable", True),
+        (text("a", "b", "c", cut_after=2), "provider_unavailable", True),
+        (Reply(malformed=True), "provider_unavailable", True),
+        (error(400, "This model's maximum context length is 128000 tokens. However, you requested 200000 tokens"),
+         "context_length_exceeded", False),
+        (tools(("no_such_tool", {})), "internal_error", False),
+    ],
+)
+async def test_provider_failure_ends_with_error_then_stream_end(client, provider, reply, code, retryable):
+    provider.script(reply)
+    events = await client.turn("hi")
+    error_event = next(e for e in events if e["type"] == "error")
+    assert error_event["code"] == code and error_event["retryable"] is retryable
+    assert events[-1]["type"] == "stream_end" and events[-1]["finish_reason"] == "error"
+    assert types(events).index("error") == len(events) - 2
+    assert "Traceback" not in error_event["error"] and "sk-test" not in error_event["error"]
+    if code == "provider_rate_limited":
+        assert error_event["retry_after"] == 7 and "7 seconds" in error_event["error"]
+    await assert_usable(client)
+
+
+async def test_failed_turn_shows_error_in_place_of_the_reply(client, provider):
+    provider.script(error(500))
+    events = await client.turn("hi")
+    shown = without_empty(render(events, "hi"))
+    assert shown[-1]["content"].startswith("Error: The provider failed")
+
+
+async def test_provider_timeout(client, provider):
+    provider.script(text("late", ttft=3))
+    with override_settings(PROVIDER_TIMEOUT=0.5):
+        events = await client.turn("hi")
+    assert next(e for e in events if e["type"] == "error")["code"] == "provider_timeout"
+
+
+async def test_turn_limit(client, provider):
+    provider.script(*[tools(("ls", {})) for _ in range(3)])
+    with override_settings(AGENT_MAX_TURNS=2):
+        events = await client.turn("loop")
+    assert next(e for e in events if e["type"] == "error")["code"] == "max_turns_exceeded"
+    assert events[-1]["finish_reason"] == "max_turns"
+
+
+async def test_retry_before_first_token_is_invisible_and_saves_the_message_once(client, provider):
+    provider.script(error(500), text("recovered"))
+    with override_settings(PROVIDER_RETRIES=2):
+        events = await client.turn("hi")
+    assert types(events) == ["stream", "stream_end"]
+    assert len(provider.requests) == 2
+    assert [m["role"] for m in provider.requests[1].body["messages"]] == ["system", "user"]
+
+
+async def test_no_retry_after_text_reached_the_client(client, provider):
+    provider.script(text("partial", "more", cut_after=2), text("should not be requested"))
+    with override_settings(PROVIDER_RETRIES=2):
+        events = await client.turn("hi")
+    assert "error" in types(events)
+    assert len(provider.requests) == 1
+
+
+# -- bad frames ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "invalid_json"),
+        ("[1, 2]", "invalid_message"),
+        ('"hello"', "invalid_message"),
+        ('{"type": "dance"}', "invalid_message"),
+        ('{"message": 42}', "invalid_message"),
+        ('{"message": "hi", "model": 7}', "invalid_message"),
+        ('{"type": "chat"}', "invalid_message"),
+        ('{"message": ""}', "empty_message"),
+        ('{"message": "  \\n\\t "}', "empty_message"),
+        ('{"message": "hi", "model": "gpt-99"}', "unknown_model"),
+    ],
+)
+async def test_bad_frame_gets_a_lone_error_and_the_connection_stays_open(client, provider, frame, code):
+    await client.ws.send_to(text_data=frame)
+    event = await client.receive()
+    assert event["type"] == "error" and event["code"] == code
+    assert event["error"]
+    assert await client.ws.receive_nothing(timeout=0.1)
+    assert provider.requests == []
+    await assert_usable(client)
+
+
+async def test_binary_frame(client):
+    await client.ws.send_to(bytes_data=b"\x00\x01")
+    assert (await client.receive())["code"] == "invalid_message"
+    await assert_usable(client)
+
+
+async def test_message_over_the_limit(client, provider):
+    with override_settings(CHAT_MAX_MESSAGE_CHARS=10):
+        await client.send({"message": "x" * 11})
+        event = await client.receive()
+    assert event["code"] == "message_too_large" and "10" in event["error"]
+    await assert_usable(client)
+
+
+async def test_frame_over_one_mebibyte_is_refused_with_close_1009(client):
+    await client.ws.send_to(text_data='{"message": "' + "x" * (1024 * 1024 + 10) + '"}')
+    event = await client.receive()
+    assert event["code"] == "message_too_large"
+    closed = await client.ws.receive_output(timeout=2)
+    assert closed == {"type": "websocket.close", "code": 1009}
+
+
+async def test_model_without_key_is_unavailable(client, provider):
+    with override_settings(ANTHROPIC_API_KEY=None):
+        await client.send({"message": "hi", "model": "claude-sonnet-4-5"})
+        event = await client.receive()
+    assert event["code"] == "model_unavailable"
+    await assert_usable(client)
+
+
+async def test_second_chat_while_a_turn_runs_is_busy(client, provider):
+    provider.script(text(*["x"] * 50, interval=0.02))
+    await client.send({"message": "first"})
+    assert (await client.receive())["type"] == "stream"
+    await client.send({"message": "second"})
+    while (event := await client.receive())["type"] == "stream":
+        pass
+    assert event["type"] == "error" and event["code"] == "busy" and event["retryable"] is True
+    events = await client.until_end()
+    assert events[-1]["finish_reason"] == "stop"
+    assert len(provider.requests) == 1
+
+
+async def test_second_connection_to_a_busy_conversation_is_busy(client, provider):
+    provider.script(text(*["x"] * 50, interval=0.02))
+    await client.send({"message": "first"})
+    assert (await client.receive())["type"] == "stream"
+    other = await connect("conv1")
+    await other.send({"message": "from another tab"})
+    assert (await other.receive())["code"] == "busy"
+    await other.ws.disconnect()
+    await client.until_end()
+
+
+# -- handshake --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad_id", ["has space", "a" * 65, "bang!id", "dots.dots", ""])
+async def test_malformed_conversation_id_is_refused_at_the_handshake(bad_id):
+    communicator = WebsocketCommunicator(application, f"/ws/{bad_id}")
+    connected, _ = await communicator.connect(timeout=5)
+    assert not connected
+
+
+@pytest.mark.parametrize(
+    ("origin", "admitted"),
+    [
+        (None, True),
+        (b"http://localhost:1420", True),
+        (b"tauri://localhost", True),
+        (b"http://localhost:8000", True),  # host in ALLOWED_HOSTS
+        (b"https://evil.example", False),
+        (b"http://localhost.evil.example", False),
+        (b"null", False),
+    ],
+)
+async def test_origin_check(origin, admitted):
+    headers = [(b"origin", origin)] if origin else []
+    communicator = WebsocketCommunicator(application, "/ws/origin1", headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected is admitted
+    if connected:
+        await communicator.disconnect()

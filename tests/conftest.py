@@ -1,0 +1,114 @@
+"""Shared fixtures: the fake provider, a catalog that points at it, a workspace, a socket."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+
+from dreamytin.asgi import application
+from tests.fake_provider import FakeProvider
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeProvider]:
+    server = FakeProvider().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_server: FakeProvider) -> Iterator[FakeProvider]:
+    fake_server.reset()
+    yield fake_server
+    fake_server.reset()
+
+
+def catalog_file(tmp_path: Path, models: dict[str, Any], default: str) -> Path:
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps({"defaultModel": default, "models": models}))
+    return path
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def provider(fake: FakeProvider, tmp_path: Path, workspace: Path) -> Iterator[FakeProvider]:
+    """Every provider route pointed at the fake provider, with keys, and a workspace."""
+    models = {
+        "gpt-4o": {"provider": "openai", "name": "GPT-4o", "maxTokens": 128000},
+        "gpt-4o-mini": {"provider": "openai", "name": "GPT-4o mini", "maxTokens": 128000},
+        "claude-sonnet-4-5": {"provider": "anthropic", "name": "Claude Sonnet 4.5", "maxTokens": 200000},
+        "gemini-2.5-flash": {"provider": "google", "name": "Gemini 2.5 Flash", "maxTokens": 1048576},
+        "local-llama": {
+            "provider": "openai_compatible", "name": "Local", "maxTokens": 8192,
+            "base_url": f"{fake.url}/v1", "supportsTools": True,
+        },
+    }
+    with override_settings(
+        MODELS_FILE=catalog_file(tmp_path, models, "gpt-4o"),
+        OPENAI_API_KEY="sk-test-openai-key",
+        ANTHROPIC_API_KEY="sk-ant-test-key",
+        GOOGLE_API_KEY="AIza-test-google-key",
+        OPENAI_BASE_URL=f"{fake.url}/v1",
+        ANTHROPIC_BASE_URL=fake.url,
+        GEMINI_BASE_URL=fake.url,
+        TOOLS_ALLOWED_DIRS=[str(workspace)],
+        PROVIDER_RETRIES=0,
+    ):
+        yield fake
+
+
+class Client:
+    """A WebSocket client of the app, with helpers that read a whole turn."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.ws = communicator
+
+    async def send(self, payload: Any) -> None:
+        await self.ws.send_json_to(payload)
+
+    async def receive(self, timeout: float = 10) -> dict[str, Any]:
+        return await self.ws.receive_json_from(timeout=timeout)
+
+    async def turn(self, message: str, model: str | None = None, timeout: float = 20) -> list[dict[str, Any]]:
+        frame: dict[str, Any] = {"message": message}
+        if model:
+            frame["model"] = model
+        await self.send(frame)
+        return await self.until_end(timeout=timeout)
+
+    async def until_end(self, timeout: float = 20) -> list[dict[str, Any]]:
+        events = []
+        while True:
+            event = await self.receive(timeout=timeout)
+            events.append(event)
+            if event["type"] == "stream_end":
+                return events
+
+
+async def connect(conversation_id: str = "conv1", headers: list[tuple[bytes, bytes]] | None = None) -> Client:
+    communicator = WebsocketCommunicator(application, f"/ws/{conversation_id}", headers=headers or [])
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    client = Client(communicator)
+    hello = await client.receive()
+    assert hello["type"] == "connected"
+    return client
+
+
+@pytest.fixture
+async def client(provider: FakeProvider) -> AsyncIterator[Client]:
+    socket = await connect()
+    yield socket
+    await socket.ws.disconnect()
