@@ -81,7 +81,17 @@ class ToolCallAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "model", "provider", "input_tokens", "cached_input_tokens", "output_tokens", "cost_usd", "estimated", "conversation")
+    list_display = (
+        "created_at",
+        "model",
+        "provider",
+        "input_tokens",
+        "cached_input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "estimated",
+        "conversation",
+    )
     list_filter = ("model", "provider", "estimated", "created_at")
     search_fields = ("conversation__id", "model")
     date_hierarchy = "created_at"

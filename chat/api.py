@@ -24,9 +24,7 @@ class ConversationCreateIn(Schema):
 
 def _check_id(conversation_id: str) -> None:
     if not conversation_id_valid(conversation_id):
-        raise InvalidConversationId(
-            "Conversation ids are 1-64 characters of letters, digits, '-' and '_'."
-        )
+        raise InvalidConversationId("Conversation ids are 1-64 characters of letters, digits, '-' and '_'.")
 
 
 def _iso(value: Any) -> str:
@@ -101,5 +99,3 @@ def _conversation_body(conversation: Any) -> dict[str, Any]:
         "messages": selectors.conversation_display_messages(conversation_id=conversation.id),
         "usage": usage_totals(conversation_id=conversation.id),
     }
-
-

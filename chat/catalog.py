@@ -44,9 +44,7 @@ class CatalogEntry(BaseModel):
     api_key: str | None = None
     input_cost_per_million: float | None = Field(default=None, alias="inputCostPerMillion", ge=0)
     output_cost_per_million: float | None = Field(default=None, alias="outputCostPerMillion", ge=0)
-    cached_input_cost_per_million: float | None = Field(
-        default=None, alias="cachedInputCostPerMillion", ge=0
-    )
+    cached_input_cost_per_million: float | None = Field(default=None, alias="cachedInputCostPerMillion", ge=0)
     supports_tools: bool | None = Field(default=None, alias="supportsTools")
     supports_vision: bool | None = Field(default=None, alias="supportsVision")
 
@@ -173,8 +171,7 @@ def catalog_load(path: Path) -> Catalog:
         parsed = CatalogFile.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
         )
         raise ImproperlyConfigured(f"Model catalog {path} is invalid: {problems}") from exc
     models = {key: _resolve(key, entry) for key, entry in parsed.models.items()}

@@ -60,7 +60,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
         self.state = ConnectionState.OPEN
-        logger.info("connect %s", self.conversation_id, extra={"event": "ws_connect", "conversation_id": self.conversation_id})
+        logger.info(
+            "connect %s", self.conversation_id, extra={"event": "ws_connect", "conversation_id": self.conversation_id}
+        )
         await self._send({"type": "connected", "conversation_id": self.conversation_id, "protocol": PROTOCOL_VERSION})
 
     async def disconnect(self, code: int) -> None:
@@ -95,7 +97,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _start_turn(self, frame: ChatFrame) -> None:
         if self.turn_task is not None and not self.turn_task.done():
-            await self._lone_error("busy", "A reply is still being generated; wait for it or cancel it.", retryable=True)
+            await self._lone_error(
+                "busy", "A reply is still being generated; wait for it or cancel it.", retryable=True
+            )
             return
         try:
             plan = await turn_begin(conversation_id=self.conversation_id, message=frame.message, model_id=frame.model)

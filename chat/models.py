@@ -113,7 +113,9 @@ class UsageRecord(models.Model):
     """The ledger: one row per model request. Rows outlive their conversation (links emptied),
     so totals never shrink."""
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage"
+    )
     turn = models.ForeignKey(Turn, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage")
     model = models.CharField(max_length=200, db_index=True)
     provider = models.CharField(max_length=40)

@@ -80,8 +80,10 @@ def failure_classify(exc: BaseException) -> TurnFailure:
         after = _retry_after(exc)
         when = f" Try again in {after:g} seconds." if after is not None else " Try again shortly."
         return TurnFailure(
-            code="provider_rate_limited", message="The provider is rate limiting requests." + when,
-            retryable=True, retry_after=after,
+            code="provider_rate_limited",
+            message="The provider is rate limiting requests." + when,
+            retryable=True,
+            retry_after=after,
         )
     if isinstance(exc, litellm.Timeout | openai.APITimeoutError | httpx.TimeoutException | asyncio.TimeoutError):
         return TurnFailure(code="provider_timeout", message="The provider did not answer in time.", retryable=True)

@@ -93,6 +93,13 @@ class TurnRecorder:
             call = entry[0]
             result = entry[1] if len(entry) > 1 else None
             output = result.result if isinstance(result, ToolResult) else CANCELLED_TOOL_OUTPUT
-            items.append({"type": "function_call", "call_id": call.call_id, "name": call.tool_name, "arguments": json.dumps(call.arguments)})
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": call.call_id,
+                    "name": call.tool_name,
+                    "arguments": json.dumps(call.arguments),
+                }
+            )
             items.append({"type": "function_call_output", "call_id": call.call_id, "output": output})
         return items

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from agents import Agent, RunConfig, Runner
-from asgiref.sync import sync_to_async
 from agents.result import RunResultStreaming
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat import selectors, services
@@ -49,12 +49,16 @@ class TurnPlan:
 async def turn_begin(*, conversation_id: str, message: str, model_id: str | None) -> TurnPlan:
     """Check the model and store the user's message; raise a `ChatError` for a lone error."""
     catalog = catalog_get()
-    chosen = model_id or await selectors.aconversation_model(conversation_id=conversation_id) or catalog.usable_default()
+    chosen = (
+        model_id or await selectors.aconversation_model(conversation_id=conversation_id) or catalog.usable_default()
+    )
     model = catalog.get(chosen)
     if model is None:
         raise UnknownModel(f"Unknown model {chosen!r}; GET /models lists the available ones.")
     if not model.usable:
-        raise ModelUnavailable(f"The model {chosen!r} is not available: its provider ({model.provider}) has no API key configured.")
+        raise ModelUnavailable(
+            f"The model {chosen!r} is not available: its provider ({model.provider}) has no API key configured."
+        )
     turn = await services.aturn_start(conversation_id=conversation_id, model=model.id, user_message=message)
     return TurnPlan(conversation_id=conversation_id, turn_id=turn.id, model=model, message=message)
 
@@ -118,7 +122,9 @@ class _Turn:
                 if self.sent_events or not failure.retryable or attempt >= settings.PROVIDER_RETRIES:
                     raise
                 attempt += 1
-                logger.warning("retrying turn after %s (attempt %s)", failure.code, attempt, extra={"event": "turn_retry"})
+                logger.warning(
+                    "retrying turn after %s (attempt %s)", failure.code, attempt, extra={"event": "turn_retry"}
+                )
                 await services.asession_items_delete_turn(turn_id=self.plan.turn_id)
                 await asyncio.sleep(failure.retry_after or RETRY_BACKOFF_SECONDS * attempt)
 
@@ -164,7 +170,12 @@ class _Turn:
             await self._repair_history()
         if failure is not None:
             await self.emit(
-                ErrorEvent(error=failure.message, code=failure.code, retryable=failure.retryable, retry_after=failure.retry_after)
+                ErrorEvent(
+                    error=failure.message,
+                    code=failure.code,
+                    retryable=failure.retryable,
+                    retry_after=failure.retry_after,
+                )
             )
         await services.aturn_finish(
             turn_id=plan.turn_id,
@@ -179,14 +190,21 @@ class _Turn:
             "turn %s ended: %s",
             plan.turn_id,
             finish,
-            extra={"event": "turn_end", "conversation_id": plan.conversation_id, "finish_reason": finish, "requests": usage["requests"]},
+            extra={
+                "event": "turn_end",
+                "conversation_id": plan.conversation_id,
+                "finish_reason": finish,
+                "requests": usage["requests"],
+            },
         )
 
     async def _estimate_unreported(self, failure: TurnFailure | None, partial_text: str) -> None:
         """A request in flight when the turn stopped was billed but never reported its usage."""
         if self.result is None or self.mapper.unfinished_calls():
             return  # stopped before any request, or while tools ran (no request in flight)
-        if failure is not None and (failure.code not in ("provider_unavailable", "provider_timeout") or self.mapper.timing.first_output is None):
+        if failure is not None and (
+            failure.code not in ("provider_unavailable", "provider_timeout") or self.mapper.timing.first_output is None
+        ):
             return  # refused requests (auth, rate limit, bad request) are not billed
         items = await selectors.asession_items(conversation_id=self.plan.conversation_id)
         usage = await sync_to_async(usage_estimate, thread_sensitive=False)(

@@ -16,7 +16,9 @@ TOOL_ICON = "🔧"
 
 def conversation_list() -> QuerySet[Conversation]:
     return Conversation.objects.annotate(
-        message_count=Count("turns__messages", filter=~Q(turns__messages__kind=MessageKind.ASSISTANT, turns__messages__content=""))
+        message_count=Count(
+            "turns__messages", filter=~Q(turns__messages__kind=MessageKind.ASSISTANT, turns__messages__content="")
+        )
     ).order_by("-updated_at")
 
 
@@ -60,7 +62,9 @@ def _display_entry(message: Message) -> dict[str, Any] | None:
 
 
 def session_items(*, conversation_id: str) -> list[dict[str, Any]]:
-    return list(SessionItem.objects.filter(conversation_id=conversation_id).order_by("id").values_list("data", flat=True))
+    return list(
+        SessionItem.objects.filter(conversation_id=conversation_id).order_by("id").values_list("data", flat=True)
+    )
 
 
 def conversation_model(*, conversation_id: str) -> str | None:

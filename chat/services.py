@@ -84,7 +84,9 @@ def turn_finish(*, turn_id: Any, status: TurnStatus, finish_reason: str, error_c
     Conversation.objects.filter(turns__id=turn_id).update(updated_at=timezone.now())
 
 
-def session_items_add(*, conversation_id: str, turn_id: Any, items: list[dict[str, Any]], synthetic: bool = False) -> None:
+def session_items_add(
+    *, conversation_id: str, turn_id: Any, items: list[dict[str, Any]], synthetic: bool = False
+) -> None:
     SessionItem.objects.bulk_create(
         SessionItem(conversation_id=conversation_id, turn_id=turn_id, data=item, synthetic=synthetic) for item in items
     )

@@ -30,7 +30,9 @@ class ConversationSession:
         self.max_tokens = max_tokens
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
-        items = history_trim(await selectors.asession_items(conversation_id=self.session_id), max_tokens=self.max_tokens)
+        items = history_trim(
+            await selectors.asession_items(conversation_id=self.session_id), max_tokens=self.max_tokens
+        )
         return items[-limit:] if limit else items
 
     async def add_items(self, items: list[Any]) -> None:

@@ -27,7 +27,9 @@ class RequestUsage:
     estimated: bool = False
 
 
-def usage_cost(*, price: Price | None, input_tokens: int, cached_input_tokens: int, output_tokens: int) -> Decimal | None:
+def usage_cost(
+    *, price: Price | None, input_tokens: int, cached_input_tokens: int, output_tokens: int
+) -> Decimal | None:
     """US dollars; cached input at the cached rate and never counted twice; None without a price."""
     if price is None:
         return None
@@ -143,7 +145,9 @@ def request_usage(usage: Any, *, started: float, first_output: float | None, end
     )
 
 
-def usage_estimate(*, model: CatalogModel, prompt_items: list[dict[str, Any]], instructions: str, output_text: str) -> RequestUsage:
+def usage_estimate(
+    *, model: CatalogModel, prompt_items: list[dict[str, Any]], instructions: str, output_text: str
+) -> RequestUsage:
     """Tokens of a request the provider never reported (a cut stream, a cancel): counted with
     LiteLLM's token counter and marked estimated."""
     import litellm

@@ -1,5 +1,8 @@
 """Typed configuration, read once from the environment (django-environ).
 
+Relative paths (MODELS_FILE, SYSTEM_PROMPT_FILE, TOOLS_ALLOWED_DIRS) are taken from the
+project folder, so the server finds them whatever directory it is started from.
+
 `settings.py` turns this into Django settings; tests build a `Config` from a plain mapping
 instead of patching the process environment.
 """
@@ -76,12 +79,8 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             debug=debug,
             secret_key=secret_key,
             allowed_hosts=env.list("ALLOWED_HOSTS", default=list(DEFAULT_ALLOWED_HOSTS)),
-            cors_allowed_origins=env.list(
-                "CORS_ALLOWED_ORIGINS", default=list(DEFAULT_CORS_ORIGINS)
-            ),
-            database=env.db_url(
-                "DATABASE_URL", default=f"sqlite:///{base_dir / 'db.sqlite3'}"
-            ),
+            cors_allowed_origins=env.list("CORS_ALLOWED_ORIGINS", default=list(DEFAULT_CORS_ORIGINS)),
+            database=env.db_url("DATABASE_URL", default=f"sqlite:///{base_dir / 'db.sqlite3'}"),
             redis_url=_optional(env, "REDIS_URL"),
             openai_api_key=_optional(env, "OPENAI_API_KEY"),
             anthropic_api_key=_optional(env, "ANTHROPIC_API_KEY"),
@@ -89,16 +88,18 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             openai_base_url=_optional(env, "OPENAI_BASE_URL"),
             anthropic_base_url=_optional(env, "ANTHROPIC_BASE_URL"),
             gemini_base_url=_optional(env, "GEMINI_BASE_URL"),
-            models_file=Path(env.str("MODELS_FILE", default=str(base_dir / "chat" / "models.json"))),
-            system_prompt_file=Path(
-                env.str("SYSTEM_PROMPT_FILE", default=str(base_dir / "chat" / "system_prompt.md"))
+            models_file=base_dir / env.str("MODELS_FILE", default="chat/models.json"),
+            system_prompt_file=base_dir / env.str("SYSTEM_PROMPT_FILE", default="chat/system_prompt.md"),
+            chat_max_message_chars=_positive(
+                env.int("CHAT_MAX_MESSAGE_CHARS", default=32_000), "CHAT_MAX_MESSAGE_CHARS"
             ),
-            chat_max_message_chars=_positive(env.int("CHAT_MAX_MESSAGE_CHARS", default=32_000), "CHAT_MAX_MESSAGE_CHARS"),
             agent_max_turns=_positive(env.int("AGENT_MAX_TURNS", default=10), "AGENT_MAX_TURNS"),
             provider_retries=env.int("PROVIDER_RETRIES", default=2),
             provider_timeout=env.float("PROVIDER_TIMEOUT", default=120.0),
             tools_enabled=tools_enabled or None,
-            tools_allowed_dirs=env.list("TOOLS_ALLOWED_DIRS", default=[str(base_dir / "workspace")]),
+            tools_allowed_dirs=[
+                _root_spec(spec, base_dir) for spec in env.list("TOOLS_ALLOWED_DIRS", default=["workspace"])
+            ],
             tools_max_entries=_positive(env.int("TOOLS_MAX_ENTRIES", default=1000), "TOOLS_MAX_ENTRIES"),
             tools_max_read_bytes=_positive(
                 env.int("TOOLS_MAX_READ_BYTES", default=1024 * 1024), "TOOLS_MAX_READ_BYTES"
@@ -110,6 +111,14 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
         )
     except ValueError as exc:  # django-environ's casts raise ValueError with the bad value
         raise ImproperlyConfigured(f"Invalid configuration: {exc}") from exc
+
+
+def _root_spec(spec: str, base_dir: Path) -> str:
+    """`path` or `name=path`; a relative path is taken from the project folder."""
+    name, sep, path = spec.partition("=")
+    if not sep:
+        return str(base_dir / Path(spec).expanduser())
+    return f"{name}={base_dir / Path(path).expanduser()}"
 
 
 def _positive(value: int, name: str) -> int:

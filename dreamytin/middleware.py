@@ -70,6 +70,3 @@ def _detail(response: HttpResponse) -> str:
 
 def json_error(status: int, detail: str, **extra: object) -> JsonResponse:
     return JsonResponse({"detail": detail, **extra}, status=status, json_dumps_params={"ensure_ascii": False})
-
-
-

@@ -51,8 +51,11 @@ def provider(fake: FakeProvider, tmp_path: Path, workspace: Path) -> Iterator[Fa
         "claude-sonnet-4-5": {"provider": "anthropic", "name": "Claude Sonnet 4.5", "maxTokens": 200000},
         "gemini-2.5-flash": {"provider": "google", "name": "Gemini 2.5 Flash", "maxTokens": 1048576},
         "local-llama": {
-            "provider": "openai_compatible", "name": "Local", "maxTokens": 8192,
-            "base_url": f"{fake.url}/v1", "supportsTools": True,
+            "provider": "openai_compatible",
+            "name": "Local",
+            "maxTokens": 8192,
+            "base_url": f"{fake.url}/v1",
+            "supportsTools": True,
         },
     }
     with override_settings(
@@ -73,13 +76,13 @@ class Client:
     """A WebSocket client of the app, with helpers that read a whole turn."""
 
     def __init__(self, communicator: WebsocketCommunicator) -> None:
-        self.ws = communicator
+        self.communicator = communicator
 
     async def send(self, payload: Any) -> None:
-        await self.ws.send_json_to(payload)
+        await self.communicator.send_json_to(payload)
 
     async def receive(self, timeout: float = 10) -> dict[str, Any]:
-        return await self.ws.receive_json_from(timeout=timeout)
+        return await self.communicator.receive_json_from(timeout=timeout)
 
     async def turn(self, message: str, model: str | None = None, timeout: float = 20) -> list[dict[str, Any]]:
         frame: dict[str, Any] = {"message": message}
@@ -108,7 +111,7 @@ async def connect(conversation_id: str = "conv1", headers: list[tuple[bytes, byt
 
 
 @pytest.fixture
-async def client(provider: FakeProvider) -> AsyncIterator[Client]:
+async def ws(provider: FakeProvider) -> AsyncIterator[Client]:
     socket = await connect()
     yield socket
-    await socket.ws.disconnect()
+    await socket.communicator.disconnect()

@@ -17,7 +17,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-
 _call_ids = itertools.count(1)
 
 
@@ -152,7 +151,8 @@ class FakeProvider:
             extra = "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items())
             writer.write(
                 f"HTTP/1.1 {reply.status} Error\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\n{extra}\r\n".encode() + payload
+                f"Content-Length: {len(payload)}\r\n{extra}\r\n".encode()
+                + payload
             )
             await writer.drain()
             return True
@@ -212,7 +212,12 @@ def _openai(reply: Reply, model: str) -> list[str]:
     if reply.malformed:
         chunks.append("data: {this is not json\n\n")
     for index, (name, arguments) in enumerate(reply.tool_calls):
-        call = {"index": index, "id": f"call_{next(_call_ids)}_{name}", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+        call = {
+            "index": index,
+            "id": f"call_{next(_call_ids)}_{name}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments)},
+        }
         chunks.append(_sse({**base, "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}))
     finish = "tool_calls" if reply.tool_calls else "stop"
     chunks.append(_sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
@@ -242,8 +247,12 @@ def _anthropic(reply: Reply) -> list[str]:
             {
                 "type": "message_start",
                 "message": {
-                    "id": "msg_fake", "type": "message", "role": "assistant", "model": "claude-fake",
-                    "content": [], "stop_reason": None,
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude-fake",
+                    "content": [],
+                    "stop_reason": None,
                     "usage": {"input_tokens": prompt - cached, "cache_read_input_tokens": cached, "output_tokens": 1},
                 },
             },
@@ -252,26 +261,56 @@ def _anthropic(reply: Reply) -> list[str]:
     ]
     index = 0
     if reply.text:
-        chunks.append(_sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}, "content_block_start"))
+        chunks.append(
+            _sse(
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                "content_block_start",
+            )
+        )
         for piece in reply.text:
-            chunks.append(_sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}, "content_block_delta"))
+            chunks.append(
+                _sse(
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                    "content_block_delta",
+                )
+            )
         chunks.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
         index = 1
     for offset, (name, arguments) in enumerate(reply.tool_calls):
         block = index + offset
         chunks.append(
             _sse(
-                {"type": "content_block_start", "index": block,
-                 "content_block": {"type": "tool_use", "id": f"toolu_{next(_call_ids)}_{name}", "name": name, "input": {}}},
+                {
+                    "type": "content_block_start",
+                    "index": block,
+                    "content_block": {
+                        "type": "tool_use",
+                        "id": f"toolu_{next(_call_ids)}_{name}",
+                        "name": name,
+                        "input": {},
+                    },
+                },
                 "content_block_start",
             )
         )
         chunks.append(
-            _sse({"type": "content_block_delta", "index": block, "delta": {"type": "input_json_delta", "partial_json": json.dumps(arguments)}}, "content_block_delta")
+            _sse(
+                {
+                    "type": "content_block_delta",
+                    "index": block,
+                    "delta": {"type": "input_json_delta", "partial_json": json.dumps(arguments)},
+                },
+                "content_block_delta",
+            )
         )
         chunks.append(_sse({"type": "content_block_stop", "index": block}, "content_block_stop"))
     stop = "tool_use" if reply.tool_calls else "end_turn"
-    chunks.append(_sse({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": completion}}, "message_delta"))
+    chunks.append(
+        _sse(
+            {"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": completion}},
+            "message_delta",
+        )
+    )
     chunks.append(_sse({"type": "message_stop"}, "message_stop"))
     return chunks
 
@@ -287,10 +326,14 @@ def _gemini(reply: Reply) -> list[str]:
     chunks.append(
         _sse(
             {
-                "candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP", "index": 0}],
+                "candidates": [
+                    {"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP", "index": 0}
+                ],
                 "usageMetadata": {
-                    "promptTokenCount": prompt, "candidatesTokenCount": completion,
-                    "totalTokenCount": prompt + completion, "cachedContentTokenCount": cached,
+                    "promptTokenCount": prompt,
+                    "candidatesTokenCount": completion,
+                    "totalTokenCount": prompt + completion,
+                    "cachedContentTokenCount": cached,
                 },
             }
         )

@@ -22,9 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 def _validation_message(exc: ValidationError) -> str:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}" for err in exc.errors()
-    )
+    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}" for err in exc.errors())
     return f"Invalid arguments: {problems}"
 
 

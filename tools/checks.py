@@ -15,7 +15,9 @@ def check_tools(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     for tool in registry:
         label = f"{type(tool).__module__}.{type(tool).__qualname__}"
         if not TOOL_NAME.match(tool.name):
-            problems.append(Error(f"Tool name {tool.name!r} must match {TOOL_NAME.pattern}", obj=label, id="tools.E001"))
+            problems.append(
+                Error(f"Tool name {tool.name!r} must match {TOOL_NAME.pattern}", obj=label, id="tools.E001")
+            )
         if not tool.description.strip():
             problems.append(Error(f"Tool {tool.name!r} has no description", obj=label, id="tools.E002"))
         try:

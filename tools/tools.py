@@ -156,7 +156,9 @@ def _read_file(args: ReadFileArgs) -> ToolResult:
     content = "".join(selected)
     notes = []
     if truncated:
-        notes.append(f"[truncated: the file is {opened.st.st_size} bytes; read the first {limit}. Use offset/lines for more.]")
+        notes.append(
+            f"[truncated: the file is {opened.st.st_size} bytes; read the first {limit}. Use offset/lines for more.]"
+        )
     if end is not None and end < len(all_lines):
         notes.append(f"[showing lines {args.offset + 1}-{end}; the text read has {len(all_lines)} lines]")
     if notes:

@@ -30,6 +30,7 @@ _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 class Root:
     name: str
     path: str  # real path, no symlinks
+    given: str  # the configured absolute path (may contain symlinks): accepted in input too
 
 
 @dataclass
@@ -56,9 +57,9 @@ def workspace_roots() -> list[Root]:
         name, sep, path = spec.partition("=")
         if not sep:
             path, name = spec, Path(spec.rstrip("/")).name or "root"
-        real = Path(path).expanduser()
-        real.mkdir(parents=True, exist_ok=True)  # created on first use
-        roots.append(Root(name=name, path=os.path.realpath(real)))
+        given = Path(path).expanduser().absolute()
+        given.mkdir(parents=True, exist_ok=True)  # created on first use
+        roots.append(Root(name=name, path=os.path.realpath(given), given=str(given)))
     return roots
 
 
@@ -97,23 +98,13 @@ def _split_absolute(raw: str, roots: list[Root]) -> tuple[Root, list[str]]:
     if ".." in pure.parts:
         raise ToolError("Paths may not contain '..'.")
     for root in roots:
-        candidates = {root.path, os.path.abspath(_configured_path(root))}
-        for base in candidates:
+        for base in (root.path, root.given):
             try:
                 relative = pure.relative_to(base)
             except ValueError:
                 continue
             return root, [p for p in relative.parts if p != "."]
     raise ToolError("Access denied: the path is outside the workspace.")
-
-
-def _configured_path(root: Root) -> str:
-    for spec in settings.TOOLS_ALLOWED_DIRS:
-        name, sep, path = spec.partition("=")
-        path = path if sep else spec
-        if os.path.realpath(Path(path).expanduser()) == root.path:
-            return str(Path(path).expanduser())
-    return root.path
 
 
 def _match_entry(dir_fd: int, name: str) -> str:
@@ -240,4 +231,5 @@ def resolve_error(exc: OSError) -> ToolError:
         errno.ENAMETOOLONG: "Path is too long.",
         errno.ENOTDIR: "Not a directory.",
     }
-    return ToolError(messages.get(exc.errno or 0, f"Cannot open the path ({errno.errorcode.get(exc.errno or 0, 'error')})."))
+    code = exc.errno or 0
+    return ToolError(messages.get(code, f"Cannot open the path ({errno.errorcode.get(code, 'error')})."))

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def render(events: list[dict[str, Any]], message: str, messages: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def render(
+    events: list[dict[str, Any]], message: str, messages: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     shown = list(messages or [])
     shown.append({"role": "user", "content": message})
     shown.append({"role": "assistant", "content": ""})
@@ -16,7 +18,14 @@ def render(events: list[dict[str, Any]], message: str, messages: list[dict[str, 
             if shown[-1]["role"] == "assistant":
                 shown[-1] = {**shown[-1], "content": shown[-1]["content"] + event["content"]}
         elif kind == "tool_call":
-            shown.append({"role": "tool", "content": f"🔧 {event['tool_name']}", "toolName": event["tool_name"], "toolResult": None})
+            shown.append(
+                {
+                    "role": "tool",
+                    "content": f"🔧 {event['tool_name']}",
+                    "toolName": event["tool_name"],
+                    "toolResult": None,
+                }
+            )
         elif kind == "tool_result":
             tools = [m for m in shown if m["role"] == "tool"]
             if tools and tools[-1]["toolName"] == event["tool_name"]:

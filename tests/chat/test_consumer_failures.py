@@ -25,23 +25,23 @@ def types(events):
     return [event["type"] for event in events]
 
 
-async def assert_usable(client):
-    await client.send({"type": "ping"})
-    assert (await client.receive())["type"] == "pong"
+async def assert_usable(ws):
+    await ws.send({"type": "ping"})
+    assert (await ws.receive())["type"] == "pong"
 
 
 # -- cancel and disconnect -----------------------------------------------------------------
 
 
-async def test_cancel_during_text_keeps_streamed_text_and_closes_provider_stream(client, provider):
+async def test_cancel_during_text_keeps_streamed_text_and_closes_provider_stream(ws, provider):
     provider.script(text(*[f"w{i} " for i in range(200)], interval=0.02))
-    await client.send({"message": "write a lot"})
-    first = await client.receive()
+    await ws.send({"message": "write a lot"})
+    first = await ws.receive()
     assert first["type"] == "stream"
     await asyncio.sleep(0.1)
     cancelled_at = time.time()
-    await client.send({"type": "cancel"})
-    events = [first, *await client.until_end()]
+    await ws.send({"type": "cancel"})
+    events = [first, *await ws.until_end()]
     assert "error" not in types(events)
     assert events[-1]["finish_reason"] == "cancelled"
     await asyncio.sleep(0.3)
@@ -50,10 +50,10 @@ async def test_cancel_during_text_keeps_streamed_text_and_closes_provider_stream
     streamed = "".join(e["content"] for e in events if e["type"] == "stream")
     turn = await Turn.objects.aget(id=events[0]["message_id"])
     assert turn.status == "cancelled"
-    await assert_usable(client)
+    await assert_usable(ws)
     # The next turn works and replays the streamed text as the assistant's.
     provider.script(text("ok"))
-    await client.turn("continue")
+    await ws.turn("continue")
     replay = provider.requests[-1].body["messages"]
     assert [m["role"] for m in replay] == ["system", "user", "assistant", "user"]
     assert replay[2]["content"] == streamed
@@ -80,17 +80,17 @@ def slow_tool():
     registry.unregister("slow")
 
 
-async def test_cancel_during_a_running_tool_records_a_synthetic_output(client, provider, slow_tool):
+async def test_cancel_during_a_running_tool_records_a_synthetic_output(ws, provider, slow_tool):
     provider.script(tools(("slow", {"seconds": 5})))
-    await client.send({"message": "be slow"})
-    call = await client.receive()
+    await ws.send({"message": "be slow"})
+    call = await ws.receive()
     assert call["type"] == "tool_call"
-    await client.send({"type": "cancel"})
-    events = await client.until_end(timeout=3)
+    await ws.send({"type": "cancel"})
+    events = await ws.until_end(timeout=3)
     assert types(events) == ["stream_end"] and events[0]["finish_reason"] == "cancelled"
     # The next request is valid: the call has an output.
     provider.script(text("ok"))
-    await client.turn("again")
+    await ws.turn("again")
     replay = provider.requests[-1].body["messages"]
     assert replay[2]["role"] == "assistant" and replay[2]["tool_calls"][0]["id"] == call["call_id"]
     assert replay[3] == {"role": "tool", "tool_call_id": call["call_id"], "content": replay[3]["content"]}
@@ -98,12 +98,12 @@ async def test_cancel_during_a_running_tool_records_a_synthetic_output(client, p
 
 
 async def test_disconnect_during_text_closes_the_provider_stream_within_a_second(provider):
-    client = await connect("leaver")
+    ws = await connect("leaver")
     provider.script(text(*[f"w{i} " for i in range(500)], interval=0.02))
-    await client.send({"message": "long answer"})
-    first = await client.receive()
+    await ws.send({"message": "long answer"})
+    first = await ws.receive()
     left_at = time.time()
-    await client.ws.disconnect()
+    await ws.communicator.disconnect()
     await asyncio.sleep(1.0)
     closed = provider.requests[0].closed_early_at
     assert closed is not None and closed - left_at < 1.0
@@ -111,9 +111,9 @@ async def test_disconnect_during_text_closes_the_provider_stream_within_a_second
     assert turn.status == "cancelled"
 
 
-async def test_cancel_with_no_turn_running_is_harmless(client):
-    await client.send({"type": "cancel"})
-    await assert_usable(client)
+async def test_cancel_with_no_turn_running_is_harmless(ws):
+    await ws.send({"type": "cancel"})
+    await assert_usable(ws)
 
 
 # -- provider failures ----------------------------------------------------------------------
@@ -128,14 +128,17 @@ async def test_cancel_with_no_turn_running_is_harmless(client):
         (error(503, "overloaded"), "provider_unavailable", True),
         (text("a", "b", "c", cut_after=2), "provider_unavailable", True),
         (Reply(malformed=True), "provider_unavailable", True),
-        (error(400, "This model's maximum context length is 128000 tokens. However, you requested 200000 tokens"),
-         "context_length_exceeded", False),
+        (
+            error(400, "This model's maximum context length is 128000 tokens. However, you requested 200000 tokens"),
+            "context_length_exceeded",
+            False,
+        ),
         (tools(("no_such_tool", {})), "internal_error", False),
     ],
 )
-async def test_provider_failure_ends_with_error_then_stream_end(client, provider, reply, code, retryable):
+async def test_provider_failure_ends_with_error_then_stream_end(ws, provider, reply, code, retryable):
     provider.script(reply)
-    events = await client.turn("hi")
+    events = await ws.turn("hi")
     error_event = next(e for e in events if e["type"] == "error")
     assert error_event["code"] == code and error_event["retryable"] is retryable
     assert events[-1]["type"] == "stream_end" and events[-1]["finish_reason"] == "error"
@@ -143,44 +146,44 @@ async def test_provider_failure_ends_with_error_then_stream_end(client, provider
     assert "Traceback" not in error_event["error"] and "sk-test" not in error_event["error"]
     if code == "provider_rate_limited":
         assert error_event["retry_after"] == 7 and "7 seconds" in error_event["error"]
-    await assert_usable(client)
+    await assert_usable(ws)
 
 
-async def test_failed_turn_shows_error_in_place_of_the_reply(client, provider):
+async def test_failed_turn_shows_error_in_place_of_the_reply(ws, provider):
     provider.script(error(500))
-    events = await client.turn("hi")
+    events = await ws.turn("hi")
     shown = without_empty(render(events, "hi"))
     assert shown[-1]["content"].startswith("Error: The provider failed")
 
 
-async def test_provider_timeout(client, provider):
+async def test_provider_timeout(ws, provider):
     provider.script(text("late", ttft=3))
     with override_settings(PROVIDER_TIMEOUT=0.5):
-        events = await client.turn("hi")
+        events = await ws.turn("hi")
     assert next(e for e in events if e["type"] == "error")["code"] == "provider_timeout"
 
 
-async def test_turn_limit(client, provider):
+async def test_turn_limit(ws, provider):
     provider.script(*[tools(("ls", {})) for _ in range(3)])
     with override_settings(AGENT_MAX_TURNS=2):
-        events = await client.turn("loop")
+        events = await ws.turn("loop")
     assert next(e for e in events if e["type"] == "error")["code"] == "max_turns_exceeded"
     assert events[-1]["finish_reason"] == "max_turns"
 
 
-async def test_retry_before_first_token_is_invisible_and_saves_the_message_once(client, provider):
+async def test_retry_before_first_token_is_invisible_and_saves_the_message_once(ws, provider):
     provider.script(error(500), text("recovered"))
     with override_settings(PROVIDER_RETRIES=2):
-        events = await client.turn("hi")
+        events = await ws.turn("hi")
     assert types(events) == ["stream", "stream_end"]
     assert len(provider.requests) == 2
     assert [m["role"] for m in provider.requests[1].body["messages"]] == ["system", "user"]
 
 
-async def test_no_retry_after_text_reached_the_client(client, provider):
+async def test_no_retry_after_text_reached_the_client(ws, provider):
     provider.script(text("partial", "more", cut_after=2), text("should not be requested"))
     with override_settings(PROVIDER_RETRIES=2):
-        events = await client.turn("hi")
+        events = await ws.turn("hi")
     assert "error" in types(events)
     assert len(provider.requests) == 1
 
@@ -203,68 +206,68 @@ async def test_no_retry_after_text_reached_the_client(client, provider):
         ('{"message": "hi", "model": "gpt-99"}', "unknown_model"),
     ],
 )
-async def test_bad_frame_gets_a_lone_error_and_the_connection_stays_open(client, provider, frame, code):
-    await client.ws.send_to(text_data=frame)
-    event = await client.receive()
+async def test_bad_frame_gets_a_lone_error_and_the_connection_stays_open(ws, provider, frame, code):
+    await ws.communicator.send_to(text_data=frame)
+    event = await ws.receive()
     assert event["type"] == "error" and event["code"] == code
     assert event["error"]
-    assert await client.ws.receive_nothing(timeout=0.1)
+    assert await ws.communicator.receive_nothing(timeout=0.1)
     assert provider.requests == []
-    await assert_usable(client)
+    await assert_usable(ws)
 
 
-async def test_binary_frame(client):
-    await client.ws.send_to(bytes_data=b"\x00\x01")
-    assert (await client.receive())["code"] == "invalid_message"
-    await assert_usable(client)
+async def test_binary_frame(ws):
+    await ws.communicator.send_to(bytes_data=b"\x00\x01")
+    assert (await ws.receive())["code"] == "invalid_message"
+    await assert_usable(ws)
 
 
-async def test_message_over_the_limit(client, provider):
+async def test_message_over_the_limit(ws, provider):
     with override_settings(CHAT_MAX_MESSAGE_CHARS=10):
-        await client.send({"message": "x" * 11})
-        event = await client.receive()
+        await ws.send({"message": "x" * 11})
+        event = await ws.receive()
     assert event["code"] == "message_too_large" and "10" in event["error"]
-    await assert_usable(client)
+    await assert_usable(ws)
 
 
-async def test_frame_over_one_mebibyte_is_refused_with_close_1009(client):
-    await client.ws.send_to(text_data='{"message": "' + "x" * (1024 * 1024 + 10) + '"}')
-    event = await client.receive()
+async def test_frame_over_one_mebibyte_is_refused_with_close_1009(ws):
+    await ws.communicator.send_to(text_data='{"message": "' + "x" * (1024 * 1024 + 10) + '"}')
+    event = await ws.receive()
     assert event["code"] == "message_too_large"
-    closed = await client.ws.receive_output(timeout=2)
+    closed = await ws.communicator.receive_output(timeout=2)
     assert closed == {"type": "websocket.close", "code": 1009}
 
 
-async def test_model_without_key_is_unavailable(client, provider):
+async def test_model_without_key_is_unavailable(ws, provider):
     with override_settings(ANTHROPIC_API_KEY=None):
-        await client.send({"message": "hi", "model": "claude-sonnet-4-5"})
-        event = await client.receive()
+        await ws.send({"message": "hi", "model": "claude-sonnet-4-5"})
+        event = await ws.receive()
     assert event["code"] == "model_unavailable"
-    await assert_usable(client)
+    await assert_usable(ws)
 
 
-async def test_second_chat_while_a_turn_runs_is_busy(client, provider):
+async def test_second_chat_while_a_turn_runs_is_busy(ws, provider):
     provider.script(text(*["x"] * 50, interval=0.02))
-    await client.send({"message": "first"})
-    assert (await client.receive())["type"] == "stream"
-    await client.send({"message": "second"})
-    while (event := await client.receive())["type"] == "stream":
+    await ws.send({"message": "first"})
+    assert (await ws.receive())["type"] == "stream"
+    await ws.send({"message": "second"})
+    while (event := await ws.receive())["type"] == "stream":
         pass
     assert event["type"] == "error" and event["code"] == "busy" and event["retryable"] is True
-    events = await client.until_end()
+    events = await ws.until_end()
     assert events[-1]["finish_reason"] == "stop"
     assert len(provider.requests) == 1
 
 
-async def test_second_connection_to_a_busy_conversation_is_busy(client, provider):
+async def test_second_connection_to_a_busy_conversation_is_busy(ws, provider):
     provider.script(text(*["x"] * 50, interval=0.02))
-    await client.send({"message": "first"})
-    assert (await client.receive())["type"] == "stream"
+    await ws.send({"message": "first"})
+    assert (await ws.receive())["type"] == "stream"
     other = await connect("conv1")
     await other.send({"message": "from another tab"})
     assert (await other.receive())["code"] == "busy"
-    await other.ws.disconnect()
-    await client.until_end()
+    await other.communicator.disconnect()
+    await ws.until_end()
 
 
 # -- handshake --------------------------------------------------------------------------------

@@ -15,9 +15,9 @@ def types(events):
     return [event["type"] for event in events]
 
 
-async def test_text_only_turn_streams_deltas_then_ends(client, provider):
+async def test_text_only_turn_streams_deltas_then_ends(ws, provider):
     provider.script(text("Hel", "lo", "", " there"))
-    events = await client.turn("hi")
+    events = await ws.turn("hi")
     assert types(events) == ["stream", "stream", "stream", "stream_end"]  # the empty delta is dropped
     assert "".join(e["content"] for e in events[:-1]) == "Hello there"
     end = events[-1]
@@ -29,9 +29,9 @@ async def test_text_only_turn_streams_deltas_then_ends(client, provider):
     assert end["usage"]["cost_usd"] == pytest.approx(12 * 2.5e-6 + 7 * 10e-6)
 
 
-async def test_every_event_carries_turn_fields_and_gapless_seq(client, provider):
+async def test_every_event_carries_turn_fields_and_gapless_seq(ws, provider):
     provider.script(tools(("ls", {})), text("done"))
-    events = await client.turn("hi")
+    events = await ws.turn("hi")
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert len({e["message_id"] for e in events}) == 1
     for event in events:
@@ -40,12 +40,18 @@ async def test_every_event_carries_turn_fields_and_gapless_seq(client, provider)
         assert "T" in event["timestamp"]
 
 
-async def test_tool_then_text(client, provider, workspace):
+async def test_tool_then_text(ws, provider, workspace):
     (workspace / "notes.md").write_text("# notes")
     provider.script(tools(("ls", {"path": "."}), text=["Let me look."]), text("You have ", "notes.md."))
-    events = await client.turn("what files do I have?")
+    events = await ws.turn("what files do I have?")
     assert types(events) == [
-        "stream", "tool_call", "tool_result", "final_response_start", "final_stream", "final_stream", "stream_end",
+        "stream",
+        "tool_call",
+        "tool_result",
+        "final_response_start",
+        "final_stream",
+        "final_stream",
+        "stream_end",
     ]
     call, result = events[1], events[2]
     assert call["tool_name"] == "ls" and call["arguments"] == {"path": "."}
@@ -59,11 +65,11 @@ async def test_tool_then_text(client, provider, workspace):
     ]
 
 
-async def test_two_tools_in_one_step_go_out_pair_by_pair(client, provider, workspace):
+async def test_two_tools_in_one_step_go_out_pair_by_pair(ws, provider, workspace):
     (workspace / "a.txt").write_text("alpha")
     (workspace / "b.txt").write_text("beta")
     provider.script(tools(("read_file", {"path": "a.txt"}), ("read_file", {"path": "b.txt"})), text("Both read."))
-    events = await client.turn("read both")
+    events = await ws.turn("read both")
     assert types(events)[:4] == ["tool_call", "tool_result", "tool_call", "tool_result"]
     assert events[1]["call_id"] == events[0]["call_id"] and events[1]["result"] == "alpha"
     assert events[3]["call_id"] == events[2]["call_id"] and events[3]["result"] == "beta"
@@ -72,37 +78,53 @@ async def test_two_tools_in_one_step_go_out_pair_by_pair(client, provider, works
     assert [m.get("toolResult") for m in shown if m["role"] == "tool"] == ["alpha", "beta"]
 
 
-async def test_tools_over_three_steps(client, provider, workspace):
+async def test_tools_over_three_steps(ws, provider, workspace):
     (workspace / "a.txt").write_text("alpha")
     provider.script(
-        tools(("ls", {})), tools(("read_file", {"path": "a.txt"})), tools(("read_file", {"path": "missing.txt"})),
+        tools(("ls", {})),
+        tools(("read_file", {"path": "a.txt"})),
+        tools(("read_file", {"path": "missing.txt"})),
         text("Finished."),
     )
-    events = await client.turn("explore")
+    events = await ws.turn("explore")
     assert types(events) == [
-        "tool_call", "tool_result", "tool_call", "tool_result", "tool_call", "tool_result",
-        "final_response_start", "final_stream", "stream_end",
+        "tool_call",
+        "tool_result",
+        "tool_call",
+        "tool_result",
+        "tool_call",
+        "tool_result",
+        "final_response_start",
+        "final_stream",
+        "stream_end",
     ]
     assert events[5]["ok"] is False and "Not found" in events[5]["result"]
     assert events[-1]["usage"]["requests"] == 4
     assert len(provider.requests) == 4
 
 
-async def test_text_between_tool_steps_gets_its_own_segment(client, provider):
+async def test_text_between_tool_steps_gets_its_own_segment(ws, provider):
     provider.script(tools(("ls", {})), tools(("ls", {}), text=["Checking again."]), text("Done."))
-    events = await client.turn("go")
+    events = await ws.turn("go")
     assert types(events) == [
-        "tool_call", "tool_result", "final_response_start", "final_stream", "tool_call", "tool_result",
-        "final_response_start", "final_stream", "stream_end",
+        "tool_call",
+        "tool_result",
+        "final_response_start",
+        "final_stream",
+        "tool_call",
+        "tool_result",
+        "final_response_start",
+        "final_stream",
+        "stream_end",
     ]
     shown = without_empty(render(events, "go"))
     assert [m["role"] for m in shown] == ["user", "tool", "assistant", "tool", "assistant"]
 
 
-async def test_conversation_context_reaches_the_model(client, provider):
+async def test_conversation_context_reaches_the_model(ws, provider):
     provider.script(text("Nice to meet you, Ada."), text("Your name is Ada."))
-    await client.turn("My name is Ada.")
-    await client.turn("What is my name?")
+    await ws.turn("My name is Ada.")
+    await ws.turn("What is my name?")
     second = provider.requests[1].body["messages"]
     roles = [m["role"] for m in second]
     assert roles == ["system", "user", "assistant", "user"]
@@ -110,16 +132,16 @@ async def test_conversation_context_reaches_the_model(client, provider):
     assert second[2]["content"] == "Nice to meet you, Ada."
 
 
-async def test_model_is_chosen_per_message(client, provider):
+async def test_model_is_chosen_per_message(ws, provider):
     provider.script(text("mini here"))
-    events = await client.turn("hi", model="gpt-4o-mini")
+    events = await ws.turn("hi", model="gpt-4o-mini")
     assert {e["model"] for e in events} == {"gpt-4o-mini"}
     assert provider.requests[0].body["model"] == "gpt-4o-mini"
 
 
-async def test_ping_is_answered(client):
-    await client.send({"type": "ping"})
-    assert (await client.receive())["type"] == "pong"
+async def test_ping_is_answered(ws):
+    await ws.send({"type": "ping"})
+    assert (await ws.receive())["type"] == "pong"
 
 
 async def test_two_clients_never_see_each_others_events(provider):
@@ -127,6 +149,6 @@ async def test_two_clients_never_see_each_others_events(provider):
     provider.script(text("for alice"))
     events = await first.turn("hi")
     assert {e["conversation_id"] for e in events} == {"alice"}
-    assert await second.ws.receive_nothing(timeout=0.2)
-    await first.ws.disconnect()
-    await second.ws.disconnect()
+    assert await second.communicator.receive_nothing(timeout=0.2)
+    await first.communicator.disconnect()
+    await second.communicator.disconnect()

@@ -8,10 +8,10 @@ import asyncio
 import pytest
 from django.test import override_settings
 
+from tests.fake_provider import text, tools
 from tools.adapter import function_tool, tool_invoke
 from tools.base import BaseTool, ToolArgs, ToolResult
 from tools.registry import registry
-from tests.fake_provider import text, tools
 
 
 class BoomArgs(ToolArgs):
@@ -64,11 +64,11 @@ async def test_a_time_out_is_a_tool_error():
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_through_the_sdk_a_failing_tool_does_not_fail_the_turn(client, provider):
+async def test_through_the_sdk_a_failing_tool_does_not_fail_the_turn(ws, provider):
     registry.register(Boom)
     try:
         provider.script(tools(("boom", {}), ("read_file", {"path": 7})), text("Sorry, that failed."))
-        events = await client.turn("try it")
+        events = await ws.turn("try it")
     finally:
         registry.unregister("boom")
     results = [e for e in events if e["type"] == "tool_result"]

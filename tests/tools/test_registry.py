@@ -17,7 +17,7 @@ def test_builtin_tools_are_discovered_at_start_up():
 
 
 def test_a_duplicate_name_is_an_error():
-    with pytest.raises(AlreadyRegistered, match="'ls'.*already registered"):
+    with pytest.raises(AlreadyRegistered, match=r"'ls'.*already registered"):
         registry.register(ListDirectory)
 
 

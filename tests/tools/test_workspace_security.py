@@ -73,26 +73,26 @@ def assert_denied(result, tmp_path: Path):
     ],
 )
 async def test_escaping_paths_are_refused(layout, path):
-    root, tmp_path = layout
+    _root, tmp_path = layout
     assert_denied(await read(path), tmp_path)
 
 
 async def test_absolute_path_outside_and_the_evil_sibling(layout):
-    root, tmp_path = layout
+    _root, tmp_path = layout
     assert_denied(await read(str(tmp_path / "outside" / "secret.txt")), tmp_path)
     assert_denied(await read(str(tmp_path / "ws-evil" / "secret.txt")), tmp_path)
     assert_denied(await ls(str(tmp_path / "ws-evil")), tmp_path)
 
 
 async def test_absolute_path_inside_the_root_is_accepted_and_shown_relative(layout):
-    root, tmp_path = layout
+    root, _tmp_path = layout
     result = await read(str(root / "sub" / "deep.txt"))
     assert result.ok and result.content == "deep content"
     assert result.data["path"] == "sub/deep.txt"
 
 
 async def test_trailing_slashes_and_double_slashes_inside_are_fine(layout):
-    root, _ = layout
+    _root, _ = layout
     assert (await ls("sub/")).ok
     assert (await read("sub//deep.txt")).content == "deep content"
 

@@ -1,0 +1,104 @@
+"""Settings come from the environment; bad values are clear start-up errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from dreamytin.config import DEV_SECRET_KEY, config_from_env
+
+BASE = Path("/srv/app")
+
+
+def test_defaults_are_a_development_server_on_sqlite():
+    config = config_from_env({}, base_dir=BASE)
+    assert config.debug is True
+    assert config.secret_key == DEV_SECRET_KEY
+    assert config.database["ENGINE"] == "django.db.backends.sqlite3"
+    assert config.database["NAME"] == "/srv/app/db.sqlite3"
+    assert config.redis_url is None
+    assert config.cors_allowed_origins == ["http://localhost:1420", "tauri://localhost"]
+    assert config.models_file == BASE / "chat" / "models.json"
+    assert config.tools_allowed_dirs == ["/srv/app/workspace"]
+    assert (config.chat_max_message_chars, config.agent_max_turns, config.tools_max_entries) == (32000, 10, 1000)
+    assert config.tools_max_read_bytes == 1024 * 1024 and config.tools_timeout == 15.0
+    assert config.tools_enabled is None
+    assert config.agents_tracing is False
+
+
+def test_production_without_a_secret_key_is_refused():
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY must be set"):
+        config_from_env({"DEBUG": "0"}, base_dir=BASE)
+    config = config_from_env({"DEBUG": "false", "SECRET_KEY": "s3cret"}, base_dir=BASE)
+    assert config.debug is False and config.secret_key == "s3cret"
+
+
+def test_postgres_redis_keys_and_lists():
+    config = config_from_env(
+        {
+            "DATABASE_URL": "postgres://u:p@db.internal:5433/chat",
+            "REDIS_URL": "redis://cache:6379/2",
+            "GEMINI_API_KEY": "AIza-gemini",
+            "OPENAI_API_KEY": "  ",
+            "ALLOWED_HOSTS": "chat.example.com,.example.org",
+            "CORS_ALLOWED_ORIGINS": "https://chat.example.com",
+            "TOOLS_ENABLED": "read_file",
+            "TOOLS_ALLOWED_DIRS": "docs=/srv/docs,/srv/code",
+        },
+        base_dir=BASE,
+    )
+    assert config.database["ENGINE"] == "django.db.backends.postgresql"
+    assert (config.database["HOST"], config.database["PORT"], config.database["NAME"]) == ("db.internal", 5433, "chat")
+    assert config.redis_url == "redis://cache:6379/2"
+    assert config.google_api_key == "AIza-gemini"  # GEMINI_API_KEY accepted
+    assert config.openai_api_key is None  # blank is unset
+    assert config.allowed_hosts == ["chat.example.com", ".example.org"]
+    assert config.tools_enabled == ["read_file"]
+    assert config.tools_allowed_dirs == ["docs=/srv/docs", "/srv/code"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"CHAT_MAX_MESSAGE_CHARS": "lots"}, "Invalid configuration"),
+        ({"AGENT_MAX_TURNS": "0"}, "AGENT_MAX_TURNS must be a positive integer"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of"),
+    ],
+)
+def test_bad_values_name_the_variable(environ, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        config_from_env(environ, base_dir=BASE)
+
+
+def test_settings_module_uses_redis_and_postgres_when_configured():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.CHANNEL_LAYERS['default']['BACKEND']); print(s.DATABASES['default']['ENGINE']); print(s.DEBUG)"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "dreamytin.settings",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
+        "DEBUG": "0",
+        "SECRET_KEY": "x" * 50,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]
+    )
+    assert out.stdout.split() == ["channels_redis.core.RedisChannelLayer", "django.db.backends.postgresql", "False"]
+
+
+def test_a_broken_catalog_stops_start_up_naming_the_file(tmp_path):
+    broken = tmp_path / "models.json"
+    broken.write_text("{not json")
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "dreamytin.settings", "MODELS_FILE": str(broken)}
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True, cwd=Path(__file__).parents[2]
+    )
+    assert out.returncode != 0
+    assert f"Model catalog {broken} is not valid JSON" in out.stderr
