@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
-from ninja import Router, Schema
+from ninja import Query, Router, Schema
 from pydantic import Field
 
 from chat import selectors, services
 from chat.catalog import PROVIDERS, catalog_get
 from chat.exceptions import InvalidConversationId, UnknownModel
 from chat.ids import conversation_id_valid
-from chat.usage import usage_totals
+from chat.usage import usage_report, usage_totals
 
 router = Router()
 
@@ -99,3 +100,14 @@ def _conversation_body(conversation: Any) -> dict[str, Any]:
         "messages": selectors.conversation_display_messages(conversation_id=conversation.id),
         "usage": usage_totals(conversation_id=conversation.id),
     }
+
+
+@router.get("/usage", tags=["usage"], summary="Token and cost totals, by model and by day")
+def usage(
+    request: HttpRequest,
+    start: date | None = Query(None, alias="from", description="First day (UTC), inclusive"),
+    end: date | None = Query(None, alias="to", description="Last day (UTC), inclusive"),
+    conversation_id: str | None = None,
+) -> dict[str, Any]:
+    report = usage_report(start=start, end=end, conversation_id=conversation_id)
+    return {**report["totals"], "by_model": report["by_model"], "by_day": report["by_day"]}

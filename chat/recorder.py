@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 from chat import services
@@ -88,7 +89,17 @@ class TurnRecorder:
         items: list[dict[str, Any]] = []
         for entry in self.shown:
             if isinstance(entry, str):
-                items.append({"role": "assistant", "content": entry})
+                # The SDK's own shape for model output, so a following tool call merges into
+                # the same assistant message on replay, as after a completed step.
+                items.append(
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "id": f"msg_{uuid.uuid4().hex}",
+                        "status": "completed",
+                        "content": [{"type": "output_text", "text": entry, "annotations": []}],
+                    }
+                )
                 continue
             call = entry[0]
             result = entry[1] if len(entry) > 1 else None

@@ -1,0 +1,168 @@
+"""Nothing lost: what is stored for each way a turn can end, and what the model is replayed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from chat import services
+from chat.models import Turn, TurnStatus
+from chat.session import ConversationSession
+from tests.chat.frontend import render, without_empty
+from tests.conftest import connect
+from tests.fake_provider import error, text, tools
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def detail(async_client, conversation_id="conv1"):
+    return (await async_client.get(f"/conversations/{conversation_id}")).json()
+
+
+async def test_the_users_message_is_stored_before_the_model_is_called(ws, provider, async_client):
+    provider.script(error(401, "bad key"))
+    events = await ws.turn("keep me")
+    body = await detail(async_client)
+    assert body["messages"][0] == {"role": "user", "content": "keep me"}
+    # A failed turn with nothing streamed shows the error, as the frontend did.
+    assert body["messages"] == without_empty(render(events, "keep me"))
+    assert body["messages"][1]["content"].startswith("Error: The provider refused the API key")
+    turn = await Turn.objects.aget(id=events[0]["message_id"])
+    assert (turn.status, turn.error_code, turn.finish_reason) == ("error", "provider_auth", "error")
+
+
+async def test_a_failed_turn_keeps_the_streamed_text(ws, provider, async_client):
+    provider.script(text("Half an ", "answer", "never finished", cut_after=3))
+    events = await ws.turn("hi")
+    body = await detail(async_client)
+    assert body["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Half an answer"}]
+    assert "".join(e.get("content", "") for e in events if e["type"] == "stream") == "Half an answer"
+    # The next request replays the text the user saw.
+    provider.script(text("ok"))
+    await ws.turn("go on")
+    replay = provider.requests[-1].body["messages"]
+    assert [(m["role"], m["content"]) for m in replay[1:]] == [
+        ("user", "hi"),
+        ("assistant", "Half an answer"),
+        ("user", "go on"),
+    ]
+
+
+async def test_a_cancelled_tool_turn_is_stored_and_replayable(ws, provider, async_client, workspace):
+    (workspace / "a.txt").write_text("alpha")
+    provider.script(tools(("read_file", {"path": "a.txt"}), text=["Let me read."]), text(*["x"] * 200, interval=0.02))
+    await ws.send({"message": "read a"})
+    seen = []
+    while len([e for e in seen if e["type"] == "final_stream"]) < 2:
+        seen.append(await ws.receive())
+    await ws.send({"type": "cancel"})
+    seen += await ws.until_end()
+    body = await detail(async_client)
+    assert body["messages"] == without_empty(render(seen, "read a"))
+    assert body["messages"][2]["toolResult"] == "alpha"
+    turn = await Turn.objects.aget(id=seen[0]["message_id"])
+    assert turn.status == TurnStatus.CANCELLED
+    provider.script(text("ok"))
+    await ws.turn("next")
+    replay = provider.requests[-1].body["messages"]
+    roles = [m["role"] for m in replay]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert replay[2]["content"] == "Let me read."
+    assert replay[2]["tool_calls"][0]["function"]["name"] == "read_file"
+    assert replay[3]["content"] == "alpha"
+    assert replay[4]["content"].startswith("xx")
+
+
+async def test_an_interrupted_turn_is_found_by_its_stale_heartbeat(async_client, provider):
+    turn = await services.aturn_start(conversation_id="dead1", model="gpt-4o", user_message="are you there?")
+    await services.amessage_save(turn_id=turn.id, position=1, fields={"kind": "assistant", "content": "I was say"})
+    # A live turn (fresh heartbeat) blocks another turn, from any worker.
+    socket = await connect("dead1")
+    await socket.send({"message": "hello?"})
+    assert (await socket.receive())["code"] == "busy"
+    # A minute without heartbeat: the process died.
+    await Turn.objects.filter(id=turn.id).aupdate(heartbeat_at=timezone.now() - timedelta(minutes=2))
+    body = await detail(async_client, "dead1")
+    assert body["messages"] == [
+        {"role": "user", "content": "are you there?"},
+        {"role": "assistant", "content": "I was say"},
+    ]
+    assert (await Turn.objects.aget(id=turn.id)).status == TurnStatus.INTERRUPTED
+    provider.script(text("back"))
+    events = await socket.turn("hello?")
+    assert events[-1]["finish_reason"] == "stop"
+    await socket.communicator.disconnect()
+
+
+async def test_the_heartbeat_saves_partial_text(ws, provider, monkeypatch):
+    monkeypatch.setattr(services, "HEARTBEAT_SECONDS", 0.05)
+    provider.script(text(*["tok "] * 40, interval=0.02))
+    await ws.send({"message": "stream"})
+    first = await ws.receive()
+    await asyncio.sleep(0.3)
+    turn = await Turn.objects.aget(id=first["message_id"])
+    assert timezone.now() - turn.heartbeat_at < timedelta(seconds=1)
+    partial = await turn.messages.filter(kind="assistant").afirst()
+    assert partial is not None and partial.content.startswith("tok tok")
+    await ws.until_end()
+
+
+async def test_session_round_trip():
+    await services.aturn_start(conversation_id="s1", model="gpt-4o", user_message="hi")
+    session = ConversationSession(conversation_id="s1", turn_id=None, max_tokens=100_000)
+    assert await session.get_items() == []
+    await session.add_items([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
+    await session.add_items([{"type": "function_call", "call_id": "c1", "name": "ls", "arguments": "{}"}])
+    assert [i.get("content", i.get("name")) for i in await session.get_items()] == ["a", "b", "ls"]
+    assert await session.get_items(limit=1) == [
+        {"type": "function_call", "call_id": "c1", "name": "ls", "arguments": "{}"}
+    ]
+    assert (await session.pop_item())["name"] == "ls"
+    assert len(await session.get_items()) == 2
+    await session.clear_session()
+    assert await session.get_items() == []
+    assert await session.pop_item() is None
+
+
+async def test_long_history_is_trimmed_to_the_context_window_oldest_first(ws, provider):
+    big = "lorem ipsum " * 400  # ~1600 tokens by the estimate
+    for index in range(4):
+        provider.script(tools(("ls", {})), text(f"answer {index}"))
+        await ws.turn(f"q{index} {big}")
+    provider.script(text("ok"))
+    await ws.communicator.disconnect()
+    from django.test import override_settings
+
+    from tests.conftest import catalog_file
+
+    small = {"gpt-4o": {"provider": "openai", "name": "tiny", "maxTokens": 6000}}
+    import pathlib
+    import tempfile
+
+    with override_settings(MODELS_FILE=catalog_file(pathlib.Path(tempfile.mkdtemp()), small, "gpt-4o")):
+        socket = await connect()
+        await socket.turn("last")
+        await socket.communicator.disconnect()
+    replay = provider.requests[-1].body["messages"]
+    users = [m["content"][:2] for m in replay if m["role"] == "user"]
+    assert users[0] != "q0" and users[-1] == "la"
+    # Every tool call that is replayed still has its output right after it.
+    for index, message in enumerate(replay):
+        if message.get("tool_calls"):
+            assert replay[index + 1]["role"] == "tool"
+            assert replay[index + 1]["tool_call_id"] == message["tool_calls"][0]["id"]
+
+
+async def test_two_conversations_never_mix(provider):
+    alice, bob = await connect("alice"), await connect("bob")
+    provider.script(text("A1"))
+    await alice.turn("alice says")
+    provider.script(text("B1"))
+    await bob.turn("bob says")
+    bob_request = provider.requests[-1].body["messages"]
+    assert [m["content"] for m in bob_request if m["role"] != "system"] == ["bob says"]
+    await alice.communicator.disconnect()
+    await bob.communicator.disconnect()
