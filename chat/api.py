@@ -102,12 +102,13 @@ def _conversation_body(conversation: Any) -> dict[str, Any]:
     }
 
 
+class UsageFilters(Schema):
+    start: date | None = Field(None, alias="from", description="First day (UTC), inclusive")
+    end: date | None = Field(None, alias="to", description="Last day (UTC), inclusive")
+    conversation_id: str | None = None
+
+
 @router.get("/usage", tags=["usage"], summary="Token and cost totals, by model and by day")
-def usage(
-    request: HttpRequest,
-    start: date | None = Query(None, alias="from", description="First day (UTC), inclusive"),
-    end: date | None = Query(None, alias="to", description="Last day (UTC), inclusive"),
-    conversation_id: str | None = None,
-) -> dict[str, Any]:
-    report = usage_report(start=start, end=end, conversation_id=conversation_id)
+def usage(request: HttpRequest, filters: Query[UsageFilters]) -> dict[str, Any]:
+    report = usage_report(start=filters.start, end=filters.end, conversation_id=filters.conversation_id)
     return {**report["totals"], "by_model": report["by_model"], "by_day": report["by_day"]}
