@@ -49,6 +49,8 @@ class Config:
     tools_max_read_bytes: int
     tools_timeout: float
     agents_tracing: bool
+    secure_ssl_redirect: bool
+    secure_hsts_seconds: int
     log_level: str
     log_format: str
 
@@ -106,6 +108,8 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             ),
             tools_timeout=env.float("TOOLS_TIMEOUT", default=15.0),
             agents_tracing=env.bool("AGENTS_TRACING", default=False),
+            secure_ssl_redirect=env.bool("SECURE_SSL_REDIRECT", default=False),
+            secure_hsts_seconds=env.int("SECURE_HSTS_SECONDS", default=0),
             log_level=env.str("LOG_LEVEL", default="INFO").upper(),
             log_format=_choice(env.str("LOG_FORMAT", default="text"), "LOG_FORMAT", ("text", "json")),
         )

@@ -2,8 +2,13 @@
 
 import os
 
+import environ
+
 from dreamytin.config import BASE_DIR, config_from_env
 
+# A `.env` next to manage.py fills in what the environment does not set.
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")
 CONFIG = config_from_env(os.environ)
 
 DEBUG = CONFIG.debug
@@ -114,6 +119,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Off by default: a self-hosted server often runs on plain HTTP behind a proxy or on a LAN.
+SECURE_SSL_REDIRECT = CONFIG.secure_ssl_redirect
+SECURE_HSTS_SECONDS = CONFIG.secure_hsts_seconds
+SECURE_HSTS_INCLUDE_SUBDOMAINS = CONFIG.secure_hsts_seconds > 0
 
 LOGGING = {
     "version": 1,

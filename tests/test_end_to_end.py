@@ -89,12 +89,23 @@ class Server:
 
 def daphne(env: dict[str, str]) -> Server:
     port = free_port()
-    return Server([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dreamytin.asgi:application"], env, port)
+    return Server(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dreamytin.asgi:application"], env, port
+    )
 
 
 def uvicorn(env: dict[str, str]) -> Server:
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "dreamytin.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "dreamytin.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     return Server(command, env, port)
 
 
@@ -112,7 +123,9 @@ def chat_turn(server: Server, conversation_id: str, message: str) -> list[dict]:
 
 
 def test_a_tool_turn_over_a_real_socket_survives_a_restart(server_env, fake_server):
-    fake_server.script(tools(("read_file", {"path": "todo.md"}), text=["Checking."]), text("You need to ", "write tests."))
+    fake_server.script(
+        tools(("read_file", {"path": "todo.md"}), text=["Checking."]), text("You need to ", "write tests.")
+    )
     first = daphne(server_env)
     try:
         created = httpx.post(f"{first.url}/conversations", json={"session_id": "e2e123abc", "model": "gpt-4o"})
@@ -121,7 +134,13 @@ def test_a_tool_turn_over_a_real_socket_survives_a_restart(server_env, fake_serv
     finally:
         first.stop()
     assert [e["type"] for e in events] == [
-        "stream", "tool_call", "tool_result", "final_response_start", "final_stream", "final_stream", "stream_end",
+        "stream",
+        "tool_call",
+        "tool_result",
+        "final_response_start",
+        "final_stream",
+        "final_stream",
+        "stream_end",
     ]
     assert events[2]["result"] == "- write tests\n"
 
