@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 import httpx
 import litellm
 import openai
-from agents import Model, ModelSettings
+from agents import Model, ModelSettings, OpenAIChatCompletionsModel
 from agents.exceptions import MaxTurnsExceeded
 from agents.extensions.models.litellm_model import LitellmModel
 from django.conf import settings
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from chat.catalog import CatalogModel, provider_base_url
 
@@ -21,21 +28,110 @@ logger = logging.getLogger(__name__)
 KEYLESS_PLACEHOLDER = "not-needed"
 
 
-def model_resolve(model: CatalogModel) -> Model:
-    return LitellmModel(
-        model=model.litellm_model,
-        base_url=provider_base_url(model),
-        api_key=model.api_key or KEYLESS_PLACEHOLDER,
-    )
+# OpenAI and OpenAI-compatible endpoints take the SDK's native Chat Completions model: LiteLLM
+# costs about three times the CPU per streamed chunk (bench/). Anthropic and Google go through
+# LiteLLM.
+NATIVE_PROVIDERS = ("openai", "openai_compatible")
 
 
-def model_settings() -> ModelSettings:
-    return ModelSettings(
-        # Without it, streamed usage is reported as 0.
-        include_usage=True,
-        # The OpenAI client under LiteLLM retries twice by default, even mid-stream; retries
-        # are ours to decide (chat.runs retries only before anything reached the client).
-        extra_args={"timeout": settings.PROVIDER_TIMEOUT, "max_retries": 0},
+@dataclass(frozen=True, kw_only=True)
+class ResolvedModel:
+    model: Model
+    settings: ModelSettings
+
+
+class _TrackedBody(httpx.AsyncByteStream):
+    """A response body that knows whether it was read to its end."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.inner = response.stream
+        self.finished = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.inner:  # type: ignore[union-attr]
+            yield chunk
+        self.finished = True
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        """Shut the socket down: closing the response alone can leave the connection open (the
+        provider still generating, and billing) when the SDK's reading task is cancelled mid-read."""
+        if self.finished:
+            return  # a finished body's connection is back in the pool, healthy
+        network_stream = self.response.extensions.get("network_stream")
+        sock = network_stream.get_extra_info("socket") if network_stream is not None else None
+        if sock is not None:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+# The provider responses of the running turn. The SDK runs model calls in tasks of its own,
+# which inherit this context, so the turn can end the connections itself when it stops.
+_turn_bodies: ContextVar[list[_TrackedBody] | None] = ContextVar("turn_bodies", default=None)
+
+
+async def _track_response(response: httpx.Response) -> None:
+    bodies = _turn_bodies.get()
+    if bodies is not None:
+        body = _TrackedBody(response)
+        response.stream = body
+        bodies.append(body)
+
+
+@asynccontextmanager
+async def provider_streams_closed() -> AsyncIterator[None]:
+    """On cancel or failure, end every provider stream the block left unfinished."""
+    bodies: list[_TrackedBody] = []
+    token = _turn_bodies.set(bodies)
+    try:
+        yield
+    except BaseException:
+        for body in bodies:
+            body.abort()
+        raise
+    finally:
+        _turn_bodies.reset(token)
+
+
+# One client (and connection pool) per endpoint and key, shared by every turn; a pool belongs to
+# the event loop it was made in, so clients are kept per loop.
+_clients: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str | None, str, float], AsyncOpenAI]]
+_clients = WeakKeyDictionary()
+
+
+def _openai_client(base_url: str | None, api_key: str, timeout: float) -> AsyncOpenAI:
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    key = (base_url, api_key, timeout)
+    if key not in clients:
+        http_client = DefaultAsyncHttpxClient(event_hooks={"response": [_track_response]})
+        # Retries are ours to decide (chat.runs retries only before anything reached the client).
+        clients[key] = AsyncOpenAI(
+            base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0, http_client=http_client
+        )
+    return clients[key]
+
+
+def model_resolve(model: CatalogModel) -> ResolvedModel:
+    """The one place a catalog model becomes an Agents SDK model."""
+    api_key = model.api_key or KEYLESS_PLACEHOLDER
+    base_url = provider_base_url(model)
+    if model.provider in NATIVE_PROVIDERS:
+        client = _openai_client(base_url, api_key, settings.PROVIDER_TIMEOUT)
+        return ResolvedModel(
+            model=OpenAIChatCompletionsModel(model=model.provider_model, openai_client=client),
+            # Without include_usage, streamed usage is reported as 0.
+            settings=ModelSettings(include_usage=True),
+        )
+    return ResolvedModel(
+        model=LitellmModel(model=model.litellm_model, base_url=base_url, api_key=api_key),
+        settings=ModelSettings(
+            include_usage=True,
+            # The OpenAI client under LiteLLM retries twice by default, even mid-stream.
+            extra_args={"timeout": settings.PROVIDER_TIMEOUT, "max_retries": 0},
+        ),
     )
 
 
@@ -68,7 +164,7 @@ def failure_classify(exc: BaseException) -> TurnFailure:
             message=f"The assistant reached the limit of {settings.AGENT_MAX_TURNS} steps for one reply.",
             retryable=False,
         )
-    if isinstance(exc, litellm.ContextWindowExceededError):
+    if isinstance(exc, litellm.ContextWindowExceededError) or _openai_context_exceeded(exc):
         return TurnFailure(
             code="context_length_exceeded",
             message="The conversation no longer fits the model's context window; start a new conversation.",
@@ -102,7 +198,17 @@ def failure_classify(exc: BaseException) -> TurnFailure:
             message="The provider failed or the connection to it broke; try again.",
             retryable=True,
         )
+    if isinstance(exc, json.JSONDecodeError):  # a malformed event in the provider's stream
+        return TurnFailure(
+            code="provider_unavailable", message="The provider sent a malformed response; try again.", retryable=True
+        )
     if isinstance(exc, litellm.APIError | openai.APIStatusError) and (getattr(exc, "status_code", 0) or 0) >= 500:
         return TurnFailure(code="provider_unavailable", message="The provider failed; try again.", retryable=True)
     logger.error("turn failed", exc_info=exc, extra={"event": "turn_internal_error"})
     return TurnFailure(code="internal_error", message="Something went wrong on the server.", retryable=False)
+
+
+def _openai_context_exceeded(exc: BaseException) -> bool:
+    if not isinstance(exc, openai.BadRequestError):
+        return False
+    return getattr(exc, "code", None) == "context_length_exceeded" or "maximum context length" in str(exc)

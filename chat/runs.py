@@ -26,7 +26,7 @@ from chat.events import EventMapper
 from chat.exceptions import ModelUnavailable, UnknownModel
 from chat.models import TurnStatus
 from chat.protocol import ErrorEvent, FinishReason, StreamEnd, TurnEvent
-from chat.providers import TurnFailure, failure_classify, model_resolve, model_settings
+from chat.providers import TurnFailure, failure_classify, model_resolve, provider_streams_closed
 from chat.recorder import TurnRecorder
 from chat.session import ConversationSession
 from chat.usage import ausage_record, ausage_totals, request_usage, usage_estimate
@@ -70,11 +70,12 @@ def _instructions(path: Path) -> str:
 
 def agent_build(model: CatalogModel) -> Agent[Any]:
     tools = [function_tool(tool) for tool in registry.enabled()] if model.supports_tools else []
+    resolved = model_resolve(model)
     return Agent(
         name="DreamyTin",
         instructions=_instructions(Path(settings.SYSTEM_PROMPT_FILE)),
-        model=model_resolve(model),
-        model_settings=model_settings(),
+        model=resolved.model,
+        model_settings=resolved.settings,
         tools=tools,
     )
 
@@ -97,11 +98,10 @@ class _Turn:
         status, finish, failure = TurnStatus.COMPLETE, "stop", None
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            await self._stream_with_retries()
+            async with provider_streams_closed():
+                await self._stream_with_retries()
         except asyncio.CancelledError:
             status, finish = TurnStatus.CANCELLED, "cancelled"
-            if self.result is not None:
-                self.result.cancel()  # stops the SDK's own tasks and closes the provider stream
         except Exception as exc:  # noqa: BLE001 - every failure ends the turn with an error event
             failure = failure_classify(exc)
             status = TurnStatus.ERROR
@@ -129,6 +129,17 @@ class _Turn:
                 await asyncio.sleep(failure.retry_after or RETRY_BACKOFF_SECONDS * attempt)
 
     async def _stream_once(self) -> None:
+        try:
+            await self._consume()
+        except asyncio.CancelledError:
+            if self.result is not None:
+                # Stop the SDK's own tasks first and let them unwind, so the one reading the
+                # provider stream releases it before `provider_streams_closed` closes it.
+                self.result.cancel()
+                await asyncio.sleep(0)
+            raise
+
+    async def _consume(self) -> None:
         self.result = Runner.run_streamed(
             agent_build(self.plan.model),
             self.plan.message,

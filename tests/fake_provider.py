@@ -137,7 +137,7 @@ class FakeProvider:
                 received = Received(method, path, headers, body, time.time())
                 self.requests.append(received)
                 reply = self.replies.popleft() if self.replies else self.default
-                keep = await self._respond(writer, received, reply)
+                keep = await self._respond(reader, writer, received, reply)
                 if not keep:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
@@ -145,7 +145,9 @@ class FakeProvider:
         finally:
             writer.close()
 
-    async def _respond(self, writer: asyncio.StreamWriter, received: Received, reply: Reply) -> bool:
+    async def _respond(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, received: Received, reply: Reply
+    ) -> bool:
         if reply.status != 200:
             payload = json.dumps(reply.error_body or {}).encode()
             extra = "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items())
@@ -175,6 +177,8 @@ class FakeProvider:
                 data = chunk.encode()
                 writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 await writer.drain()
+                if writer.transport.is_closing() or reader.at_eof():
+                    raise ConnectionResetError  # the client hung up
             writer.write(b"0\r\n\r\n")
             await writer.drain()
         except ConnectionError:
@@ -188,10 +192,14 @@ class FakeProvider:
 
 def _render(received: Received, reply: Reply) -> list[str]:
     if received.path.endswith("/messages"):
-        return _anthropic(reply)
-    if "streamGenerateContent" in received.path or "generateContent" in received.path:
-        return _gemini(reply)
-    return _openai(reply, received.body.get("model", "fake-model"))
+        chunks = _anthropic(reply)
+    elif "generateContent" in received.path:
+        chunks = _gemini(reply)
+    else:
+        return _openai(reply, received.body.get("model", "fake-model"))
+    if reply.malformed:
+        chunks.insert(len(reply.text) + 1, "data: {this is not json\n\n")
+    return chunks
 
 
 def _sse(data: dict[str, Any] | str, event: str | None = None) -> str:

@@ -127,7 +127,6 @@ async def test_cancel_with_no_turn_running_is_harmless(ws):
         (error(500), "provider_unavailable", True),
         (error(503, "overloaded"), "provider_unavailable", True),
         (text("a", "b", "c", cut_after=2), "provider_unavailable", True),
-        (Reply(malformed=True), "provider_unavailable", True),
         (
             error(400, "This model's maximum context length is 128000 tokens. However, you requested 200000 tokens"),
             "context_length_exceeded",
@@ -136,9 +135,10 @@ async def test_cancel_with_no_turn_running_is_harmless(ws):
         (tools(("no_such_tool", {})), "internal_error", False),
     ],
 )
-async def test_provider_failure_ends_with_error_then_stream_end(ws, provider, reply, code, retryable):
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-sonnet-4-5"])  # native OpenAI route, LiteLLM route
+async def test_provider_failure_ends_with_error_then_stream_end(ws, provider, reply, code, retryable, model):
     provider.script(reply)
-    events = await ws.turn("hi")
+    events = await ws.turn("hi", model=model)
     error_event = next(e for e in events if e["type"] == "error")
     assert error_event["code"] == code and error_event["retryable"] is retryable
     assert events[-1]["type"] == "stream_end" and events[-1]["finish_reason"] == "error"
@@ -147,6 +147,14 @@ async def test_provider_failure_ends_with_error_then_stream_end(ws, provider, re
     if code == "provider_rate_limited":
         assert error_event["retry_after"] == 7 and "7 seconds" in error_event["error"]
     await assert_usable(ws)
+
+
+async def test_a_malformed_stream_is_provider_unavailable(ws, provider):
+    # Native OpenAI route. (LiteLLM's Anthropic route skips a non-JSON line by itself.)
+    provider.script(Reply(text=["partial"], malformed=True))
+    events = await ws.turn("hi")
+    assert next(e for e in events if e["type"] == "error")["code"] == "provider_unavailable"
+    assert events[-1]["finish_reason"] == "error"
 
 
 async def test_failed_turn_shows_error_in_place_of_the_reply(ws, provider):
