@@ -193,7 +193,7 @@ class FakeProvider:
 def _render(received: Received, reply: Reply) -> list[str]:
     if received.path.endswith("/messages"):
         chunks = _anthropic(reply)
-    elif "generateContent" in received.path:
+    elif "generatecontent" in received.path.lower():
         chunks = _gemini(reply)
     else:
         return _openai(reply, received.body.get("model", "fake-model"))

@@ -1,0 +1,63 @@
+"""The same tool-using turn through every provider route, each in its own wire format."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat.catalog import catalog_get
+from chat.providers import model_resolve
+from tests.fake_provider import text, tools
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_openai_routes_are_native_and_others_go_through_litellm(provider):
+    catalog = catalog_get()
+    assert type(model_resolve(catalog.get("gpt-4o")).model).__name__ == "OpenAIChatCompletionsModel"
+    assert type(model_resolve(catalog.get("local-llama")).model).__name__ == "OpenAIChatCompletionsModel"
+    assert type(model_resolve(catalog.get("claude-sonnet-4-5")).model).__name__ == "LitellmModel"
+    assert type(model_resolve(catalog.get("gemini-2.5-flash")).model).__name__ == "LitellmModel"
+
+
+@pytest.mark.parametrize(
+    ("model", "path"),
+    [
+        ("gpt-4o", "/v1/chat/completions"),
+        ("local-llama", "/v1/chat/completions"),
+        ("claude-sonnet-4-5", "/v1/messages"),
+        ("gemini-2.5-flash", "/models/gemini-2.5-flash:streamGenerateContent?alt=sse"),
+    ],
+)
+async def test_a_tool_turn_through_each_route(ws, provider, workspace, model, path):
+    (workspace / "notes.md").write_text("remember the milk")
+    provider.script(tools(("read_file", {"path": "notes.md"})), text("You noted: ", "milk."))
+    events = await ws.turn("what did I note?", model=model)
+    assert [e["type"] for e in events] == [
+        "tool_call",
+        "tool_result",
+        "final_response_start",
+        "final_stream",
+        "final_stream",
+        "stream_end",
+    ]
+    assert events[0]["arguments"] == {"path": "notes.md"}
+    assert events[1]["result"] == "remember the milk" and events[1]["ok"] is True
+    assert events[-1]["usage"]["requests"] == 2
+    assert [r.path for r in provider.requests] == [path, path]
+    second = provider.requests[1]
+    if model.startswith("claude"):
+        assert second.headers["x-api-key"] == "sk-ant-test-key"
+        result = second.body["messages"][-1]["content"][0]
+        assert result["type"] == "tool_result" and result["content"] == "remember the milk"
+    elif model.startswith("gemini"):
+        assert "AIza-test-google-key" in second.headers.get("x-goog-api-key", "") + second.path
+        response = second.body["contents"][-1]["parts"][0]["function_response"]
+        assert response["name"] == "read_file" and response["response"]["content"] == "remember the milk"
+    else:
+        assert second.body["messages"][-1] == {
+            "role": "tool",
+            "tool_call_id": events[0]["call_id"],
+            "content": "remember the milk",
+        }
+        key = "Bearer sk-test-openai-key" if model == "gpt-4o" else "Bearer not-needed"
+        assert second.headers["authorization"] == key
