@@ -80,8 +80,14 @@ class TurnRecorder:
 
     async def flush_text(self) -> None:
         await self.save_partial()
+        self.take_segment()
+
+    def take_segment(self) -> tuple[int, str] | None:
+        """End the open text segment and return (position, text) for the caller to save."""
+        segment = None if self.text_position is None else (self.text_position, self.partial_text())
         self.text = []
         self.text_position = None
+        return segment
 
     def replay_items(self) -> list[dict[str, Any]]:
         """The turn as the model should remember it when it did not finish: what the user saw,

@@ -24,12 +24,12 @@ from chat import selectors, services
 from chat.catalog import CatalogModel, catalog_get
 from chat.events import EventMapper
 from chat.exceptions import ModelUnavailable, UnknownModel
-from chat.models import TurnStatus
+from chat.models import TurnStatus, UsageRecord
 from chat.protocol import ErrorEvent, FinishReason, StreamEnd, TurnEvent
 from chat.providers import TurnFailure, failure_classify, model_resolve, provider_streams_closed
 from chat.recorder import TurnRecorder
 from chat.session import ConversationSession
-from chat.usage import ausage_record, ausage_totals, request_usage, usage_estimate
+from chat.usage import ausage_record, request_usage, usage_estimate, usage_sum
 from tools.adapter import function_tool
 from tools.registry import registry
 
@@ -93,6 +93,7 @@ class _Turn:
         )
         self.result: RunResultStreaming | None = None
         self.sent_events = 0
+        self.usage_rows: list[UsageRecord] = []
 
     async def run(self) -> None:
         status, finish, failure = TurnStatus.COMPLETE, "stop", None
@@ -158,12 +159,13 @@ class _Turn:
     async def _record_completed(self) -> None:
         ended = time.perf_counter()
         for usage, timing in self.mapper.completed:
-            await ausage_record(
+            row = await ausage_record(
                 conversation_id=self.plan.conversation_id,
                 turn_id=self.plan.turn_id,
                 model=self.plan.model,
                 usage=request_usage(usage, started=timing.started, first_output=timing.first_output, ended=ended),
             )
+            self.usage_rows.append(row)
         self.mapper.completed.clear()
 
     async def _heartbeat(self) -> None:
@@ -174,11 +176,10 @@ class _Turn:
 
     async def _finish(self, status: TurnStatus, finish: FinishReason, failure: TurnFailure | None) -> None:
         plan = self.plan
-        partial = self.recorder.partial_text() if self.recorder.text_position is not None else ""
-        await self.recorder.flush_text()
-        if status != TurnStatus.COMPLETE:
-            await self._estimate_unreported(failure, partial)
-            await self._repair_history()
+        last_segment = self.recorder.take_segment()
+        unfinished = status != TurnStatus.COMPLETE
+        if unfinished:
+            await self._estimate_unreported(failure, last_segment[1] if last_segment else "")
         if failure is not None:
             await self.emit(
                 ErrorEvent(
@@ -190,12 +191,16 @@ class _Turn:
             )
         await services.aturn_finish(
             turn_id=plan.turn_id,
+            conversation_id=plan.conversation_id,
             status=status,
             finish_reason=finish,
             error_code=failure.code if failure else "",
             error=failure.message if failure else "",
+            last_segment=last_segment,
+            # Leave a history the next request can replay, whatever point the turn stopped at.
+            replay_items=self.recorder.replay_items() if unfinished else None,
         )
-        usage = await ausage_totals(turn_id=plan.turn_id)
+        usage = usage_sum(self.usage_rows)
         await self.emit(StreamEnd(finish_reason=finish, usage=_stream_end_usage(usage)))
         logger.info(
             "turn %s ended: %s",
@@ -224,15 +229,10 @@ class _Turn:
             instructions=_instructions(Path(settings.SYSTEM_PROMPT_FILE)),
             output_text=partial_text,
         )
-        await ausage_record(
+        row = await ausage_record(
             conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, model=self.plan.model, usage=usage
         )
-
-    async def _repair_history(self) -> None:
-        """Leave a history the next request can replay, whatever point the turn stopped at."""
-        await services.asession_turn_rebuild(
-            conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, items=self.recorder.replay_items()
-        )
+        self.usage_rows.append(row)
 
 
 def _stream_end_usage(totals: dict[str, Any]) -> dict[str, Any]:

@@ -50,9 +50,11 @@ def turn_start(*, conversation_id: str, model: str, user_message: str) -> Turn:
     conversation, _ = Conversation.objects.select_for_update().get_or_create(
         id=conversation_id, defaults={"model": model}
     )
-    turns_mark_interrupted(conversation_id=conversation_id)
-    if conversation.turns.filter(status=TurnStatus.STREAMING).exists():
-        raise ConversationBusy("A reply is still being generated in this conversation; wait for it or cancel it.")
+    stale_before = timezone.now() - STALE_AFTER
+    for running in conversation.turns.filter(status=TurnStatus.STREAMING).only("id", "heartbeat_at"):
+        if running.heartbeat_at >= stale_before:
+            raise ConversationBusy("A reply is still being generated in this conversation; wait for it or cancel it.")
+        turns_mark_interrupted(conversation_id=conversation_id)
     turn = Turn.objects.create(conversation=conversation, model=model)
     Message.objects.create(turn=turn, position=0, kind=MessageKind.USER, content=user_message)
     conversation.model = model
@@ -73,15 +75,29 @@ def message_save(*, turn_id: Any, position: int, fields: dict[str, Any]) -> None
 
 
 @transaction.atomic
-def turn_finish(*, turn_id: Any, status: TurnStatus, finish_reason: str, error_code: str = "", error: str = "") -> None:
+def turn_finish(
+    *,
+    turn_id: Any,
+    conversation_id: str,
+    status: TurnStatus,
+    finish_reason: str,
+    error_code: str = "",
+    error: str = "",
+    last_segment: tuple[int, str] | None = None,
+    replay_items: list[dict[str, Any]] | None = None,
+) -> None:
+    """End a turn in one transaction: its last text segment, for an unfinished turn the items
+    the model will be replayed, and its status."""
+    if last_segment is not None:
+        position, content = last_segment
+        message_save(turn_id=turn_id, position=position, fields={"kind": MessageKind.ASSISTANT, "content": content})
+    if replay_items is not None:
+        session_turn_rebuild(conversation_id=conversation_id, turn_id=turn_id, items=replay_items)
+    now = timezone.now()
     Turn.objects.filter(id=turn_id).update(
-        status=status,
-        finish_reason=finish_reason,
-        error_code=error_code,
-        error=error,
-        finished_at=timezone.now(),
+        status=status, finish_reason=finish_reason, error_code=error_code, error=error, finished_at=now
     )
-    Conversation.objects.filter(turns__id=turn_id).update(updated_at=timezone.now())
+    Conversation.objects.filter(id=conversation_id).update(updated_at=now)
 
 
 def session_items_add(
@@ -123,7 +139,6 @@ aturn_finish = database_sync_to_async(turn_finish)
 asession_items_add = database_sync_to_async(session_items_add)
 asession_item_pop = database_sync_to_async(session_item_pop)
 asession_items_clear = database_sync_to_async(session_items_clear)
-asession_turn_rebuild = database_sync_to_async(session_turn_rebuild)
 
 
 def session_items_delete_turn(*, turn_id: Any) -> None:

@@ -112,6 +112,21 @@ def _shape(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def usage_sum(rows: list[UsageRecord]) -> dict[str, Any]:
+    """Totals of ledger rows in hand (a turn's), in the shape of `usage_totals`."""
+    costs = [row.cost_usd for row in rows if row.cost_usd is not None]
+    return _shape(
+        {
+            "requests": len(rows),
+            "input_tokens": sum(row.input_tokens for row in rows),
+            "cached_input_tokens": sum(row.cached_input_tokens for row in rows),
+            "output_tokens": sum(row.output_tokens for row in rows),
+            "reasoning_tokens": sum(row.reasoning_tokens for row in rows),
+            "cost_usd": sum(costs) if costs else None,
+        }
+    )
+
+
 def usage_totals(**filters: Any) -> dict[str, Any]:
     return _shape(usage_rows(**filters).aggregate(**_TOTALS))
 
@@ -128,7 +143,6 @@ def usage_report(**filters: Any) -> dict[str, Any]:
 
 
 ausage_record = database_sync_to_async(usage_record)
-ausage_totals = database_sync_to_async(usage_totals)
 
 
 def request_usage(usage: Any, *, started: float, first_output: float | None, ended: float) -> RequestUsage:

@@ -67,6 +67,17 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": CONFIG.database}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the writer and makes commits cheap (NORMAL is safe from
+    # corruption in WAL mode); IMMEDIATE takes the write lock up front, so two threads never
+    # deadlock upgrading a read lock ("database is locked").
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if CONFIG.redis_url:

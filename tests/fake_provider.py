@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _call_ids = itertools.count(1)
+STAMP = "@@SENT_AT@@"
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Reply:
     cut_after: int | None = None  # close the connection after this many chunks
     malformed: bool = False  # send a chunk that is not JSON
     usage: tuple[int, int, int] = (12, 7, 0)  # input (incl. cached), output, cached
-    stamp: bool = False  # add the send time to each chunk (benchmark)
+    stamp: bool = False  # replace STAMP in text pieces with the send time (benchmark)
 
 
 def text(*chunks: str, **kwargs: Any) -> Reply:
@@ -173,7 +174,7 @@ class FakeProvider:
                 if index and reply.interval:
                     await asyncio.sleep(reply.interval)
                 if reply.stamp:
-                    chunk = chunk.replace("__SENT_AT__", repr(time.time()))
+                    chunk = chunk.replace(STAMP, f"{time.time():.6f}")
                 data = chunk.encode()
                 writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 await writer.drain()
@@ -212,11 +213,7 @@ def _openai(reply: Reply, model: str) -> list[str]:
     base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     chunks = [_sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})]
     for piece in reply.text:
-        delta: dict[str, Any] = {"content": piece}
-        chunk = {**base, "choices": [{"index": 0, "delta": delta}]}
-        if reply.stamp:
-            chunk["sent_at"] = "__SENT_AT__"
-        chunks.append(_sse(chunk).replace('"__SENT_AT__"', "__SENT_AT__"))
+        chunks.append(_sse({**base, "choices": [{"index": 0, "delta": {"content": piece}}]}))
     if reply.malformed:
         chunks.append("data: {this is not json\n\n")
     for index, (name, arguments) in enumerate(reply.tool_calls):

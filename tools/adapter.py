@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from functools import lru_cache
 from typing import Any
 
 from agents import FunctionTool
@@ -47,16 +48,21 @@ async def tool_invoke(tool: BaseTool[ToolArgs], raw_arguments: str) -> ToolResul
         return ToolResult.failure(f"The tool {tool.name} failed unexpectedly.")
 
 
+@lru_cache(maxsize=128)
+def _schema(args_model: type[ToolArgs]) -> dict[str, Any]:
+    schema = args_model.model_json_schema()
+    schema.setdefault("additionalProperties", False)
+    return schema
+
+
 def function_tool(tool: BaseTool[ToolArgs]) -> FunctionTool:
     async def on_invoke(context: ToolContext[Any], raw_arguments: str) -> ToolResult:
         return await tool_invoke(tool, raw_arguments)
 
-    schema = tool.args_model.model_json_schema()
-    schema.setdefault("additionalProperties", False)
     return FunctionTool(
         name=tool.name,
         description=tool.describe(),
-        params_json_schema=schema,
+        params_json_schema=_schema(tool.args_model),
         on_invoke_tool=on_invoke,
         # Strict schemas demand every property be required; ours have defaults and are
         # validated here instead.

@@ -13,6 +13,7 @@ import os
 import stat
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
@@ -52,15 +53,21 @@ class Opened:
 
 
 def workspace_roots() -> list[Root]:
+    return list(_roots(tuple(settings.TOOLS_ALLOWED_DIRS)))
+
+
+@lru_cache(maxsize=16)
+def _roots(specs: tuple[str, ...]) -> tuple[Root, ...]:
+    """Resolved once per setting: every tool call and every turn's tool descriptions use them."""
     roots = []
-    for spec in settings.TOOLS_ALLOWED_DIRS:
+    for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep:
             path, name = spec, Path(spec.rstrip("/")).name or "root"
         given = Path(path).expanduser().absolute()
         given.mkdir(parents=True, exist_ok=True)  # created on first use
         roots.append(Root(name=name, path=os.path.realpath(given), given=str(given)))
-    return roots
+    return tuple(roots)
 
 
 def display_path(root: Root, parts: list[str], roots: list[Root]) -> str:

@@ -1,0 +1,98 @@
+"""Clients and measurements shared by the benchmark: stamped chunks, percentiles, process CPU
+and memory from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import connect
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class StreamTiming:
+    ttft: float | None = None  # seconds from request to first chunk
+    chunk_latency: list[float] = field(default_factory=list)  # receive time minus send stamp
+    chunks: int = 0
+    ok: bool = False
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def stamps(content: str) -> list[float]:
+    return [float(part) for part in content.split() if part.replace(".", "", 1).isdigit()]
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as handle:
+        return int(handle.read().split()[1]) * PAGE
+
+
+async def raw_sse_stream(client: httpx.AsyncClient, url: str) -> StreamTiming:
+    """A direct streaming client of the provider: the floor."""
+    timing = StreamTiming()
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    started = time.time()
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            now = time.time()
+            delta = json.loads(line[6:])["choices"]
+            content = delta[0]["delta"].get("content") if delta else None
+            if content:
+                timing.ttft = timing.ttft if timing.ttft is not None else now - started
+                timing.chunk_latency += [now - sent for sent in stamps(content)]
+                timing.chunks += 1
+    timing.ok = True
+    return timing
+
+
+class ChatClient:
+    """A WebSocket client that does what the frontend does."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ws: Any = None
+
+    async def open(self) -> None:
+        self.ws = await connect(self.url, max_size=2**22, open_timeout=60)
+        assert json.loads(await self.ws.recv())["type"] == "connected"
+
+    async def turn(self, message: str, model: str) -> StreamTiming:
+        timing = StreamTiming()
+        started = time.time()
+        await self.ws.send(json.dumps({"message": message, "model": model}))
+        while True:
+            event = json.loads(await asyncio.wait_for(self.ws.recv(), 120))
+            now = time.time()
+            if event["type"] in ("stream", "final_stream"):
+                timing.ttft = timing.ttft if timing.ttft is not None else now - started
+                timing.chunk_latency += [now - sent for sent in stamps(event["content"])]
+                timing.chunks += 1
+            elif event["type"] == "stream_end":
+                timing.ok = event["finish_reason"] == "stop"
+                return timing
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()

@@ -1,0 +1,317 @@
+"""The relay benchmark: what the backend adds between a streaming provider and the browser.
+
+    python3 -m bench.run                 # K = 1, 50, 200 on daphne and uvicorn (a few minutes)
+    python3 -m bench.run --ks 1,50,200,1000
+    python3 -m bench.run --smoke         # a few seconds; tests run this
+
+In one run it measures the floor (raw SSE clients of the fake provider), the library cost (the
+same Agents SDK runs with no server) and the real server processes, then prints a table and
+writes JSON (bench/results/latest.json unless --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.measure import ChatClient, StreamTiming, cpu_seconds, percentile, raw_sse_stream, rss_bytes
+
+PROJECT = Path(__file__).resolve().parents[1]
+MODEL = "gpt-4o"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_fake(tmp: Path, chunks: int, interval: float, ttft: float) -> tuple[subprocess.Popen[bytes], str]:
+    port_file = tmp / "fake.port"
+    command = [sys.executable, "-m", "bench.fake_server", "--port-file", str(port_file)]
+    command += ["--chunks", str(chunks), "--interval", str(interval), "--ttft", str(ttft)]
+    process = subprocess.Popen(command, cwd=PROJECT)
+    for _ in range(200):
+        if port_file.exists() and port_file.read_text():
+            return process, f"http://127.0.0.1:{port_file.read_text()}"
+        time.sleep(0.05)
+    raise RuntimeError("fake provider did not start")
+
+
+def server_env(tmp: Path, fake_url: str) -> dict[str, str]:
+    models = tmp / "models.json"
+    models.write_text(
+        json.dumps(
+            {"defaultModel": MODEL, "models": {MODEL: {"provider": "openai", "name": "GPT-4o", "maxTokens": 128000}}}
+        )
+    )
+    env = {
+        **os.environ,
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-" + "x" * 50,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{tmp / 'bench.sqlite3'}"),
+        "OPENAI_API_KEY": "sk-bench",
+        "OPENAI_BASE_URL": f"{fake_url}/v1",
+        "MODELS_FILE": str(models),
+        "TOOLS_ALLOWED_DIRS": str(tmp / "ws"),
+        "PROVIDER_RETRIES": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("REDIS_URL", None)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=PROJECT, env=env, check=True)
+    return env
+
+
+def server_command(kind: str, port: int) -> list[str]:
+    if kind == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dreamytin.asgi:application"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "dreamytin.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--ws-max-size",
+        "1048576",
+    ]
+
+
+def start_server(kind: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int, float]:
+    port = free_port()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        server_command(kind, port), cwd=PROJECT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    deadline = started + 60
+    while time.perf_counter() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process, port, time.perf_counter() - started
+        except httpx.HTTPError:
+            time.sleep(0.02)
+    process.kill()
+    raise RuntimeError(f"{kind} did not become healthy; see {log}")
+
+
+def summarize(timings: list[StreamTiming]) -> dict[str, Any]:
+    good = [t for t in timings if t.ok]
+    ttft = [t.ttft for t in good if t.ttft is not None]
+    latency = [x for t in good for x in t.chunk_latency]
+    return {
+        "turns": len(timings),
+        "failed": len(timings) - len(good),
+        "chunks": sum(t.chunks for t in good),
+        "ttft_p50_ms": _ms(percentile(ttft, 50)),
+        "ttft_p99_ms": _ms(percentile(ttft, 99)),
+        "chunk_p50_ms": _ms(percentile(latency, 50)),
+        "chunk_p99_ms": _ms(percentile(latency, 99)),
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+async def raw_baseline(url: str, k: int) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=k + 10, max_keepalive_connections=k + 10)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        await raw_sse_stream(client, url)
+        timings = await asyncio.gather(*(raw_sse_stream(client, url) for _ in range(k)), return_exceptions=True)
+    return summarize([t if isinstance(t, StreamTiming) else StreamTiming() for t in timings])
+
+
+def sdk_baseline(url: str, k: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.sdk_baseline", "--url", url, "--k", str(k)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    raw = json.loads(out.stdout.strip().splitlines()[-1])
+    timings = [StreamTiming(ttft=t, ok=True) for t in raw["ttft"]]
+    if timings:
+        timings[0].chunk_latency = raw["chunk_latency"]
+        timings[0].chunks = raw["chunks"]
+    summary = summarize(timings)
+    summary["failed"] = raw["failed"]
+    summary["cpu_us_per_chunk"] = round(raw["cpu_seconds"] / max(raw["chunks"], 1) * 1e6, 1)
+    return summary
+
+
+async def first_and_tenth(port: int) -> dict[str, Any]:
+    """Time to first token of ten sequential turns right after start."""
+    client = ChatClient(f"ws://127.0.0.1:{port}/ws/warmcheck")
+    await client.open()
+    ttfts = []
+    for _ in range(10):
+        ttfts.append((await client.turn("hi", MODEL)).ttft or 0.0)
+    await client.close()
+    return {
+        "first_ttft_ms": _ms(ttfts[0]),
+        "tenth_ttft_ms": _ms(ttfts[9]),
+        "first_minus_tenth_ms": _ms(ttfts[0] - ttfts[9]),
+    }
+
+
+async def server_round(pid: int, port: int, k: int) -> dict[str, Any]:
+    rss_start = rss_bytes(pid)
+    clients = [ChatClient(f"ws://127.0.0.1:{port}/ws/bench-{k}-{index}") for index in range(k)]
+    for start in range(0, k, 50):  # open in batches: a burst of handshakes is not what we measure
+        await asyncio.gather(*(client.open() for client in clients[start : start + 50]))
+    await asyncio.sleep(0.5)
+    rss_idle = rss_bytes(pid)
+    peak = rss_idle
+    cpu_before = cpu_seconds(pid)
+    turns = asyncio.gather(*(client.turn("hi", MODEL) for client in clients), return_exceptions=True)
+    while not turns.done():
+        peak = max(peak, rss_bytes(pid))
+        await asyncio.sleep(0.05)
+    cpu = cpu_seconds(pid) - cpu_before
+    timings = [t if isinstance(t, StreamTiming) else StreamTiming() for t in turns.result()]
+    await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+    summary = summarize(timings)
+    summary.update(
+        {
+            "cpu_us_per_chunk": round(cpu / max(summary["chunks"], 1) * 1e6, 1),
+            "rss_per_idle_conn_kib": round((rss_idle - rss_start) / k / 1024, 1),
+            "rss_per_streaming_conn_kib": round((peak - rss_start) / k / 1024, 1),
+            "rss_peak_mb": round(peak / 2**20, 1),
+        }
+    )
+    return summary
+
+
+def added(server: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    def diff(key: str) -> float | None:
+        if server.get(key) is None or floor.get(key) is None:
+            return None
+        return round(server[key] - floor[key], 3)
+
+    return {
+        "added_ttft_p50_ms": diff("ttft_p50_ms"),
+        "added_ttft_p99_ms": diff("ttft_p99_ms"),
+        "added_chunk_p50_ms": diff("chunk_p50_ms"),
+        "added_chunk_p99_ms": diff("chunk_p99_ms"),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="dreamytin-bench-"))
+    (tmp / "ws").mkdir()
+    fake, url = start_fake(tmp, args.chunks, 1 / args.rate, args.ttft)
+    report: dict[str, Any] = {
+        "config": {
+            "ks": args.ks,
+            "chunks": args.chunks,
+            "rate_per_s": args.rate,
+            "ttft_s": args.ttft,
+            "cpus": os.cpu_count(),
+        },
+        "baselines": {},
+        "servers": {},
+    }
+    try:
+        for k in args.ks:
+            report["baselines"][str(k)] = {"raw_sse": await raw_baseline(url, k), "sdk": sdk_baseline(url, k)}
+        env = server_env(tmp, url)
+        for kind in args.servers:
+            process, port, cold = start_server(kind, env, tmp / f"{kind}.log")
+            try:
+                entry: dict[str, Any] = {"cold_start_s": round(cold, 3), **await first_and_tenth(port), "by_k": {}}
+                for k in args.ks:
+                    result = await server_round(process.pid, port, k)
+                    base = report["baselines"][str(k)]
+                    result.update(added(result, base["raw_sse"]))
+                    sdk_cpu = base["sdk"]["cpu_us_per_chunk"]
+                    result["own_layer_cpu_overhead_pct"] = round((result["cpu_us_per_chunk"] / sdk_cpu - 1) * 100, 1)
+                    entry["by_k"][str(k)] = result
+                report["servers"][kind] = entry
+            finally:
+                process.terminate()
+                process.wait(10)
+    finally:
+        fake.terminate()
+        fake.wait(10)
+    return report
+
+
+COLUMNS = (
+    ("failed", "fail"),
+    ("added_ttft_p50_ms", "+ttft50"),
+    ("added_ttft_p99_ms", "+ttft99"),
+    ("added_chunk_p50_ms", "+chunk50"),
+    ("added_chunk_p99_ms", "+chunk99"),
+    ("cpu_us_per_chunk", "cpu us/chunk"),
+    ("own_layer_cpu_overhead_pct", "own cpu %"),
+    ("rss_per_idle_conn_kib", "idle KiB"),
+    ("rss_per_streaming_conn_kib", "stream KiB"),
+    ("rss_peak_mb", "peak MB"),
+)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"config: {report['config']}")
+    print("baselines (ms; cpu in us per chunk):")
+    for k, base in report["baselines"].items():
+        raw, sdk = base["raw_sse"], base["sdk"]
+        print(
+            f"  K={k:<5} raw SSE: ttft p50 {raw['ttft_p50_ms']} p99 {raw['ttft_p99_ms']}, "
+            f"chunk p50 {raw['chunk_p50_ms']} p99 {raw['chunk_p99_ms']}, failed {raw['failed']} | "
+            f"SDK only: cpu {sdk['cpu_us_per_chunk']}, "
+            f"failed {sdk['failed']}"
+        )
+    print("servers (added = server minus raw SSE, same K, same run):")
+    print(f"  {'server':<9}{'K':>6}" + "".join(f"{title:>13}" for _, title in COLUMNS))
+    for kind, entry in report["servers"].items():
+        for k, row in entry["by_k"].items():
+            print(f"  {kind:<9}{k:>6}" + "".join(f"{row[key]!s:>13}" for key, _ in COLUMNS))
+        print(
+            f"  {kind}: cold start {entry['cold_start_s']} s; first turn ttft {entry['first_ttft_ms']} ms, "
+            f"tenth {entry['tenth_ttft_ms']} ms (first - tenth {entry['first_minus_tenth_ms']} ms)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ks", default="1,50,200", help="concurrent streams, comma-separated")
+    parser.add_argument("--servers", default="daphne,uvicorn")
+    parser.add_argument("--chunks", type=int, default=200, help="chunks per stream (a reply of ~200 tokens)")
+    parser.add_argument("--rate", type=float, default=20.0, help="chunks per second per stream")
+    parser.add_argument("--ttft", type=float, default=0.2, help="fake time to first token, seconds")
+    parser.add_argument("--smoke", action="store_true", help="tiny run that checks the benchmark works")
+    parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args()
+    if args.smoke:
+        args.ks, args.chunks, args.rate, args.ttft = "1,3", 5, 50.0, 0.05
+    args.ks = [int(k) for k in str(args.ks).split(",")]
+    args.servers = args.servers.split(",")
+    report = asyncio.run(run(args))
+    print_table(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

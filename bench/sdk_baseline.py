@@ -1,0 +1,65 @@
+"""The library cost: the same Agents SDK runs on the same model route, with no server, in a
+process of its own so its CPU can be measured. Prints one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+
+from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner, set_tracing_disabled
+from openai import AsyncOpenAI
+
+from bench.measure import StreamTiming, cpu_seconds, stamps
+
+
+async def one_run(agent: Agent, config: RunConfig) -> StreamTiming:
+    timing = StreamTiming()
+    started = time.time()
+    result = Runner.run_streamed(agent, "hi", run_config=config)
+    async for event in result.stream_events():
+        if event.type == "raw_response_event" and event.data.type == "response.output_text.delta" and event.data.delta:
+            now = time.time()
+            timing.ttft = timing.ttft if timing.ttft is not None else now - started
+            timing.chunk_latency += [now - sent for sent in stamps(event.data.delta)]
+            timing.chunks += 1
+    timing.ok = True
+    return timing
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--k", type=int, required=True)
+    args = parser.parse_args()
+    set_tracing_disabled(True)
+    client = AsyncOpenAI(base_url=f"{args.url}/v1", api_key="sk-bench", max_retries=0)
+    agent = Agent(
+        name="bench",
+        instructions="You are a benchmark.",
+        model=OpenAIChatCompletionsModel(model="gpt-4o", openai_client=client),
+        model_settings=ModelSettings(include_usage=True),
+    )
+    config = RunConfig(tracing_disabled=True)
+    await one_run(agent, config)  # warm: imports and first-use costs are not the steady state
+    cpu_before = cpu_seconds(os.getpid())
+    timings = await asyncio.gather(*(one_run(agent, config) for _ in range(args.k)), return_exceptions=True)
+    cpu = cpu_seconds(os.getpid()) - cpu_before
+    good = [t for t in timings if isinstance(t, StreamTiming) and t.ok]
+    print(
+        json.dumps(
+            {
+                "cpu_seconds": cpu,
+                "chunks": sum(t.chunks for t in good),
+                "failed": len(timings) - len(good),
+                "ttft": [t.ttft for t in good if t.ttft is not None],
+                "chunk_latency": [x for t in good for x in t.chunk_latency],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,33 @@
+"""The benchmark keeps working: a tiny run of every part. Its figures are never asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_smoke_run_writes_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--servers", "daphne,uvicorn", "--out", str(out)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cold start" in result.stdout
+    report = json.loads(out.read_text())
+    assert set(report["servers"]) == {"daphne", "uvicorn"}
+    for entry in report["servers"].values():
+        assert entry["cold_start_s"] > 0 and entry["first_ttft_ms"] is not None
+        for row in entry["by_k"].values():
+            assert row["failed"] == 0 and row["chunks"] > 0
+            for key in ("added_ttft_p50_ms", "added_chunk_p99_ms", "cpu_us_per_chunk", "rss_per_idle_conn_kib"):
+                assert row[key] is not None
+    for base in report["baselines"].values():
+        assert base["raw_sse"]["failed"] == 0 and base["sdk"]["failed"] == 0
