@@ -78,7 +78,8 @@ class ChatClient:
         self.ws = await connect(self.url, max_size=2**22, open_timeout=60)
         assert json.loads(await self.ws.recv())["type"] == "connected"
 
-    async def turn(self, message: str, model: str) -> StreamTiming:
+    async def turn(self, message: str, model: str, *, first_token_only: bool = False) -> StreamTiming:
+        """One chat turn; with `first_token_only`, cancel it once the first token arrived."""
         timing = StreamTiming()
         started = time.time()
         await self.ws.send(json.dumps({"message": message, "model": model}))
@@ -86,11 +87,13 @@ class ChatClient:
             event = json.loads(await asyncio.wait_for(self.ws.recv(), 120))
             now = time.time()
             if event["type"] in ("stream", "final_stream"):
+                if timing.ttft is None and first_token_only:
+                    await self.ws.send(json.dumps({"type": "cancel"}))
                 timing.ttft = timing.ttft if timing.ttft is not None else now - started
                 timing.chunk_latency += [now - sent for sent in stamps(event["content"])]
                 timing.chunks += 1
             elif event["type"] == "stream_end":
-                timing.ok = event["finish_reason"] == "stop"
+                timing.ok = event["finish_reason"] == ("cancelled" if first_token_only else "stop")
                 return timing
 
     async def close(self) -> None:

@@ -164,7 +164,7 @@ async def first_and_tenth(port: int) -> dict[str, Any]:
     await client.open()
     ttfts = []
     for _ in range(10):
-        ttfts.append((await client.turn("hi", MODEL)).ttft or 0.0)
+        ttfts.append((await client.turn("hi", MODEL, first_token_only=True)).ttft or 0.0)
     await client.close()
     return {
         "first_ttft_ms": _ms(ttfts[0]),

@@ -44,6 +44,7 @@ class TurnPlan:
     turn_id: Any
     model: CatalogModel
     message: str
+    history: list[dict[str, Any]]  # the replay items when the turn started
 
 
 async def turn_begin(*, conversation_id: str, message: str, model_id: str | None) -> TurnPlan:
@@ -59,8 +60,8 @@ async def turn_begin(*, conversation_id: str, message: str, model_id: str | None
         raise ModelUnavailable(
             f"The model {chosen!r} is not available: its provider ({model.provider}) has no API key configured."
         )
-    turn = await services.aturn_start(conversation_id=conversation_id, model=model.id, user_message=message)
-    return TurnPlan(conversation_id=conversation_id, turn_id=turn.id, model=model, message=message)
+    turn, history = await services.aturn_start(conversation_id=conversation_id, model=model.id, user_message=message)
+    return TurnPlan(conversation_id=conversation_id, turn_id=turn.id, model=model, message=message, history=history)
 
 
 @lru_cache(maxsize=4)
@@ -89,7 +90,10 @@ class _Turn:
         self.mapper = EventMapper()
         self.recorder = TurnRecorder(turn_id=plan.turn_id)
         self.session = ConversationSession(
-            conversation_id=plan.conversation_id, turn_id=plan.turn_id, max_tokens=plan.model.max_tokens
+            conversation_id=plan.conversation_id,
+            turn_id=plan.turn_id,
+            max_tokens=plan.model.max_tokens,
+            history=plan.history,
         )
         self.result: RunResultStreaming | None = None
         self.sent_events = 0

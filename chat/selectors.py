@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.db.models import Count, Q, QuerySet
 
+from chat.db import db_async
 from chat.exceptions import ConversationNotFound
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus
 from chat.services import turns_mark_interrupted
@@ -71,5 +71,5 @@ def conversation_model(*, conversation_id: str) -> str | None:
     return Conversation.objects.filter(id=conversation_id).values_list("model", flat=True).first()
 
 
-asession_items = database_sync_to_async(session_items)
-aconversation_model = database_sync_to_async(conversation_model)
+asession_items = db_async(session_items)
+aconversation_model = db_async(conversation_model)

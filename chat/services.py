@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
+from chat.db import db_async
 from chat.exceptions import ConversationBusy, ConversationNotFound
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus
 
@@ -45,8 +45,9 @@ def turns_mark_interrupted(*, conversation_id: str | None = None) -> int:
 
 
 @transaction.atomic
-def turn_start(*, conversation_id: str, model: str, user_message: str) -> Turn:
-    """Store the user's message before the model is called; refuse when a live turn runs."""
+def turn_start(*, conversation_id: str, model: str, user_message: str) -> tuple[Turn, list[dict[str, Any]]]:
+    """Store the user's message before the model is called; refuse when a live turn runs.
+    Returns the turn and the conversation's replay items so far (read in the same trip)."""
     conversation, _ = Conversation.objects.select_for_update().get_or_create(
         id=conversation_id, defaults={"model": model}
     )
@@ -61,7 +62,8 @@ def turn_start(*, conversation_id: str, model: str, user_message: str) -> Turn:
     if not conversation.title:
         conversation.title = title_from_message(user_message)
     conversation.save(update_fields=["model", "title", "updated_at"])
-    return turn
+    history = list(SessionItem.objects.filter(conversation=conversation).order_by("id").values_list("data", flat=True))
+    return turn, history
 
 
 def turn_heartbeat(*, turn_id: Any) -> None:
@@ -131,14 +133,14 @@ def session_turn_rebuild(*, conversation_id: str, turn_id: Any, items: list[dict
     session_items_add(conversation_id=conversation_id, turn_id=turn_id, items=items, synthetic=True)
 
 
-aconversation_create = database_sync_to_async(conversation_create)
-aturn_start = database_sync_to_async(turn_start)
-aturn_heartbeat = database_sync_to_async(turn_heartbeat)
-amessage_save = database_sync_to_async(message_save)
-aturn_finish = database_sync_to_async(turn_finish)
-asession_items_add = database_sync_to_async(session_items_add)
-asession_item_pop = database_sync_to_async(session_item_pop)
-asession_items_clear = database_sync_to_async(session_items_clear)
+aconversation_create = db_async(conversation_create)
+aturn_start = db_async(turn_start)
+aturn_heartbeat = db_async(turn_heartbeat)
+amessage_save = db_async(message_save)
+aturn_finish = db_async(turn_finish)
+asession_items_add = db_async(session_items_add)
+asession_item_pop = db_async(session_item_pop)
+asession_items_clear = db_async(session_items_clear)
 
 
 def session_items_delete_turn(*, turn_id: Any) -> None:
@@ -146,4 +148,4 @@ def session_items_delete_turn(*, turn_id: Any) -> None:
     SessionItem.objects.filter(turn_id=turn_id).delete()
 
 
-asession_items_delete_turn = database_sync_to_async(session_items_delete_turn)
+asession_items_delete_turn = db_async(session_items_delete_turn)

@@ -24,15 +24,21 @@ class ConversationSession:
 
     session_settings: SessionSettings | None = None
 
-    def __init__(self, *, conversation_id: str, turn_id: Any, max_tokens: int) -> None:
+    def __init__(
+        self, *, conversation_id: str, turn_id: Any, max_tokens: int, history: list[dict[str, Any]] | None = None
+    ) -> None:
         self.session_id = conversation_id
         self.turn_id = turn_id
         self.max_tokens = max_tokens
+        # Items read when the turn started (same database trip); used for the first read only,
+        # since the run writes to the session afterwards.
+        self._history = history
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
-        items = history_trim(
-            await selectors.asession_items(conversation_id=self.session_id), max_tokens=self.max_tokens
-        )
+        items, self._history = self._history, None
+        if items is None:
+            items = await selectors.asession_items(conversation_id=self.session_id)
+        items = history_trim(items, max_tokens=self.max_tokens)
         return items[-limit:] if limit else items
 
     async def add_items(self, items: list[Any]) -> None:

@@ -8,11 +8,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from chat.catalog import PER_MILLION, CatalogModel, Price
+from chat.db import db_async
 from chat.models import UsageRecord
 
 
@@ -142,7 +142,7 @@ def usage_report(**filters: Any) -> dict[str, Any]:
     }
 
 
-ausage_record = database_sync_to_async(usage_record)
+ausage_record = db_async(usage_record)
 
 
 def request_usage(usage: Any, *, started: float, first_output: float | None, ended: float) -> RequestUsage:

@@ -13,6 +13,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.warmup import warmup  # noqa: E402
 from dreamytin.lifespan import LifespanApp  # noqa: E402
 from dreamytin.websocket_origin import OriginCheckMiddleware  # noqa: E402
 
@@ -24,3 +25,6 @@ application = ProtocolTypeRouter(
         "lifespan": LifespanApp(),
     }
 )
+
+# Before the server accepts anything: the first turn must not pay for first-use costs.
+warmup()

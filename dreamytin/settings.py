@@ -1,6 +1,8 @@
 """Django settings, all taken from the environment through `dreamytin.config`."""
 
 import os
+import tempfile
+from pathlib import Path
 
 import environ
 
@@ -67,6 +69,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": CONFIG.database}
+# Persistent connections (one per worker thread), checked before reuse: opening one per query
+# cost more than the query.
+DATABASES["default"]["CONN_MAX_AGE"] = CONFIG.db_conn_max_age
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the writer and makes commits cheap (NORMAL is safe from
     # corruption in WAL mode); IMMEDIATE takes the write lock up front, so two threads never
@@ -78,6 +84,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         }
     )
+    # Tests use a file too: an in-memory database shares one cache between threads, whose table
+    # locks do not wait (the server's database threads would fail instead of queueing).
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"dreamytin-test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if CONFIG.redis_url:

@@ -9,10 +9,21 @@ from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.test import override_settings
 
 from dreamytin.asgi import application
 from tests.fake_provider import FakeProvider
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_sqlite_side_files() -> Iterator[None]:
+    """pytest-django deletes the file test database, not its WAL side files."""
+    yield
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    for suffix in ("-wal", "-shm"):
+        if name:
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

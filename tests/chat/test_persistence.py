@@ -77,7 +77,7 @@ async def test_a_cancelled_tool_turn_is_stored_and_replayable(ws, provider, asyn
 
 
 async def test_an_interrupted_turn_is_found_by_its_stale_heartbeat(async_client, provider):
-    turn = await services.aturn_start(conversation_id="dead1", model="gpt-4o", user_message="are you there?")
+    turn, _ = await services.aturn_start(conversation_id="dead1", model="gpt-4o", user_message="are you there?")
     await services.amessage_save(turn_id=turn.id, position=1, fields={"kind": "assistant", "content": "I was say"})
     # A live turn (fresh heartbeat) blocks another turn, from any worker.
     socket = await connect("dead1")

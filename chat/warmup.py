@@ -1,0 +1,79 @@
+"""Warm the request path before the server can report healthy.
+
+Without it the first turn after start pays ~0.6 s: the OpenAI client imports its resource
+modules (and builds their pydantic models) on first use, and the Agents SDK builds its own on
+its first run. One complete turn on the real SDK model, whose HTTP is answered in process
+(`httpx.MockTransport`: no network), pays that at start-up instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+
+import httpx
+from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner
+from openai import AsyncOpenAI
+
+from chat.events import EventMapper
+from chat.protocol import event_fields
+from tools.adapter import function_tool
+from tools.registry import registry
+
+logger = logging.getLogger(__name__)
+
+
+def _completion_stream() -> bytes:
+    base = {"id": "warmup", "object": "chat.completion.chunk", "created": 0, "model": "warmup"}
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "warm"}}]},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {**base, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}},
+    ]
+    return "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks).encode() + b"data: [DONE]\n\n"
+
+
+async def _warm_turn() -> None:
+    body = _completion_stream()
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    )
+    async with httpx.AsyncClient(transport=transport) as http_client:
+        client = AsyncOpenAI(
+            api_key="warmup", base_url="http://warmup.invalid/v1", max_retries=0, http_client=http_client
+        )
+        agent = Agent(
+            name="warmup",
+            instructions="warm up",
+            model=OpenAIChatCompletionsModel(model="warmup", openai_client=client),
+            model_settings=ModelSettings(include_usage=True),
+            tools=[function_tool(tool) for tool in registry.enabled()],
+        )
+        result = Runner.run_streamed(agent, "warm up", run_config=RunConfig(tracing_disabled=True))
+        mapper = EventMapper()
+        async for event in result.stream_events():
+            for mapped in mapper.feed(event):
+                json.dumps(event_fields(mapped))
+
+
+def warmup() -> None:
+    """Run the warm-up turn to completion; a failure is logged, never fatal.
+
+    It runs on a thread with a loop of its own: uvicorn imports the app from inside its running
+    loop, and Daphne has already bound its reactor to this thread's loop, which `asyncio.run`
+    here would replace."""
+    thread = threading.Thread(target=_run, args=(time.perf_counter(),), name="warmup")
+    thread.start()
+    thread.join()
+
+
+def _run(started: float) -> None:
+    try:
+        asyncio.run(_warm_turn())
+    except Exception:
+        logger.warning("warm-up failed; the first turn will be slower", exc_info=True)
+        return
+    logger.info("warm-up done in %.2fs", time.perf_counter() - started, extra={"event": "warmup"})
