@@ -3,9 +3,9 @@
 Channels' `database_sync_to_async` is thread-sensitive: every call from every connection runs
 on one thread, so two hundred turns starting together queue behind each other (the benchmark
 showed a quarter of a second at fifty). Our service functions are self-contained units of work
-(each its own transaction), so they run on the default thread pool instead, each thread keeping
-its own persistent connection (CONN_MAX_AGE) that Channels' wrapper checks before and after
-every call.
+(each its own transaction), so they run on the default thread pool instead. Channels' wrapper
+still closes obsolete connections before and after every call (on PostgreSQL, "closing"
+returns the connection to the pool).
 """
 
 from __future__ import annotations

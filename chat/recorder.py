@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from chat import services
@@ -15,6 +16,12 @@ from chat.protocol import FinalResponseStart, FinalStream, Stream, ToolCall, Too
 CANCELLED_TOOL_OUTPUT = "Error: this tool call was stopped before it finished (the reply was cancelled or failed)."
 
 
+@dataclass
+class _ShownTool:
+    call: ToolCall
+    result: ToolResult | None = None
+
+
 class TurnRecorder:
     def __init__(self, *, turn_id: Any) -> None:
         self.turn_id = turn_id
@@ -22,22 +29,22 @@ class TurnRecorder:
         self.text: list[str] = []
         self.text_position: int | None = None
         self.tool_positions: dict[str, tuple[int, float]] = {}
-        # What the client was shown, in order: text segments and tool calls with their results.
-        self.shown: list[str | list[ToolCall | ToolResult]] = []
+        # What the client was shown, in order: text segments (their pieces, the same lists as
+        # `text` while they are open) and tool calls with their results.
+        self.shown: list[list[str] | _ShownTool] = []
 
     async def observe(self, event: TurnEvent) -> None:
         if isinstance(event, Stream | FinalStream):
             if self.text_position is None:
                 self.position += 1
                 self.text_position = self.position
-                self.shown.append("")
+                self.shown.append(self.text)
             self.text.append(event.content)
-            self.shown[-1] = str(self.shown[-1]) + event.content
         elif isinstance(event, FinalResponseStart):
             await self.flush_text()
         elif isinstance(event, ToolCall):
             await self.flush_text()
-            self.shown.append([event])
+            self.shown.append(_ShownTool(call=event))
             self.position += 1
             self.tool_positions[event.call_id] = (self.position, time.perf_counter())
             await services.amessage_save(
@@ -53,8 +60,8 @@ class TurnRecorder:
             )
         elif isinstance(event, ToolResult):
             for entry in self.shown:
-                if isinstance(entry, list) and entry[0].call_id == event.call_id:
-                    entry.append(event)
+                if isinstance(entry, _ShownTool) and entry.call.call_id == event.call_id:
+                    entry.result = event
             position, started = self.tool_positions[event.call_id]
             await services.amessage_save(
                 turn_id=self.turn_id,
@@ -94,7 +101,7 @@ class TurnRecorder:
         every tool call with its output (a synthetic one where it had none)."""
         items: list[dict[str, Any]] = []
         for entry in self.shown:
-            if isinstance(entry, str):
+            if isinstance(entry, list):
                 # The SDK's own shape for model output, so a following tool call merges into
                 # the same assistant message on replay, as after a completed step.
                 items.append(
@@ -103,13 +110,12 @@ class TurnRecorder:
                         "role": "assistant",
                         "id": f"msg_{uuid.uuid4().hex}",
                         "status": "completed",
-                        "content": [{"type": "output_text", "text": entry, "annotations": []}],
+                        "content": [{"type": "output_text", "text": "".join(entry), "annotations": []}],
                     }
                 )
                 continue
-            call = entry[0]
-            result = entry[1] if len(entry) > 1 else None
-            output = result.result if isinstance(result, ToolResult) else CANCELLED_TOOL_OUTPUT
+            call = entry.call
+            output = entry.result.result if entry.result is not None else CANCELLED_TOOL_OUTPUT
             items.append(
                 {
                     "type": "function_call",

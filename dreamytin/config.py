@@ -32,6 +32,7 @@ class Config:
     database: dict[str, Any]
     redis_url: str | None
     db_conn_max_age: int
+    db_pool_size: int
     openai_api_key: str | None
     anthropic_api_key: str | None
     google_api_key: str | None
@@ -85,7 +86,8 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             cors_allowed_origins=env.list("CORS_ALLOWED_ORIGINS", default=list(DEFAULT_CORS_ORIGINS)),
             database=env.db_url("DATABASE_URL", default=f"sqlite:///{base_dir / 'db.sqlite3'}"),
             redis_url=_optional(env, "REDIS_URL"),
-            db_conn_max_age=env.int("DB_CONN_MAX_AGE", default=60),
+            db_conn_max_age=env.int("DB_CONN_MAX_AGE", default=0),
+            db_pool_size=_positive(env.int("DB_POOL_SIZE", default=10), "DB_POOL_SIZE"),
             openai_api_key=_optional(env, "OPENAI_API_KEY"),
             anthropic_api_key=_optional(env, "ANTHROPIC_API_KEY"),
             google_api_key=_optional(env, "GOOGLE_API_KEY") or _optional(env, "GEMINI_API_KEY"),

@@ -8,12 +8,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.db import connections
 from django.test import override_settings
 
 from dreamytin.asgi import application
 from tests.fake_provider import FakeProvider
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _close_async_orm_connection(django_db_setup: None, django_db_blocker: Any) -> AsyncIterator[None]:
+    """Django's async ORM (`aget`, `acount` in tests) runs on asgiref's one shared thread, whose
+    connection, like PostgreSQL's pool, would otherwise still be open when the test database is
+    dropped."""
+    yield
+    with django_db_blocker.unblock():
+        await sync_to_async(connections.close_all)()
+        for connection in connections.all():
+            if getattr(connection, "pool", None) is not None:
+                connection.close_pool()
 
 
 @pytest.fixture(scope="session", autouse=True)
