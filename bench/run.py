@@ -25,17 +25,9 @@ from typing import Any
 import httpx
 
 from bench.measure import ChatClient, StreamTiming, cpu_seconds, percentile, raw_sse_stream, rss_bytes
+from tests.servers import PROJECT, Server
 
-PROJECT = Path(__file__).resolve().parents[1]
 MODEL = "gpt-4o"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_fake(tmp: Path, chunks: int, interval: float, ttft: float) -> tuple[subprocess.Popen[bytes], str]:
@@ -74,42 +66,6 @@ def server_env(tmp: Path, fake_url: str) -> dict[str, str]:
     env.pop("DJANGO_SETTINGS_MODULE", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=PROJECT, env=env, check=True)
     return env
-
-
-def server_command(kind: str, port: int) -> list[str]:
-    if kind == "daphne":
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dreamytin.asgi:application"]
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "dreamytin.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--ws-max-size",
-        "1048576",
-    ]
-
-
-def start_server(kind: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int, float]:
-    port = free_port()
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        server_command(kind, port), cwd=PROJECT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
-    deadline = started + 60
-    while time.perf_counter() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process, port, time.perf_counter() - started
-        except httpx.HTTPError:
-            time.sleep(0.02)
-    process.kill()
-    raise RuntimeError(f"{kind} did not become healthy; see {log}")
 
 
 def summarize(timings: list[StreamTiming]) -> dict[str, Any]:
@@ -235,11 +191,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             report["baselines"][str(k)] = {"raw_sse": await raw_baseline(url, k), "sdk": sdk_baseline(url, k)}
         env = server_env(tmp, url)
         for kind in args.servers:
-            process, port, cold = start_server(kind, env, tmp / f"{kind}.log")
+            server = Server(kind, env, tmp / f"{kind}.log")
             try:
-                entry: dict[str, Any] = {"cold_start_s": round(cold, 3), **await first_and_tenth(port), "by_k": {}}
+                entry: dict[str, Any] = {
+                    "cold_start_s": round(server.cold_start, 3),
+                    **await first_and_tenth(server.port),
+                    "by_k": {},
+                }
                 for k in args.ks:
-                    result = await server_round(process.pid, port, k)
+                    result = await server_round(server.process.pid, server.port, k)
                     base = report["baselines"][str(k)]
                     result.update(added(result, base["raw_sse"]))
                     sdk_cpu = base["sdk"]["cpu_us_per_chunk"]
@@ -247,8 +207,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     entry["by_k"][str(k)] = result
                 report["servers"][kind] = entry
             finally:
-                process.terminate()
-                process.wait(10)
+                server.stop()
     finally:
         fake.terminate()
         fake.wait(10)

@@ -106,6 +106,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ChatError as exc:
             await self._lone_error(exc.code, exc.message, retryable=exc.retryable)
             return
+        except Exception:
+            logger.exception("could not start a turn", extra={"event": "turn_start_failed"})
+            await self._lone_error("internal_error", "Something went wrong on the server; the message was not sent.")
+            return
         self.turn_task = asyncio.create_task(turn_run(plan, self._emitter(plan)))
 
     def _emitter(self, plan: TurnPlan) -> Any:

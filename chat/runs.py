@@ -98,6 +98,7 @@ class _Turn:
         self.result: RunResultStreaming | None = None
         self.sent_events = 0
         self.usage_rows: list[UsageRecord] = []
+        self.started = time.perf_counter()
 
     async def run(self) -> None:
         status, finish, failure = TurnStatus.COMPLETE, "stop", None
@@ -175,15 +176,22 @@ class _Turn:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(services.HEARTBEAT_SECONDS)
-            await self.recorder.save_partial()
-            await services.aturn_heartbeat(turn_id=self.plan.turn_id)
+            try:
+                await self.recorder.save_partial()
+                await services.aturn_heartbeat(turn_id=self.plan.turn_id)
+            except Exception:
+                # The turn goes on; a missed beat only matters if it stays missed for a minute.
+                logger.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
 
     async def _finish(self, status: TurnStatus, finish: FinishReason, failure: TurnFailure | None) -> None:
-        plan = self.plan
-        last_segment = self.recorder.take_segment()
-        unfinished = status != TurnStatus.COMPLETE
-        if unfinished:
-            await self._estimate_unreported(failure, last_segment[1] if last_segment else "")
+        try:
+            await self._record_end(status, finish, failure)
+        except Exception:
+            # The client still gets its stream_end; the turn stays `streaming` until its
+            # heartbeat goes stale, then reads as `interrupted`.
+            logger.exception(
+                "could not record the end of turn %s", self.plan.turn_id, extra={"event": "turn_record_failed"}
+            )
         if failure is not None:
             await self.emit(
                 ErrorEvent(
@@ -193,9 +201,29 @@ class _Turn:
                     retry_after=failure.retry_after,
                 )
             )
+        usage = usage_sum(self.usage_rows)
+        await self.emit(StreamEnd(finish_reason=finish, usage=_stream_end_usage(usage)))
+        logger.info(
+            "turn %s ended: %s",
+            self.plan.turn_id,
+            finish,
+            extra={
+                "event": "turn_end",
+                "conversation_id": self.plan.conversation_id,
+                "finish_reason": finish,
+                "requests": usage["requests"],
+                "duration_ms": round((time.perf_counter() - self.started) * 1000, 1),
+            },
+        )
+
+    async def _record_end(self, status: TurnStatus, finish: FinishReason, failure: TurnFailure | None) -> None:
+        last_segment = self.recorder.take_segment()
+        unfinished = status != TurnStatus.COMPLETE
+        if unfinished:
+            await self._estimate_unreported(failure, last_segment[1] if last_segment else "")
         await services.aturn_finish(
-            turn_id=plan.turn_id,
-            conversation_id=plan.conversation_id,
+            turn_id=self.plan.turn_id,
+            conversation_id=self.plan.conversation_id,
             status=status,
             finish_reason=finish,
             error_code=failure.code if failure else "",
@@ -203,19 +231,6 @@ class _Turn:
             last_segment=last_segment,
             # Leave a history the next request can replay, whatever point the turn stopped at.
             replay_items=self.recorder.replay_items() if unfinished else None,
-        )
-        usage = usage_sum(self.usage_rows)
-        await self.emit(StreamEnd(finish_reason=finish, usage=_stream_end_usage(usage)))
-        logger.info(
-            "turn %s ended: %s",
-            plan.turn_id,
-            finish,
-            extra={
-                "event": "turn_end",
-                "conversation_id": plan.conversation_id,
-                "finish_reason": finish,
-                "requests": usage["requests"],
-            },
         )
 
     async def _estimate_unreported(self, failure: TurnFailure | None, partial_text: str) -> None:
@@ -245,6 +260,4 @@ def _stream_end_usage(totals: dict[str, Any]) -> dict[str, Any]:
 
 
 async def turn_run(plan: TurnPlan, emit: Emit) -> None:
-    started = time.perf_counter()
     await _Turn(plan, emit).run()
-    logger.debug("turn took %.3fs", time.perf_counter() - started)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,14 +17,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import catalog_file
 from tests.fake_provider import FakeProvider, text, tools
-
-PROJECT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.servers import PROJECT, Server
 
 
 def database_url(tmp_path: Path) -> str:
@@ -64,51 +55,6 @@ def server_env(fake_server: FakeProvider, tmp_path: Path) -> Iterator[dict[str, 
     fake_server.reset()
 
 
-class Server:
-    def __init__(self, command: list[str], env: dict[str, str], port: int) -> None:
-        self.port = port
-        self.process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise AssertionError("server did not become healthy:\n" + self.process.stdout.read().decode())
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-
-
-def daphne(env: dict[str, str]) -> Server:
-    port = free_port()
-    return Server(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dreamytin.asgi:application"], env, port
-    )
-
-
-def uvicorn(env: dict[str, str]) -> Server:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "dreamytin.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    return Server(command, env, port)
-
-
 def chat_turn(server: Server, conversation_id: str, message: str) -> list[dict]:
     origin = {"Origin": "http://localhost:1420"}
     with connect(f"ws://127.0.0.1:{server.port}/ws/{conversation_id}", additional_headers=origin, open_timeout=5) as ws:
@@ -122,11 +68,11 @@ def chat_turn(server: Server, conversation_id: str, message: str) -> list[dict]:
                 return events
 
 
-def test_a_tool_turn_over_a_real_socket_survives_a_restart(server_env, fake_server):
+def test_a_tool_turn_over_a_real_socket_survives_a_restart(server_env, fake_server, tmp_path):
     fake_server.script(
         tools(("read_file", {"path": "todo.md"}), text=["Checking."]), text("You need to ", "write tests.")
     )
-    first = daphne(server_env)
+    first = Server("daphne", server_env, tmp_path / "daphne.log")
     try:
         created = httpx.post(f"{first.url}/conversations", json={"session_id": "e2e123abc", "model": "gpt-4o"})
         assert created.status_code == 201
@@ -145,7 +91,7 @@ def test_a_tool_turn_over_a_real_socket_survives_a_restart(server_env, fake_serv
     assert events[2]["result"] == "- write tests\n"
 
     fake_server.script(text("Yes, tests."))
-    second = uvicorn(server_env)
+    second = Server("uvicorn", server_env, tmp_path / "uvicorn.log")
     try:
         events = chat_turn(second, "e2e123abc", "Anything else?")
         history = httpx.get(f"{second.url}/conversations/e2e123abc").json()

@@ -307,3 +307,38 @@ async def test_origin_check(origin, admitted):
     assert connected is admitted
     if connected:
         await communicator.disconnect()
+
+
+# -- the database failing -------------------------------------------------------------------
+
+
+async def test_a_database_failure_at_the_end_still_ends_the_turn(ws, provider, monkeypatch):
+    from django.db import OperationalError
+
+    from chat import services
+
+    async def broken(**kwargs):
+        raise OperationalError("disk I/O error")
+
+    monkeypatch.setattr(services, "aturn_finish", broken)
+    provider.script(text("hello"))
+    events = await ws.turn("hi")
+    assert events[-1]["type"] == "stream_end" and events[-1]["finish_reason"] == "stop"
+    await assert_usable(ws)
+
+
+async def test_a_database_failure_at_the_start_is_an_internal_error(ws, provider, monkeypatch):
+    from django.db import OperationalError
+
+    from chat import services
+
+    async def broken(**kwargs):
+        raise OperationalError("database is locked /var/lib/secret")
+
+    monkeypatch.setattr(services, "aturn_start", broken)
+    await ws.send({"message": "hi"})
+    event = await ws.receive()
+    assert event["type"] == "error" and event["code"] == "internal_error"
+    assert "/var/lib" not in event["error"]
+    assert provider.requests == []
+    await assert_usable(ws)

@@ -1,0 +1,57 @@
+"""The real server as a separate process (daphne or uvicorn), for the end-to-end test and the
+benchmark."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_command(kind: str, port: int) -> list[str]:
+    if kind == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dreamytin.asgi:application"]
+    return [
+        sys.executable, "-m", "uvicorn", "dreamytin.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning", "--ws-max-size", "1048576",
+    ]  # fmt: skip
+
+
+class Server:
+    """A server process, started and healthy (`/health` answered 200) when constructed."""
+
+    def __init__(self, kind: str, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            server_command(kind, self.port), cwd=PROJECT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        )
+        while time.perf_counter() < started + 60:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    self.cold_start = time.perf_counter() - started
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"{kind} did not become healthy:\n{log.read_text()}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
