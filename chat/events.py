@@ -31,7 +31,8 @@ class _PendingCall:
 
 @dataclass
 class RequestTiming:
-    """Start, first output and end of each model request, for the usage ledger."""
+    """When a model request started and when its first output arrived (latency and TTFT in
+    the ledger; the end is when its `response.completed` is seen)."""
 
     started: float
     first_output: float | None = None

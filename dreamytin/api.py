@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.errors import HttpError, ValidationError
 
 import dreamytin
 from chat.api import router as chat_router
@@ -45,11 +45,6 @@ def _on_chat_error(request: HttpRequest, exc: ChatError) -> HttpResponse:
 @api.exception_handler(HttpError)
 def _on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return json_error(exc.status_code, str(exc))
-
-
-@api.exception_handler(AuthenticationError)
-def _on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return json_error(401, "Unauthorized")
 
 
 @api.get("/", tags=["system"], summary="Server banner")
