@@ -203,7 +203,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     base = report["baselines"][str(k)]
                     result.update(added(result, base["raw_sse"]))
                     sdk_cpu = base["sdk"]["cpu_us_per_chunk"]
-                    result["own_layer_cpu_overhead_pct"] = round((result["cpu_us_per_chunk"] / sdk_cpu - 1) * 100, 1)
+                    result["own_layer_cpu_overhead_pct"] = (
+                        round((result["cpu_us_per_chunk"] / sdk_cpu - 1) * 100, 1) if sdk_cpu else None
+                    )
                     entry["by_k"][str(k)] = result
                 report["servers"][kind] = entry
             finally:
