@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -213,6 +214,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         fake.terminate()
         fake.wait(10)
+    shutil.rmtree(tmp)  # only after a good run: a failed one leaves its server logs there
     return report
 
 
