@@ -29,7 +29,7 @@ from chat.protocol import (
     event_fields,
     frame_parse,
 )
-from chat.runs import TurnPlan, turn_begin, turn_run
+from chat.runs import Emit, TurnPlan, turn_begin, turn_run
 
 logger = logging.getLogger("chat.websocket")
 CLOSE_INVALID_ID = 4400  # application close code: the conversation id is malformed
@@ -79,7 +79,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             await self._lone_error("invalid_message", "Binary frames are not supported; send JSON text frames.")
             return
-        if len(text_data) > settings.CHAT_MAX_FRAME_BYTES:
+        limit = settings.CHAT_MAX_FRAME_BYTES
+        # A character is at most four bytes in UTF-8: encode only frames that could be too big.
+        if len(text_data) > limit // 4 and len(text_data.encode()) > limit:
             await self._lone_error("message_too_large", "The frame is larger than 1 MiB.")
             await self.close(code=CLOSE_TOO_BIG)
             return
@@ -112,7 +114,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.turn_task = asyncio.create_task(turn_run(plan, self._emitter(plan)))
 
-    def _emitter(self, plan: TurnPlan) -> Any:
+    def _emitter(self, plan: TurnPlan) -> Emit:
         seq = 0
         common = {"model": plan.model.id, "conversation_id": plan.conversation_id, "message_id": str(plan.turn_id)}
 

@@ -246,6 +246,13 @@ async def test_frame_over_one_mebibyte_is_refused_with_close_1009(ws):
     assert closed == {"type": "websocket.close", "code": 1009}
 
 
+async def test_the_frame_limit_counts_bytes_not_characters(ws):
+    # 400,000 three-byte characters: under 1 MiB of characters, over 1 MiB of UTF-8.
+    await ws.communicator.send_to(text_data='{"message": "' + "€" * 400_000 + '"}')
+    assert (await ws.receive())["code"] == "message_too_large"
+    assert await ws.communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": 1009}
+
+
 async def test_model_without_key_is_unavailable(ws, provider):
     with override_settings(ANTHROPIC_API_KEY=None):
         await ws.send({"message": "hi", "model": "claude-sonnet-4-5"})
