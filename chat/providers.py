@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -23,7 +22,6 @@ from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from chat.catalog import CatalogModel, provider_base_url
 
-logger = logging.getLogger(__name__)
 # The OpenAI client refuses to start without a key; local servers ignore it.
 KEYLESS_PLACEHOLDER = "not-needed"
 
@@ -157,7 +155,8 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def failure_classify(exc: BaseException) -> TurnFailure:
-    """Map an exception from a run to the contract's error code and a sentence for people."""
+    """Map an exception from a run to the contract's error code and a sentence for people.
+    Pure: the caller logs what it decides to end the turn with."""
     if isinstance(exc, MaxTurnsExceeded):
         return TurnFailure(
             code="max_turns_exceeded",
@@ -204,7 +203,6 @@ def failure_classify(exc: BaseException) -> TurnFailure:
         )
     if isinstance(exc, litellm.APIError | openai.APIStatusError) and (getattr(exc, "status_code", 0) or 0) >= 500:
         return TurnFailure(code="provider_unavailable", message="The provider failed; try again.", retryable=True)
-    logger.error("turn failed", exc_info=exc, extra={"event": "turn_internal_error"})
     return TurnFailure(code="internal_error", message="Something went wrong on the server.", retryable=False)
 
 

@@ -108,8 +108,10 @@ class _Turn:
                 await self._stream_with_retries()
         except asyncio.CancelledError:
             status, finish = TurnStatus.CANCELLED, "cancelled"
-        except Exception as exc:  # noqa: BLE001 - every failure ends the turn with an error event
+        except Exception as exc:  # every failure ends the turn with an error event
             failure = failure_classify(exc)
+            if failure.code == "internal_error":
+                logger.error("turn failed", exc_info=exc, extra={"event": "turn_internal_error"})
             status = TurnStatus.ERROR
             finish = "max_turns" if failure.code == "max_turns_exceeded" else "error"
         finally:

@@ -4,6 +4,7 @@ connection stays usable."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -155,6 +156,15 @@ async def test_a_malformed_stream_is_provider_unavailable(ws, provider):
     events = await ws.turn("hi")
     assert next(e for e in events if e["type"] == "error")["code"] == "provider_unavailable"
     assert events[-1]["finish_reason"] == "error"
+
+
+async def test_an_internal_error_is_logged_once_with_its_cause(ws, provider, caplog):
+    provider.script(tools(("no_such_tool", {})))
+    with caplog.at_level(logging.ERROR, logger="chat.runs"):
+        events = await ws.turn("hi")
+    assert next(e for e in events if e["type"] == "error")["code"] == "internal_error"
+    logged = [r for r in caplog.records if getattr(r, "event", None) == "turn_internal_error"]
+    assert len(logged) == 1 and logged[0].exc_info is not None
 
 
 async def test_failed_turn_shows_error_in_place_of_the_reply(ws, provider):
