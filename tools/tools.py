@@ -16,7 +16,7 @@ from pydantic import Field
 
 from tools.base import BaseTool, ToolArgs, ToolError, ToolResult
 from tools.registry import register
-from tools.workspace import Opened, Root, resolve_error, workspace_open, workspace_roots
+from tools.workspace import Opened, Root, resolve_error, workspace_open_dir, workspace_open_file, workspace_roots
 
 SNIFF_BYTES = 8192
 
@@ -48,7 +48,7 @@ def _kind(mode: int) -> str:
 
 def _list_dir(args: LsArgs) -> ToolResult:
     try:
-        opened = workspace_open(args.path, want="dir")
+        opened = workspace_open_dir(args.path)
     except OSError as exc:
         raise resolve_error(exc) from exc
     if isinstance(opened, list):
@@ -140,10 +140,9 @@ def _decode(data: bytes, encoding: str, truncated: bool) -> str:
 
 def _read_file(args: ReadFileArgs) -> ToolResult:
     try:
-        opened = workspace_open(args.path, want="file")
+        opened = workspace_open_file(args.path)
     except OSError as exc:
         raise resolve_error(exc) from exc
-    assert isinstance(opened, Opened)
     limit = settings.TOOLS_MAX_READ_BYTES
     with opened:
         data, truncated = _read_bounded(opened, limit)

@@ -147,13 +147,25 @@ def _symlink_target(dir_fd: int, name: str, here: list[str], root: Root, roots: 
     return root, [p for p in combined.split("/") if p not in ("", ".")]
 
 
-def workspace_open(raw: str, *, want: str) -> Opened | list[Root]:
-    """Open `raw` inside the workspace. `want` is "file" or "dir". With several roots and an
-    empty path, return the roots (a listing of the workspace names)."""
+def workspace_open_dir(raw: str) -> Opened | list[Root]:
+    """Open a directory of the workspace; with several roots, the top is the list of roots."""
     roots = workspace_roots()
     root, parts = _split_input(raw.strip() or ".", roots)
     if root is None:
         return roots
+    return _open(root, parts, roots, want="dir")
+
+
+def workspace_open_file(raw: str) -> Opened:
+    """Open a regular file of the workspace."""
+    roots = workspace_roots()
+    root, parts = _split_input(raw.strip() or ".", roots)
+    if root is None:
+        raise ToolError("The top of the workspace is not a file; give the path of a file inside a workspace.")
+    return _open(root, parts, roots, want="file")
+
+
+def _open(root: Root, parts: list[str], roots: list[Root], *, want: str) -> Opened:
     hops = 0
     while True:
         result = _walk(root, parts, roots, want=want)

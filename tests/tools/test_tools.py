@@ -89,6 +89,8 @@ async def test_several_roots_are_addressed_by_name(tmp_path):
         assert result.content == "guide" and result.data["path"] == "docs/guide.md"
         assert "Unknown workspace 'other'" in (await run("read_file", path="other/x")).content
         assert "'docs', 'src'" in registry.get("ls").describe()
+        top = await run("read_file", path=".")
+        assert not top.ok and "not a file" in top.content and "failed unexpectedly" not in top.content
 
 
 async def test_the_default_workspace_is_created_on_first_use(tmp_path):
