@@ -51,10 +51,10 @@ def turn_start(*, conversation_id: str, model: str, user_message: str) -> tuple[
     conversation, _ = Conversation.objects.select_for_update().get_or_create(
         id=conversation_id, defaults={"model": model}
     )
-    stale_before = timezone.now() - STALE_AFTER
-    for running in conversation.turns.filter(status=TurnStatus.STREAMING).only("id", "heartbeat_at"):
-        if running.heartbeat_at >= stale_before:
-            raise ConversationBusy("A reply is still being generated in this conversation; wait for it or cancel it.")
+    heartbeats = list(conversation.turns.filter(status=TurnStatus.STREAMING).values_list("heartbeat_at", flat=True))
+    if any(beat >= timezone.now() - STALE_AFTER for beat in heartbeats):
+        raise ConversationBusy("A reply is still being generated in this conversation; wait for it or cancel it.")
+    if heartbeats:  # all stale: their processes died
         turns_mark_interrupted(conversation_id=conversation_id)
     turn = Turn.objects.create(conversation=conversation, model=model)
     Message.objects.create(turn=turn, position=0, kind=MessageKind.USER, content=user_message)
