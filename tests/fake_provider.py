@@ -36,6 +36,7 @@ class Reply:
     malformed: bool = False  # send a chunk that is not JSON
     usage: tuple[int, int, int] = (12, 7, 0)  # input (incl. cached), output, cached
     stamp: bool = False  # replace STAMP in text pieces with the send time (benchmark)
+    finish_reason: str | None = None  # OpenAI format: a finish reason of the server's own
 
 
 def text(*chunks: str, **kwargs: Any) -> Reply:
@@ -224,7 +225,7 @@ def _openai(reply: Reply, model: str) -> list[str]:
             "function": {"name": name, "arguments": json.dumps(arguments)},
         }
         chunks.append(_sse({**base, "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}))
-    finish = "tool_calls" if reply.tool_calls else "stop"
+    finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
     chunks.append(_sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
     prompt, completion, cached = reply.usage
     chunks.append(

@@ -19,6 +19,19 @@ async def test_openai_routes_are_native_and_others_go_through_litellm(provider):
     assert type(model_resolve(catalog.get("gemini-2.5-flash")).model).__name__ == "LitellmModel"
 
 
+async def test_a_chunk_outside_the_openai_schema_still_streams(ws, provider):
+    # OpenAI-compatible servers send values of their own (llama.cpp's "eos"); the client's strict
+    # fast path rejects such a chunk, and the lenient path must still take it.
+    provider.script(text("Hello", " there", finish_reason="eos"))
+    events = await ws.turn("hi", model="local-llama")
+    assert [(e["type"], e.get("content")) for e in events] == [
+        ("stream", "Hello"),
+        ("stream", " there"),
+        ("stream_end", None),
+    ]
+    assert events[-1]["finish_reason"] == "stop" and events[-1]["usage"]["output_tokens"] == 7
+
+
 @pytest.mark.parametrize(
     ("model", "path"),
     [
