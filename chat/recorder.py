@@ -76,22 +76,21 @@ class TurnRecorder:
     def partial_text(self) -> str:
         return "".join(self.text)
 
-    async def save_partial(self) -> None:
-        """Save the segment so far without ending it (heartbeat: a dying process loses little)."""
-        if self.text_position is not None:
-            await services.amessage_save(
-                turn_id=self.turn_id,
-                position=self.text_position,
-                fields={"kind": MessageKind.ASSISTANT, "content": self.partial_text()},
-            )
+    def open_segment(self) -> tuple[int, str] | None:
+        """The open text segment so far, (position, text), for the caller to save."""
+        return None if self.text_position is None else (self.text_position, self.partial_text())
 
     async def flush_text(self) -> None:
-        await self.save_partial()
-        self.take_segment()
+        segment = self.take_segment()
+        if segment is not None:
+            position, content = segment
+            await services.amessage_save(
+                turn_id=self.turn_id, position=position, fields={"kind": MessageKind.ASSISTANT, "content": content}
+            )
 
     def take_segment(self) -> tuple[int, str] | None:
         """End the open text segment and return (position, text) for the caller to save."""
-        segment = None if self.text_position is None else (self.text_position, self.partial_text())
+        segment = self.open_segment()
         self.text = []
         self.text_position = None
         return segment

@@ -29,7 +29,7 @@ from chat.protocol import ErrorEvent, FinishReason, StreamEnd, TurnEvent
 from chat.providers import TurnFailure, failure_classify, model_resolve, provider_streams_closed
 from chat.recorder import TurnRecorder
 from chat.session import ConversationSession
-from chat.usage import ausage_record, request_usage, usage_estimate, usage_sum
+from chat.usage import RequestUsage, request_usage, usage_estimate, usage_row, usage_sum
 from tools.adapter import function_tool
 from tools.registry import registry
 
@@ -97,7 +97,8 @@ class _Turn:
         )
         self.result: RunResultStreaming | None = None
         self.sent_events = 0
-        self.usage_rows: list[UsageRecord] = []
+        self.usage_rows: list[UsageRecord] = []  # every ledger row of the turn (stream_end sums them)
+        self.unsaved_usage: list[UsageRecord] = []  # those its next database trip writes
         self.started = time.perf_counter()
 
     async def run(self) -> None:
@@ -133,6 +134,7 @@ class _Turn:
                 logger.warning(
                     "retrying turn after %s (attempt %s)", failure.code, attempt, extra={"event": "turn_retry"}
                 )
+                self.session.take_unsaved()
                 await services.asession_items_delete_turn(turn_id=self.plan.turn_id)
                 await asyncio.sleep(failure.retry_after or RETRY_BACKOFF_SECONDS * attempt)
 
@@ -166,23 +168,37 @@ class _Turn:
     async def _record_completed(self) -> None:
         ended = time.perf_counter()
         for usage, timing in self.mapper.completed:
-            row = await ausage_record(
-                conversation_id=self.plan.conversation_id,
-                turn_id=self.plan.turn_id,
-                model=self.plan.model,
-                usage=request_usage(usage, started=timing.started, first_output=timing.first_output, ended=ended),
-            )
-            self.usage_rows.append(row)
+            self._usage_add(request_usage(usage, started=timing.started, first_output=timing.first_output, ended=ended))
         self.mapper.completed.clear()
+
+    def _usage_add(self, usage: RequestUsage) -> None:
+        row = usage_row(
+            conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, model=self.plan.model, usage=usage
+        )
+        self.usage_rows.append(row)
+        self.unsaved_usage.append(row)
+
+    def _take_unsaved_usage(self) -> list[UsageRecord]:
+        rows, self.unsaved_usage = self.unsaved_usage, []
+        return rows
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(services.HEARTBEAT_SECONDS)
+            items, rows = self.session.take_unsaved(), self._take_unsaved_usage()
             try:
-                await self.recorder.save_partial()
-                await services.aturn_heartbeat(turn_id=self.plan.turn_id)
+                await services.aturn_heartbeat(
+                    turn_id=self.plan.turn_id,
+                    conversation_id=self.plan.conversation_id,
+                    partial_segment=self.recorder.open_segment(),
+                    session_items=items,
+                    usage_rows=rows,
+                )
             except Exception:
-                # The turn goes on; a missed beat only matters if it stays missed for a minute.
+                # The turn goes on and its end saves them; a missed beat only matters if it
+                # stays missed for a minute.
+                self.session.unsaved[:0] = items
+                self.unsaved_usage[:0] = rows
                 logger.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
 
     async def _finish(self, status: TurnStatus, finish: FinishReason, failure: TurnFailure | None) -> None:
@@ -231,6 +247,8 @@ class _Turn:
             error_code=failure.code if failure else "",
             error=failure.message if failure else "",
             last_segment=last_segment,
+            session_items=self.session.take_unsaved(),
+            usage_rows=self._take_unsaved_usage(),
             # Leave a history the next request can replay, whatever point the turn stopped at.
             replay_items=self.recorder.replay_items() if unfinished else None,
         )
@@ -246,14 +264,11 @@ class _Turn:
         items = await selectors.asession_items(conversation_id=self.plan.conversation_id)
         usage = await sync_to_async(usage_estimate, thread_sensitive=False)(
             model=self.plan.model,
-            prompt_items=items,
+            prompt_items=items + self.session.unsaved,
             instructions=_instructions(Path(settings.SYSTEM_PROMPT_FILE)),
             output_text=partial_text,
         )
-        row = await ausage_record(
-            conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, model=self.plan.model, usage=usage
-        )
-        self.usage_rows.append(row)
+        self._usage_add(usage)
 
 
 def _stream_end_usage(totals: dict[str, Any]) -> dict[str, Any]:

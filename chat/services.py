@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from chat.db import db_async
 from chat.exceptions import ConversationBusy, ConversationNotFound
-from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus
+from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
 
 # A running turn refreshes its heartbeat every HEARTBEAT_SECONDS; one not refreshed for
 # STALE_AFTER belongs to a process that died.
@@ -47,33 +48,86 @@ def turns_mark_interrupted(*, conversation_id: str | None = None) -> int:
 @transaction.atomic
 def turn_start(*, conversation_id: str, model: str, user_message: str) -> tuple[Turn, list[dict[str, Any]]]:
     """Store the user's message before the model is called; refuse when a live turn runs.
-    Returns the turn and the conversation's replay items so far (read in the same trip)."""
-    conversation, _ = Conversation.objects.select_for_update().get_or_create(
-        id=conversation_id, defaults={"model": model}
+    Returns the turn and the conversation's replay items so far (read in the same trip).
+
+    Every turn starts here, so it costs as few queries as it can: the update also locks the
+    conversation's row (PostgreSQL), against a second turn starting beside this one.
+    """
+    history: list[dict[str, Any]] = []
+    new_title = title_from_message(user_message)
+    title = Case(When(title="", then=Value(new_title)), default=F("title"))  # a title is set once
+    if Conversation.objects.filter(id=conversation_id).update(model=model, title=title, updated_at=timezone.now()):
+        _turns_check_idle(conversation_id=conversation_id)
+        history = list(
+            SessionItem.objects.filter(conversation_id=conversation_id).order_by("id").values_list("data", flat=True)
+        )
+    else:
+        try:
+            with transaction.atomic():
+                Conversation.objects.create(id=conversation_id, model=model, title=new_title)
+        except IntegrityError:  # another worker created it this instant: take the first turn's path
+            return turn_start(conversation_id=conversation_id, model=model, user_message=user_message)
+    turn = Turn.objects.create(conversation_id=conversation_id, model=model)
+    Message.objects.create(turn=turn, position=0, kind=MessageKind.USER, content=user_message)
+    return turn, history
+
+
+def _turns_check_idle(*, conversation_id: str) -> None:
+    heartbeats = list(
+        Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING).values_list(
+            "heartbeat_at", flat=True
+        )
     )
-    heartbeats = list(conversation.turns.filter(status=TurnStatus.STREAMING).values_list("heartbeat_at", flat=True))
     if any(beat >= timezone.now() - STALE_AFTER for beat in heartbeats):
         raise ConversationBusy("A reply is still being generated in this conversation; wait for it or cancel it.")
     if heartbeats:  # all stale: their processes died
         turns_mark_interrupted(conversation_id=conversation_id)
-    turn = Turn.objects.create(conversation=conversation, model=model)
-    Message.objects.create(turn=turn, position=0, kind=MessageKind.USER, content=user_message)
-    conversation.model = model
-    if not conversation.title:
-        conversation.title = title_from_message(user_message)
-    conversation.save(update_fields=["model", "title", "updated_at"])
-    history = list(SessionItem.objects.filter(conversation=conversation).order_by("id").values_list("data", flat=True))
-    return turn, history
 
 
-def turn_heartbeat(*, turn_id: Any) -> None:
+@transaction.atomic
+def turn_heartbeat(
+    *,
+    turn_id: Any,
+    conversation_id: str,
+    partial_segment: tuple[int, str] | None = None,
+    session_items: list[dict[str, Any]] | None = None,
+    usage_rows: list[UsageRecord] | None = None,
+) -> None:
+    """Mark a running turn alive and save what it has not saved yet: the open text segment so
+    far (a dying process loses little), its replay items and its ledger rows."""
+    _turn_progress_save(
+        turn_id=turn_id,
+        conversation_id=conversation_id,
+        segment=partial_segment,
+        session_items=session_items,
+        usage_rows=usage_rows,
+    )
     Turn.objects.filter(id=turn_id, status=TurnStatus.STREAMING).update(heartbeat_at=timezone.now())
+
+
+def _turn_progress_save(
+    *,
+    turn_id: Any,
+    conversation_id: str,
+    segment: tuple[int, str] | None,
+    session_items: list[dict[str, Any]] | None,
+    usage_rows: list[UsageRecord] | None,
+) -> None:
+    if segment is not None:
+        position, content = segment
+        message_save(turn_id=turn_id, position=position, fields={"kind": MessageKind.ASSISTANT, "content": content})
+    if session_items:
+        session_items_add(conversation_id=conversation_id, turn_id=turn_id, items=session_items)
+    if usage_rows:
+        UsageRecord.objects.bulk_create(usage_rows)
 
 
 def message_save(*, turn_id: Any, position: int, fields: dict[str, Any]) -> None:
     """Create or update the display entry at `position` (text segments are saved when they
-    end, and their partial text with each heartbeat)."""
-    Message.objects.update_or_create(turn_id=turn_id, position=position, defaults=fields)
+    end, and their partial text with each heartbeat). Two queries at most, where
+    `update_or_create` takes four for a new entry."""
+    if not Message.objects.filter(turn_id=turn_id, position=position).update(**fields):
+        Message.objects.create(turn_id=turn_id, position=position, **fields)
 
 
 @transaction.atomic
@@ -86,13 +140,20 @@ def turn_finish(
     error_code: str = "",
     error: str = "",
     last_segment: tuple[int, str] | None = None,
+    session_items: list[dict[str, Any]] | None = None,
+    usage_rows: list[UsageRecord] | None = None,
     replay_items: list[dict[str, Any]] | None = None,
 ) -> None:
-    """End a turn in one transaction: its last text segment, for an unfinished turn the items
-    the model will be replayed, and its status."""
-    if last_segment is not None:
-        position, content = last_segment
-        message_save(turn_id=turn_id, position=position, fields={"kind": MessageKind.ASSISTANT, "content": content})
+    """End a turn in one transaction: its last text segment, the replay items and ledger rows
+    it has not saved yet, for an unfinished turn the items the model will be replayed instead,
+    and its status."""
+    _turn_progress_save(
+        turn_id=turn_id,
+        conversation_id=conversation_id,
+        segment=last_segment,
+        session_items=session_items,
+        usage_rows=usage_rows,
+    )
     if replay_items is not None:
         session_turn_rebuild(conversation_id=conversation_id, turn_id=turn_id, items=replay_items)
     now = timezone.now()
@@ -138,7 +199,6 @@ aturn_start = db_async(turn_start)
 aturn_heartbeat = db_async(turn_heartbeat)
 amessage_save = db_async(message_save)
 aturn_finish = db_async(turn_finish)
-asession_items_add = db_async(session_items_add)
 asession_item_pop = db_async(session_item_pop)
 asession_items_clear = db_async(session_items_clear)
 

@@ -20,7 +20,11 @@ def _plain(item: Any) -> dict[str, Any]:
 
 class ConversationSession:
     """One conversation's history. New items are attributed to `turn_id`; what is replayed
-    is trimmed to `max_tokens` (the model's context window)."""
+    is trimmed to `max_tokens` (the model's context window).
+
+    New items stay in memory until the turn's next database trip takes them (`take_unsaved`:
+    its heartbeat or its end), so a turn costs two trips, not one more per step.
+    """
 
     session_settings: SessionSettings | None = None
 
@@ -33,21 +37,27 @@ class ConversationSession:
         # Items read when the turn started (same database trip); used for the first read only,
         # since the run writes to the session afterwards.
         self._history = history
+        self.unsaved: list[dict[str, Any]] = []
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
         items, self._history = self._history, None
         if items is None:
             items = await selectors.asession_items(conversation_id=self.session_id)
-        items = history_trim(items, max_tokens=self.max_tokens)
+        items = history_trim(items + self.unsaved, max_tokens=self.max_tokens)
         return items[-limit:] if limit else items
 
     async def add_items(self, items: list[Any]) -> None:
-        await services.asession_items_add(
-            conversation_id=self.session_id, turn_id=self.turn_id, items=[_plain(item) for item in items]
-        )
+        self.unsaved.extend(_plain(item) for item in items)
+
+    def take_unsaved(self) -> list[dict[str, Any]]:
+        items, self.unsaved = self.unsaved, []
+        return items
 
     async def pop_item(self) -> Any | None:
+        if self.unsaved:
+            return self.unsaved.pop()
         return await services.asession_item_pop(conversation_id=self.session_id)
 
     async def clear_session(self) -> None:
+        self.unsaved = []
         await services.asession_items_clear(conversation_id=self.session_id)

@@ -12,7 +12,6 @@ from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from chat.catalog import PER_MILLION, CatalogModel, Price
-from chat.db import db_async
 from chat.models import UsageRecord
 
 
@@ -45,9 +44,10 @@ def _per_million(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(value)) * PER_MILLION
 
 
-def usage_record(*, conversation_id: str | None, turn_id: Any, model: CatalogModel, usage: RequestUsage) -> UsageRecord:
+def usage_row(*, conversation_id: str | None, turn_id: Any, model: CatalogModel, usage: RequestUsage) -> UsageRecord:
+    """A ledger row, not yet saved: a turn writes its rows with its next database trip."""
     price = model.price
-    return UsageRecord.objects.create(
+    return UsageRecord(
         conversation_id=conversation_id,
         turn_id=turn_id,
         model=model.id,
@@ -140,9 +140,6 @@ def usage_report(**filters: Any) -> dict[str, Any]:
         "by_model": [{"model": row["model"], **_shape(row)} for row in by_model],
         "by_day": [{"day": row["day"].isoformat(), **_shape(row)} for row in by_day],
     }
-
-
-ausage_record = db_async(usage_record)
 
 
 def request_usage(usage: Any, *, started: float, first_output: float | None, ended: float) -> RequestUsage:

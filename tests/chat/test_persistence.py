@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from chat import services
-from chat.models import Turn, TurnStatus
+from chat.models import Conversation, SessionItem, Turn, TurnStatus
 from chat.session import ConversationSession
 from tests.chat.frontend import render, without_empty
 from tests.conftest import connect
@@ -107,7 +107,23 @@ async def test_the_heartbeat_saves_partial_text(ws, provider, monkeypatch):
     assert timezone.now() - turn.heartbeat_at < timedelta(seconds=1)
     partial = await turn.messages.filter(kind="assistant").afirst()
     assert partial is not None and partial.content.startswith("tok tok")
+    # The replay items so far are saved too: a process that dies now leaves the question.
+    saved = [item async for item in SessionItem.objects.filter(turn=turn).values_list("data", flat=True)]
+    assert saved == [{"role": "user", "content": "stream"}]
     await ws.until_end()
+
+
+async def test_the_first_message_titles_a_conversation_once():
+    await services.aconversation_create(conversation_id="t1", model="gpt-4o")  # POST /conversations: no title
+    first, _ = await services.aturn_start(conversation_id="t1", model="gpt-4o", user_message="How do  I\nbake bread?")
+    await services.aturn_finish(
+        turn_id=first.id, conversation_id="t1", status=TurnStatus.COMPLETE, finish_reason="stop"
+    )
+    second_started = timezone.now()
+    await services.aturn_start(conversation_id="t1", model="gpt-4o-mini", user_message="And cake?")
+    conversation = await Conversation.objects.aget(id="t1")
+    assert conversation.title == "How do I bake bread?" and conversation.model == "gpt-4o-mini"
+    assert conversation.updated_at >= second_started  # it moves to the top of the list
 
 
 async def test_session_round_trip():
