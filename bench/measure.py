@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,43 @@ def percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+ARRIVALS = ("burst", "steady")
+
+
+async def load(k: int, *, arrival: str, span: float, turn: Callable[[int], Awaitable[StreamTiming]]) -> Load:
+    """K clients each running chat turns (`turn(i)` is client i's next turn).
+
+    burst: every client starts one turn at the same instant (the worst case: K turn starts
+    queue behind each other). steady: client i starts at i * span / K (span: one reply's
+    length) and runs two turns back to back; every second turn runs beside K - 1 other
+    streams while turns start at a steady rate, and only those are measured.
+    """
+    if arrival == "burst":
+        return Load.of(await asyncio.gather(*(turn(i) for i in range(k)), return_exceptions=True), measured=0)
+
+    async def client(i: int) -> list[StreamTiming]:
+        await asyncio.sleep(i * span / k)
+        return [await turn(i), await turn(i)]
+
+    results = await asyncio.gather(*(client(i) for i in range(k)), return_exceptions=True)
+    flat: list[StreamTiming | BaseException] = []
+    for result in results:
+        flat += result if isinstance(result, list) else [result, result]
+    return Load.of(flat, measured=1)
+
+
+@dataclass
+class Load:
+    every: list[StreamTiming]  # every turn (a failed one as an empty timing), for CPU per chunk
+    measured: list[StreamTiming]  # the turns whose latency is reported
+
+    @classmethod
+    def of(cls, results: list[StreamTiming | BaseException], *, measured: int) -> Load:
+        timings = [t if isinstance(t, StreamTiming) else StreamTiming() for t in results]
+        step = 1 if measured == 0 else 2
+        return cls(every=timings, measured=timings[measured::step])
 
 
 def stamps(content: str) -> list[float]:

@@ -5,8 +5,11 @@
     python3 -m bench.run --smoke         # a few seconds; tests run this
 
 In one run it measures the floor (raw SSE clients of the fake provider), the library cost (the
-same Agents SDK runs with no server) and the real server processes, then prints a table and
-writes JSON (bench/results/latest.json unless --out).
+same Agents SDK runs with no server, on the server's model route and on the stock OpenAI
+client) and the real server processes, then prints a table and writes JSON
+(bench/results/latest.json unless --out). Every K runs with two arrival patterns (see
+`bench.measure.load`): a burst of K turns started at once, and steady arrivals that keep K
+streams running while turns start at an even rate.
 """
 
 from __future__ import annotations
@@ -25,7 +28,17 @@ from typing import Any
 
 import httpx
 
-from bench.measure import ChatClient, StreamTiming, cpu_seconds, percentile, raw_sse_stream, rss_bytes
+from bench.measure import (
+    ARRIVALS,
+    ChatClient,
+    Load,
+    StreamTiming,
+    cpu_seconds,
+    load,
+    percentile,
+    raw_sse_stream,
+    rss_bytes,
+)
 from tests.servers import PROJECT, Server
 
 MODEL = "gpt-4o"
@@ -69,14 +82,14 @@ def server_env(tmp: Path, fake_url: str) -> dict[str, str]:
     return env
 
 
-def summarize(timings: list[StreamTiming]) -> dict[str, Any]:
-    good = [t for t in timings if t.ok]
+def summarize(turns: Load) -> dict[str, Any]:
+    good = [t for t in turns.measured if t.ok]
     ttft = [t.ttft for t in good if t.ttft is not None]
     latency = [x for t in good for x in t.chunk_latency]
     return {
-        "turns": len(timings),
-        "failed": len(timings) - len(good),
-        "chunks": sum(t.chunks for t in good),
+        "turns": len(turns.every),
+        "failed": sum(not t.ok for t in turns.every),
+        "chunks": sum(t.chunks for t in turns.every),
         "ttft_p50_ms": _ms(percentile(ttft, 50)),
         "ttft_p99_ms": _ms(percentile(ttft, 99)),
         "chunk_p50_ms": _ms(percentile(latency, 50)),
@@ -88,29 +101,23 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-async def raw_baseline(url: str, k: int) -> dict[str, Any]:
+async def raw_baseline(url: str, k: int, arrival: str, span: float) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=k + 10, max_keepalive_connections=k + 10)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         await raw_sse_stream(client, url)
-        timings = await asyncio.gather(*(raw_sse_stream(client, url) for _ in range(k)), return_exceptions=True)
-    return summarize([t if isinstance(t, StreamTiming) else StreamTiming() for t in timings])
+        return summarize(await load(k, arrival=arrival, span=span, turn=lambda _: raw_sse_stream(client, url)))
 
 
-def sdk_baseline(url: str, k: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.sdk_baseline", "--url", url, "--k", str(k)],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def sdk_baseline(url: str, k: int, arrival: str, span: float, client: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.sdk_baseline", "--url", url, "--k", str(k)]
+    command += ["--arrival", arrival, "--span", str(span), "--client", client]
+    out = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, check=True)
     raw = json.loads(out.stdout.strip().splitlines()[-1])
     timings = [StreamTiming(ttft=t, ok=True) for t in raw["ttft"]]
     if timings:
         timings[0].chunk_latency = raw["chunk_latency"]
-        timings[0].chunks = raw["chunks"]
-    summary = summarize(timings)
-    summary["failed"] = raw["failed"]
+    summary = summarize(Load(every=timings, measured=timings))
+    summary.update({"turns": None, "failed": raw["failed"], "chunks": raw["chunks"]})
     summary["cpu_us_per_chunk"] = round(raw["cpu_seconds"] / max(raw["chunks"], 1) * 1e6, 1)
     return summary
 
@@ -130,23 +137,22 @@ async def first_and_tenth(port: int) -> dict[str, Any]:
     }
 
 
-async def server_round(pid: int, port: int, k: int) -> dict[str, Any]:
+async def server_round(pid: int, port: int, k: int, arrival: str, span: float) -> dict[str, Any]:
     rss_start = rss_bytes(pid)
-    clients = [ChatClient(f"ws://127.0.0.1:{port}/ws/bench-{k}-{index}") for index in range(k)]
+    clients = [ChatClient(f"ws://127.0.0.1:{port}/ws/bench-{arrival}-{k}-{index}") for index in range(k)]
     for start in range(0, k, 50):  # open in batches: a burst of handshakes is not what we measure
         await asyncio.gather(*(client.open() for client in clients[start : start + 50]))
     await asyncio.sleep(0.5)
     rss_idle = rss_bytes(pid)
     peak = rss_idle
     cpu_before = cpu_seconds(pid)
-    turns = asyncio.gather(*(client.turn("hi", MODEL) for client in clients), return_exceptions=True)
+    turns = asyncio.ensure_future(load(k, arrival=arrival, span=span, turn=lambda i: clients[i].turn("hi", MODEL)))
     while not turns.done():
         peak = max(peak, rss_bytes(pid))
         await asyncio.sleep(0.05)
     cpu = cpu_seconds(pid) - cpu_before
-    timings = [t if isinstance(t, StreamTiming) else StreamTiming() for t in turns.result()]
     await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
-    summary = summarize(timings)
+    summary = summarize(turns.result())
     summary.update(
         {
             "cpu_us_per_chunk": round(cpu / max(summary["chunks"], 1) * 1e6, 1),
@@ -182,14 +188,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "chunks": args.chunks,
             "rate_per_s": args.rate,
             "ttft_s": args.ttft,
+            "arrivals": args.arrivals,
             "cpus": os.cpu_count(),
         },
         "baselines": {},
         "servers": {},
     }
+    span = args.ttft + args.chunks / args.rate  # one reply's length
     try:
         for k in args.ks:
-            report["baselines"][str(k)] = {"raw_sse": await raw_baseline(url, k), "sdk": sdk_baseline(url, k)}
+            report["baselines"][str(k)] = {
+                arrival: {
+                    "raw_sse": await raw_baseline(url, k, arrival, span),
+                    "sdk": sdk_baseline(url, k, arrival, span, "route"),
+                    "sdk_stock_client": sdk_baseline(url, k, arrival, span, "stock"),
+                }
+                for arrival in args.arrivals
+            }
         env = server_env(tmp, url)
         for kind in args.servers:
             server = Server(kind, env, tmp / f"{kind}.log")
@@ -200,14 +215,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "by_k": {},
                 }
                 for k in args.ks:
-                    result = await server_round(server.process.pid, server.port, k)
-                    base = report["baselines"][str(k)]
-                    result.update(added(result, base["raw_sse"]))
-                    sdk_cpu = base["sdk"]["cpu_us_per_chunk"]
-                    result["own_layer_cpu_overhead_pct"] = (
-                        round((result["cpu_us_per_chunk"] / sdk_cpu - 1) * 100, 1) if sdk_cpu else None
-                    )
-                    entry["by_k"][str(k)] = result
+                    entry["by_k"][str(k)] = {}
+                    for arrival in args.arrivals:
+                        result = await server_round(server.process.pid, server.port, k, arrival, span)
+                        base = report["baselines"][str(k)][arrival]
+                        result.update(added(result, base["raw_sse"]))
+                        sdk_cpu = base["sdk"]["cpu_us_per_chunk"]
+                        result["own_layer_cpu_overhead_pct"] = (
+                            round((result["cpu_us_per_chunk"] / sdk_cpu - 1) * 100, 1) if sdk_cpu else None
+                        )
+                        entry["by_k"][str(k)][arrival] = result
                 report["servers"][kind] = entry
             finally:
                 server.stop()
@@ -235,19 +252,21 @@ COLUMNS = (
 def print_table(report: dict[str, Any]) -> None:
     print(f"config: {report['config']}")
     print("baselines (ms; cpu in us per chunk):")
-    for k, base in report["baselines"].items():
-        raw, sdk = base["raw_sse"], base["sdk"]
-        print(
-            f"  K={k:<5} raw SSE: ttft p50 {raw['ttft_p50_ms']} p99 {raw['ttft_p99_ms']}, "
-            f"chunk p50 {raw['chunk_p50_ms']} p99 {raw['chunk_p99_ms']}, failed {raw['failed']} | "
-            f"SDK only: cpu {sdk['cpu_us_per_chunk']}, "
-            f"failed {sdk['failed']}"
-        )
-    print("servers (added = server minus raw SSE, same K, same run):")
-    print(f"  {'server':<9}{'K':>6}" + "".join(f"{title:>13}" for _, title in COLUMNS))
+    for k, by_arrival in report["baselines"].items():
+        for arrival, base in by_arrival.items():
+            raw, sdk, stock = base["raw_sse"], base["sdk"], base["sdk_stock_client"]
+            print(
+                f"  K={k:<5}{arrival:<7} raw SSE: ttft p50 {raw['ttft_p50_ms']} p99 {raw['ttft_p99_ms']}, "
+                f"chunk p50 {raw['chunk_p50_ms']} p99 {raw['chunk_p99_ms']}, failed {raw['failed']} | "
+                f"SDK only: cpu {sdk['cpu_us_per_chunk']} (stock openai client {stock['cpu_us_per_chunk']}), "
+                f"failed {sdk['failed'] + stock['failed']}"
+            )
+    print("servers (added = server minus raw SSE, same K and arrivals, same run; own cpu % over SDK only):")
+    print(f"  {'server':<9}{'K':>6} {'arrival':<8}" + "".join(f"{title:>13}" for _, title in COLUMNS))
     for kind, entry in report["servers"].items():
-        for k, row in entry["by_k"].items():
-            print(f"  {kind:<9}{k:>6}" + "".join(f"{row[key]!s:>13}" for key, _ in COLUMNS))
+        for k, by_arrival in entry["by_k"].items():
+            for arrival, row in by_arrival.items():
+                print(f"  {kind:<9}{k:>6} {arrival:<8}" + "".join(f"{row[key]!s:>13}" for key, _ in COLUMNS))
         print(
             f"  {kind}: cold start {entry['cold_start_s']} s; first turn ttft {entry['first_ttft_ms']} ms, "
             f"tenth {entry['tenth_ttft_ms']} ms (first - tenth {entry['first_minus_tenth_ms']} ms)"
@@ -261,13 +280,15 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200, help="chunks per stream (a reply of ~200 tokens)")
     parser.add_argument("--rate", type=float, default=20.0, help="chunks per second per stream")
     parser.add_argument("--ttft", type=float, default=0.2, help="fake time to first token, seconds")
+    parser.add_argument("--arrivals", default=",".join(ARRIVALS), help="burst and/or steady (see bench.measure.load)")
     parser.add_argument("--smoke", action="store_true", help="tiny run that checks the benchmark works")
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
     if args.smoke:
-        args.ks, args.chunks, args.rate, args.ttft = "1,3", 5, 50.0, 0.05
+        args.ks, args.chunks, args.rate, args.ttft = "2", 5, 50.0, 0.05
     args.ks = [int(k) for k in str(args.ks).split(",")]
     args.servers = args.servers.split(",")
+    args.arrivals = args.arrivals.split(",")
     report = asyncio.run(run(args))
     print_table(report)
     out = Path(args.out)

@@ -1,5 +1,10 @@
 """The library cost: the same Agents SDK runs on the same model route, with no server, in a
-process of its own so its CPU can be measured. Prints one JSON object."""
+process of its own so its CPU can be measured. Prints one JSON object.
+
+`--client route` is the server's own route (the SDK's native Chat Completions model on
+`chat.openai_client.ChunkValidatingOpenAI`); `--client stock` is the SDK on the stock OpenAI
+client, for reference.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,10 @@ import time
 from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner, set_tracing_disabled
 from openai import AsyncOpenAI
 
-from bench.measure import StreamTiming, cpu_seconds, stamps
+from bench.measure import ARRIVALS, StreamTiming, cpu_seconds, load, stamps
+from chat.openai_client import ChunkValidatingOpenAI
+
+CLIENTS = {"route": ChunkValidatingOpenAI, "stock": AsyncOpenAI}
 
 
 async def one_run(agent: Agent, config: RunConfig) -> StreamTiming:
@@ -33,9 +41,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--k", type=int, required=True)
+    parser.add_argument("--arrival", choices=ARRIVALS, default="burst")
+    parser.add_argument("--span", type=float, default=0.0, help="one reply's length, seconds (steady arrival)")
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="route")
     args = parser.parse_args()
     set_tracing_disabled(True)
-    client = AsyncOpenAI(base_url=f"{args.url}/v1", api_key="sk-bench", max_retries=0)
+    client = CLIENTS[args.client](base_url=f"{args.url}/v1", api_key="sk-bench", max_retries=0)
     agent = Agent(
         name="bench",
         instructions="You are a benchmark.",
@@ -45,17 +56,17 @@ async def main() -> None:
     config = RunConfig(tracing_disabled=True)
     await one_run(agent, config)  # warm: imports and first-use costs are not the steady state
     cpu_before = cpu_seconds(os.getpid())
-    timings = await asyncio.gather(*(one_run(agent, config) for _ in range(args.k)), return_exceptions=True)
+    runs = await load(args.k, arrival=args.arrival, span=args.span, turn=lambda _: one_run(agent, config))
     cpu = cpu_seconds(os.getpid()) - cpu_before
-    good = [t for t in timings if isinstance(t, StreamTiming) and t.ok]
+    measured = [t for t in runs.measured if t.ok]
     print(
         json.dumps(
             {
                 "cpu_seconds": cpu,
-                "chunks": sum(t.chunks for t in good),
-                "failed": len(timings) - len(good),
-                "ttft": [t.ttft for t in good if t.ttft is not None],
-                "chunk_latency": [x for t in good for x in t.chunk_latency],
+                "chunks": sum(t.chunks for t in runs.every),
+                "failed": sum(not t.ok for t in runs.every),
+                "ttft": [t.ttft for t in measured if t.ttft is not None],
+                "chunk_latency": [x for t in measured for x in t.chunk_latency],
             }
         )
     )

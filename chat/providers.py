@@ -9,21 +9,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
 from weakref import WeakKeyDictionary
 
 import httpx
 import litellm
 import openai
-import pydantic
 from agents import Model, ModelSettings, OpenAIChatCompletionsModel
 from agents.exceptions import MaxTurnsExceeded
 from agents.extensions.models.litellm_model import LitellmModel
 from django.conf import settings
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
-from openai.types.chat import ChatCompletionChunk
 
 from chat.catalog import CatalogModel, provider_base_url
+from chat.openai_client import ChunkValidatingOpenAI
 
 # The OpenAI client refuses to start without a key; local servers ignore it.
 KEYLESS_PLACEHOLDER = "not-needed"
@@ -97,24 +95,6 @@ async def provider_streams_closed() -> AsyncIterator[None]:
         _turn_bodies.reset(token)
 
 
-class _ChunkValidatingOpenAI(AsyncOpenAI):
-    """The OpenAI client, with streamed chunks built by pydantic's validator.
-
-    The client builds every response object with its lenient pure-Python `construct_type`, which
-    costs about 125 µs per chunk here, the largest single cost of relaying a token; pydantic's
-    compiled validator builds the same object in about 8 µs. A chunk the validator rejects (an
-    OpenAI-compatible server's own finish reason, say) takes the lenient path, as before.
-    """
-
-    def _process_response_data(self, *, data: object, cast_to: type[Any], response: httpx.Response) -> Any:
-        if cast_to is ChatCompletionChunk and type(data) is dict:
-            try:
-                return ChatCompletionChunk.model_validate(data)
-            except pydantic.ValidationError:
-                pass
-        return super()._process_response_data(data=data, cast_to=cast_to, response=response)
-
-
 # One client (and connection pool) per endpoint and key, shared by every turn; a pool belongs to
 # the event loop it was made in, so clients are kept per loop.
 _clients: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str | None, str, float], AsyncOpenAI]]
@@ -127,7 +107,7 @@ def _openai_client(base_url: str | None, api_key: str, timeout: float) -> AsyncO
     if key not in clients:
         http_client = DefaultAsyncHttpxClient(event_hooks={"response": [_track_response]})
         # Retries are ours to decide (chat.runs retries only before anything reached the client).
-        clients[key] = _ChunkValidatingOpenAI(
+        clients[key] = ChunkValidatingOpenAI(
             base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0, http_client=http_client
         )
     return clients[key]

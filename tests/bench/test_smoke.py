@@ -25,9 +25,13 @@ def test_benchmark_smoke_run_writes_every_figure(tmp_path):
     assert set(report["servers"]) == {"daphne", "uvicorn"}
     for entry in report["servers"].values():
         assert entry["cold_start_s"] > 0 and entry["first_ttft_ms"] is not None
-        for row in entry["by_k"].values():
-            assert row["failed"] == 0 and row["chunks"] > 0
-            for key in ("added_ttft_p50_ms", "added_chunk_p99_ms", "cpu_us_per_chunk", "rss_per_idle_conn_kib"):
-                assert row[key] is not None
-    for base in report["baselines"].values():
-        assert base["raw_sse"]["failed"] == 0 and base["sdk"]["failed"] == 0
+        for by_arrival in entry["by_k"].values():
+            assert set(by_arrival) == {"burst", "steady"}
+            for row in by_arrival.values():
+                assert row["failed"] == 0 and row["chunks"] > 0
+                for key in ("added_ttft_p50_ms", "added_chunk_p99_ms", "cpu_us_per_chunk", "rss_per_idle_conn_kib"):
+                    assert row[key] is not None
+    for by_arrival in report["baselines"].values():
+        for base in by_arrival.values():
+            assert base["raw_sse"]["failed"] == 0 and base["sdk"]["failed"] == 0
+            assert base["sdk"]["cpu_us_per_chunk"] and base["sdk_stock_client"]["cpu_us_per_chunk"]

@@ -1,0 +1,28 @@
+"""The OpenAI client the native route streams with (and the benchmark's library baseline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pydantic
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionChunk
+
+
+class ChunkValidatingOpenAI(AsyncOpenAI):
+    """The OpenAI client, with streamed chunks built by pydantic's validator.
+
+    The client builds every response object with its lenient pure-Python `construct_type`, which
+    costs about 125 µs per chunk here, the largest single cost of relaying a token; pydantic's
+    compiled validator builds the same object in about 8 µs. A chunk the validator rejects (an
+    OpenAI-compatible server's own finish reason, say) takes the lenient path, as before.
+    """
+
+    def _process_response_data(self, *, data: object, cast_to: type[Any], response: httpx.Response) -> Any:
+        if cast_to is ChatCompletionChunk and type(data) is dict:
+            try:
+                return ChatCompletionChunk.model_validate(data)
+            except pydantic.ValidationError:
+                pass
+        return super()._process_response_data(data=data, cast_to=cast_to, response=response)
