@@ -99,6 +99,7 @@ class _Turn:
         self.sent_events = 0
         self.usage_rows: list[UsageRecord] = []  # every ledger row of the turn (stream_end sums them)
         self.unsaved_usage: list[UsageRecord] = []  # those its next database trip writes
+        self.beat: asyncio.Task[None] | None = None  # the heartbeat's latest write
         self.started = time.perf_counter()
 
     async def run(self) -> None:
@@ -117,6 +118,10 @@ class _Turn:
             finish = "max_turns" if failure.code == "max_turns_exceeded" else "error"
         finally:
             heartbeat.cancel()
+        if self.beat is not None:
+            # A beat's write still running would land after the end's (text overwritten, replay
+            # items out of order): let it finish first.
+            await asyncio.gather(self.beat, return_exceptions=True)
         await self._finish(status, finish, failure)
 
     async def _stream_with_retries(self) -> None:
@@ -163,9 +168,9 @@ class _Turn:
                 await self.recorder.observe(event)
                 await self.emit(event)
             if self.mapper.completed:
-                await self._record_completed()
+                self._record_completed()
 
-    async def _record_completed(self) -> None:
+    def _record_completed(self) -> None:
         ended = time.perf_counter()
         for usage, timing in self.mapper.completed:
             self._usage_add(request_usage(usage, started=timing.started, first_output=timing.first_output, ended=ended))
@@ -185,21 +190,25 @@ class _Turn:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(services.HEARTBEAT_SECONDS)
-            items, rows = self.session.take_unsaved(), self._take_unsaved_usage()
-            try:
-                await services.aturn_heartbeat(
-                    turn_id=self.plan.turn_id,
-                    conversation_id=self.plan.conversation_id,
-                    partial_segment=self.recorder.open_segment(),
-                    session_items=items,
-                    usage_rows=rows,
-                )
-            except Exception:
-                # The turn goes on and its end saves them; a missed beat only matters if it
-                # stays missed for a minute.
-                self.session.unsaved[:0] = items
-                self.unsaved_usage[:0] = rows
-                logger.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
+            self.beat = asyncio.create_task(self._beat())
+            await asyncio.shield(self.beat)  # cancelling the heartbeat must not cut a write short
+
+    async def _beat(self) -> None:
+        items, rows = self.session.take_unsaved(), self._take_unsaved_usage()
+        try:
+            await services.aturn_heartbeat(
+                turn_id=self.plan.turn_id,
+                conversation_id=self.plan.conversation_id,
+                partial_segment=self.recorder.open_segment(),
+                session_items=items,
+                usage_rows=rows,
+            )
+        except Exception:
+            # The turn goes on and its end saves them; a missed beat only matters if it stays
+            # missed for a minute.
+            self.session.unsaved[:0] = items
+            self.unsaved_usage[:0] = rows
+            logger.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
 
     async def _finish(self, status: TurnStatus, finish: FinishReason, failure: TurnFailure | None) -> None:
         try:

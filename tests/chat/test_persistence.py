@@ -113,6 +113,30 @@ async def test_the_heartbeat_saves_partial_text(ws, provider, monkeypatch):
     await ws.until_end()
 
 
+async def test_a_heartbeat_write_still_running_at_the_end_does_not_overwrite_the_reply(ws, provider, monkeypatch):
+    # A database call keeps running in its thread when the awaiting task is cancelled; model
+    # that with a slow write the heartbeat's cancel cannot stop.
+    monkeypatch.setattr(services, "HEARTBEAT_SECONDS", 0.05)
+    original = services.aturn_heartbeat
+
+    async def slow_heartbeat(**kwargs):
+        async def write():
+            await asyncio.sleep(0.3)
+            await original(**kwargs)
+
+        await asyncio.shield(asyncio.create_task(write()))
+
+    monkeypatch.setattr(services, "aturn_heartbeat", slow_heartbeat)
+    provider.script(text("Hello", " world", interval=0.04))
+    events = await ws.turn("hi")
+    assert events[-1]["finish_reason"] == "stop"
+    turn = await Turn.objects.aget(id=events[-1]["message_id"])
+    reply = await turn.messages.aget(kind="assistant")
+    assert reply.content == "Hello world"
+    saved = [item async for item in SessionItem.objects.filter(turn=turn).order_by("id").values_list("data", flat=True)]
+    assert [item.get("role") for item in saved] == ["user", "assistant"]
+
+
 async def test_the_first_message_titles_a_conversation_once():
     await services.aconversation_create(conversation_id="t1", model="gpt-4o")  # POST /conversations: no title
     first, _ = await services.aturn_start(conversation_id="t1", model="gpt-4o", user_message="How do  I\nbake bread?")
