@@ -1,9 +1,9 @@
 """The library cost: the same Agents SDK runs on the same model route, with no server, in a
 process of its own so its CPU can be measured. Prints one JSON object.
 
-`--client route` is the server's own route (the SDK's native Chat Completions model on
-`chat.openai_client.ChunkValidatingOpenAI`); `--client stock` is the SDK on the stock OpenAI
-client, for reference.
+`--client route` is the server's own route (the SDK's native Chat Completions model on the
+client `chat.openai_client.openai_client_build` makes); `--client stock` is the SDK on the stock
+OpenAI client, for reference.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, 
 from openai import AsyncOpenAI
 
 from bench.measure import ARRIVALS, StreamTiming, cpu_seconds, load, stamps
-from chat.openai_client import ChunkValidatingOpenAI
+from chat.openai_client import openai_client_build
 
-CLIENTS = {"route": ChunkValidatingOpenAI, "stock": AsyncOpenAI}
+CLIENTS = ("route", "stock")
 
 
 async def one_run(agent: Agent, config: RunConfig) -> StreamTiming:
@@ -43,10 +43,15 @@ async def main() -> None:
     parser.add_argument("--k", type=int, required=True)
     parser.add_argument("--arrival", choices=ARRIVALS, default="burst")
     parser.add_argument("--span", type=float, default=0.0, help="one reply's length, seconds (steady arrival)")
-    parser.add_argument("--client", choices=sorted(CLIENTS), default="route")
+    parser.add_argument("--client", choices=CLIENTS, default="route")
     args = parser.parse_args()
     set_tracing_disabled(True)
-    client = CLIENTS[args.client](base_url=f"{args.url}/v1", api_key="sk-bench", max_retries=0)
+    base_url, key = f"{args.url}/v1", "sk-bench"
+    client = (
+        openai_client_build(base_url=base_url, api_key=key, timeout=600)
+        if args.client == "route"
+        else AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0)
+    )
     agent = Agent(
         name="bench",
         instructions="You are a benchmark.",

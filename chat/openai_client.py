@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pydantic
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from openai.types.chat import ChatCompletionChunk
+
+from chat.asyncio_network import asyncio_network_install
 
 
 class ChunkValidatingOpenAI(AsyncOpenAI):
@@ -26,3 +29,22 @@ class ChunkValidatingOpenAI(AsyncOpenAI):
             except pydantic.ValidationError:
                 pass
         return super()._process_response_data(data=data, cast_to=cast_to, response=response)
+
+
+def openai_client_build(
+    *,
+    base_url: str | None,
+    api_key: str,
+    timeout: float,
+    response_hook: Callable[[httpx.Response], Awaitable[None]] | None = None,
+) -> ChunkValidatingOpenAI:
+    """A client on the asyncio network backend (`chat.asyncio_network`), with no retries of its
+    own: a turn retries only before anything reached the browser (`chat.runs`)."""
+    http_client = DefaultAsyncHttpxClient(event_hooks={"response": [response_hook] if response_hook else []})
+    return ChunkValidatingOpenAI(
+        base_url=base_url,
+        api_key=api_key,
+        timeout=timeout,
+        max_retries=0,
+        http_client=asyncio_network_install(http_client),
+    )

@@ -18,10 +18,10 @@ from agents import Model, ModelSettings, OpenAIChatCompletionsModel
 from agents.exceptions import MaxTurnsExceeded
 from agents.extensions.models.litellm_model import LitellmModel
 from django.conf import settings
-from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+from openai import AsyncOpenAI
 
 from chat.catalog import CatalogModel, provider_base_url
-from chat.openai_client import ChunkValidatingOpenAI
+from chat.openai_client import openai_client_build
 
 # The OpenAI client refuses to start without a key; local servers ignore it.
 KEYLESS_PLACEHOLDER = "not-needed"
@@ -105,10 +105,8 @@ def _openai_client(base_url: str | None, api_key: str, timeout: float) -> AsyncO
     clients = _clients.setdefault(asyncio.get_running_loop(), {})
     key = (base_url, api_key, timeout)
     if key not in clients:
-        http_client = DefaultAsyncHttpxClient(event_hooks={"response": [_track_response]})
-        # Retries are ours to decide (chat.runs retries only before anything reached the client).
-        clients[key] = ChunkValidatingOpenAI(
-            base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0, http_client=http_client
+        clients[key] = openai_client_build(
+            base_url=base_url, api_key=api_key, timeout=timeout, response_hook=_track_response
         )
     return clients[key]
 

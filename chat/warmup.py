@@ -16,9 +16,9 @@ import time
 
 import httpx
 from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner
-from openai import AsyncOpenAI
 
 from chat.events import EventMapper
+from chat.openai_client import ChunkValidatingOpenAI
 from chat.protocol import event_fields
 from tools.adapter import function_tool
 from tools.registry import registry
@@ -42,7 +42,7 @@ async def _warm_turn() -> None:
         lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
     )
     async with httpx.AsyncClient(transport=transport) as http_client:
-        client = AsyncOpenAI(
+        client = ChunkValidatingOpenAI(
             api_key="warmup", base_url="http://warmup.invalid/v1", max_retries=0, http_client=http_client
         )
         agent = Agent(
