@@ -73,22 +73,41 @@ def stamps(content: str) -> list[float]:
     return [float(part) for part in content.split() if part.replace(".", "", 1).isdigit()]
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants (uvicorn's workers are children of its supervisor)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        for task in os.listdir(f"/proc/{tree[index]}/task"):
+            try:
+                with open(f"/proc/{tree[index]}/task/{task}/children") as handle:
+                    tree += [int(child) for child in handle.read().split()]
+            except FileNotFoundError:
+                continue
+        index += 1
+    return tree
+
+
 def cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of a process, in nanoseconds resolution (schedstat); /proc's
-    stat counts in 10 ms ticks, too coarse for short runs."""
+    """CPU time of every thread of a process and its children, in nanoseconds resolution
+    (schedstat); /proc's stat counts in 10 ms ticks, too coarse for short runs."""
     total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
-                total += int(handle.read().split()[0])
-        except FileNotFoundError:
-            continue  # the thread ended while we looked
+    for process in process_tree(pid):
+        for task in os.listdir(f"/proc/{process}/task"):
+            try:
+                with open(f"/proc/{process}/task/{task}/schedstat") as handle:
+                    total += int(handle.read().split()[0])
+            except FileNotFoundError:
+                continue  # the thread ended while we looked
     return total / 1e9
 
 
 def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as handle:
-        return int(handle.read().split()[1]) * PAGE
+    """Resident memory of a process and its children."""
+    total = 0
+    for process in process_tree(pid):
+        with open(f"/proc/{process}/statm") as handle:
+            total += int(handle.read().split()[1]) * PAGE
+    return total
 
 
 async def raw_sse_stream(client: httpx.AsyncClient, url: str) -> StreamTiming:

@@ -258,7 +258,9 @@ def print_table(report: dict[str, Any]) -> None:
             print(
                 f"  K={k:<5}{arrival:<7} raw SSE: ttft p50 {raw['ttft_p50_ms']} p99 {raw['ttft_p99_ms']}, "
                 f"chunk p50 {raw['chunk_p50_ms']} p99 {raw['chunk_p99_ms']}, failed {raw['failed']} | "
-                f"SDK only: cpu {sdk['cpu_us_per_chunk']} (stock openai client {stock['cpu_us_per_chunk']}), "
+                f"SDK only: ttft p50 {sdk['ttft_p50_ms']} p99 {sdk['ttft_p99_ms']}, "
+                f"chunk p50 {sdk['chunk_p50_ms']} p99 {sdk['chunk_p99_ms']}, "
+                f"cpu {sdk['cpu_us_per_chunk']} (stock openai client {stock['cpu_us_per_chunk']}), "
                 f"failed {sdk['failed'] + stock['failed']}"
             )
     print("servers (added = server minus raw SSE, same K and arrivals, same run; own cpu % over SDK only):")
@@ -276,7 +278,7 @@ def print_table(report: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ks", default="1,50,200", help="concurrent streams, comma-separated")
-    parser.add_argument("--servers", default="daphne,uvicorn")
+    parser.add_argument("--servers", default="daphne,uvicorn", help="daphne, uvicorn, uvicorn:N (N workers)")
     parser.add_argument("--chunks", type=int, default=200, help="chunks per stream (a reply of ~200 tokens)")
     parser.add_argument("--rate", type=float, default=20.0, help="chunks per second per stream")
     parser.add_argument("--ttft", type=float, default=0.2, help="fake time to first token, seconds")

@@ -21,11 +21,15 @@ def free_port() -> int:
 
 
 def server_command(kind: str, port: int) -> list[str]:
+    """`daphne`, `uvicorn`, or `uvicorn:N` for N worker processes."""
     if kind == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dreamytin.asgi:application"]
+    name, _, workers = kind.partition(":")
+    if name != "uvicorn":
+        raise ValueError(f"unknown server {kind!r}")
     return [
         sys.executable, "-m", "uvicorn", "dreamytin.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning", "--ws-max-size", "1048576",
+        "--log-level", "warning", "--ws-max-size", "1048576", "--workers", workers or "1",
     ]  # fmt: skip
 
 
