@@ -56,17 +56,21 @@ def turn_start(*, conversation_id: str, model: str, user_message: str) -> tuple[
     history: list[dict[str, Any]] = []
     new_title = title_from_message(user_message)
     title = Case(When(title="", then=Value(new_title)), default=F("title"))  # a title is set once
-    if Conversation.objects.filter(id=conversation_id).update(model=model, title=title, updated_at=timezone.now()):
+    conversation = Conversation.objects.filter(id=conversation_id)
+    existed = bool(conversation.update(model=model, title=title, updated_at=timezone.now()))
+    if not existed:
+        try:
+            with transaction.atomic():
+                Conversation.objects.create(id=conversation_id, model=model, title=new_title)
+        except IntegrityError:  # another worker created it this instant
+            existed = bool(conversation.update(model=model, title=title, updated_at=timezone.now()))
+            if not existed:
+                raise
+    if existed:
         _turns_check_idle(conversation_id=conversation_id)
         history = list(
             SessionItem.objects.filter(conversation_id=conversation_id).order_by("id").values_list("data", flat=True)
         )
-    else:
-        try:
-            with transaction.atomic():
-                Conversation.objects.create(id=conversation_id, model=model, title=new_title)
-        except IntegrityError:  # another worker created it this instant: take the first turn's path
-            return turn_start(conversation_id=conversation_id, model=model, user_message=user_message)
     turn = Turn.objects.create(conversation_id=conversation_id, model=model)
     Message.objects.create(turn=turn, position=0, kind=MessageKind.USER, content=user_message)
     return turn, history
@@ -124,10 +128,15 @@ def _turn_progress_save(
 
 def message_save(*, turn_id: Any, position: int, fields: dict[str, Any]) -> None:
     """Create or update the display entry at `position` (text segments are saved when they
-    end, and their partial text with each heartbeat). Two queries at most, where
-    `update_or_create` takes four for a new entry."""
-    if not Message.objects.filter(turn_id=turn_id, position=position).update(**fields):
-        Message.objects.create(turn_id=turn_id, position=position, **fields)
+    end, and their partial text with each heartbeat). An update first: most saves update."""
+    entry = Message.objects.filter(turn_id=turn_id, position=position)
+    if entry.update(**fields):
+        return
+    try:
+        with transaction.atomic():
+            Message.objects.create(turn_id=turn_id, position=position, **fields)
+    except IntegrityError:  # the turn's heartbeat created it this instant (PostgreSQL)
+        entry.update(**fields)
 
 
 @transaction.atomic
