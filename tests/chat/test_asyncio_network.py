@@ -20,6 +20,7 @@ from chat.asyncio_network import AsyncioBackend, asyncio_network_install
 from tests.servers import free_port
 
 BODY = b"data: " + b"x" * 200_000 + b"\n\n"  # larger than one read
+LARGE = b"y" * 3_000_000  # more than the backend buffers before it pauses the socket
 
 
 def _certificate(tmp_path: Path) -> tuple[Path, Path]:
@@ -55,7 +56,8 @@ async def _server(tls: ssl.SSLContext | None, behaviour: str) -> tuple[asyncio.S
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial")
             await writer.drain()
         else:
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(BODY) + BODY)
+            body = LARGE if behaviour == "large" else BODY
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
             await writer.drain()
         writer.close()
 
@@ -82,6 +84,22 @@ async def test_a_body_larger_than_one_read_arrives_whole(plain):
             assert response.status_code == 200 and response.content == BODY
 
 
+async def _read_slowly(client: httpx.AsyncClient, url: str) -> bytes:
+    """Read a body slower than it arrives, so the backend pauses the socket and resumes it."""
+    received = bytearray()
+    async with client.stream("GET", url) as response:
+        async for chunk in response.aiter_raw():
+            received += chunk
+            await asyncio.sleep(0.001)
+    return bytes(received)
+
+
+async def test_a_large_body_read_slowly_arrives_whole(plain):
+    server, port = await _server(None, "large")
+    async with server:
+        assert await _read_slowly(plain, f"http://127.0.0.1:{port}/") == LARGE
+
+
 async def test_tls(tmp_path):
     cert_file, key_file = _certificate(tmp_path)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -93,6 +111,10 @@ async def test_tls(tmp_path):
             async with client.stream("GET", f"https://127.0.0.1:{port}/") as response:
                 assert response.extensions["network_stream"].get_extra_info("ssl_object") is not None
                 assert await response.aread() == BODY
+    server, port = await _server(server_tls, "large")
+    async with server:
+        async with asyncio_network_install(httpx.AsyncClient(verify=trusting, timeout=5)) as client:
+            assert await _read_slowly(client, f"https://127.0.0.1:{port}/") == LARGE
         async with asyncio_network_install(httpx.AsyncClient()) as client:  # the system's trust store
             with pytest.raises(httpx.ConnectError):
                 await client.get(f"https://127.0.0.1:{port}/")
