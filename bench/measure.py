@@ -44,17 +44,19 @@ async def load(k: int, *, arrival: str, span: float, turn: Callable[[int], Await
     streams while turns start at a steady rate, and only those are measured.
     """
     if arrival == "burst":
-        return Load.of(await asyncio.gather(*(turn(i) for i in range(k)), return_exceptions=True), measured=0)
+        return Load.of(await asyncio.gather(*(turn(i) for i in range(k)), return_exceptions=True), turns_per_client=1)
+
+    turns = 2
 
     async def client(i: int) -> list[StreamTiming]:
         await asyncio.sleep(i * span / k)
-        return [await turn(i), await turn(i)]
+        return [await turn(i) for _ in range(turns)]
 
     results = await asyncio.gather(*(client(i) for i in range(k)), return_exceptions=True)
     flat: list[StreamTiming | BaseException] = []
     for result in results:
-        flat += result if isinstance(result, list) else [result, result]
-    return Load.of(flat, measured=1)
+        flat += result if isinstance(result, list) else [result] * turns
+    return Load.of(flat, turns_per_client=turns)
 
 
 @dataclass
@@ -63,10 +65,10 @@ class Load:
     measured: list[StreamTiming]  # the turns whose latency is reported
 
     @classmethod
-    def of(cls, results: list[StreamTiming | BaseException], *, measured: int) -> Load:
+    def of(cls, results: list[StreamTiming | BaseException], *, turns_per_client: int) -> Load:
+        """`results` in client order, `turns_per_client` each; each client's last turn is measured."""
         timings = [t if isinstance(t, StreamTiming) else StreamTiming() for t in results]
-        step = 1 if measured == 0 else 2
-        return cls(every=timings, measured=timings[measured::step])
+        return cls(every=timings, measured=timings[turns_per_client - 1 :: turns_per_client])
 
 
 def stamps(content: str) -> list[float]:
