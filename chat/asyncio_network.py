@@ -23,6 +23,8 @@ import httpcore
 import httpx
 
 PAUSE_ABOVE_BYTES = 1024 * 1024
+# httpcore's names for connection facts → asyncio's.
+_TRANSPORT_INFO = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername", "socket": "socket"}
 SocketOption = tuple[int, int, int | bytes] | tuple[int, int, None, int]
 
 
@@ -150,11 +152,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             # httpcore asks before reusing an idle connection: one with data or an end waiting
             # was closed or broken by the server.
             return self._protocol.eof or bool(self._protocol.buffer)
-        name = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername", "socket": "socket"}
-        if info not in name:
+        if info not in _TRANSPORT_INFO:
             return None
         try:
-            return self._transport.get_extra_info(name[info])
+            return self._transport.get_extra_info(_TRANSPORT_INFO[info])
         except AttributeError:  # asyncio's TLS transport, once closed, has nothing left to tell
             return None
 
