@@ -21,10 +21,11 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": OriginCheckMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-        # uvicorn sends lifespan events; Daphne does not (warm-up also runs in ready()).
+        # uvicorn sends lifespan events; Daphne does not (warm-up runs at import, below).
         "lifespan": LifespanApp(),
     }
 )
 
-# Before the server accepts anything: the first turn must not pay for first-use costs.
+# Before the server accepts anything: the first turn must not pay for first-use costs, and
+# collections must not walk the start-up heap.
 warmup()
