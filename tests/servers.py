@@ -29,7 +29,8 @@ def server_command(kind: str, port: int) -> list[str]:
         raise ValueError(f"unknown server {kind!r}")
     return [
         sys.executable, "-m", "uvicorn", "dreamytin.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning", "--ws-max-size", "1048576", "--workers", workers or "1",
+        "--log-level", "warning", "--ws-max-size", "1048576", "--ws-per-message-deflate", "false",
+        "--workers", workers or "1",
     ]  # fmt: skip
 
 
