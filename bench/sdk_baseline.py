@@ -61,7 +61,6 @@ async def main() -> None:
     )
     config = RunConfig(tracing_disabled=True)
     await one_run(agent, config)  # warm: imports and first-use costs are not the steady state
-    gc.collect()
     gc.freeze()  # as the server does after its warm-up (chat.warmup)
     cpu_before = cpu_seconds(os.getpid())
     runs = await load(args.k, arrival=args.arrival, span=args.span, turn=lambda _: one_run(agent, config))
