@@ -35,3 +35,20 @@ def test_benchmark_smoke_run_writes_every_figure(tmp_path):
         for base in by_arrival.values():
             assert base["raw_sse"]["failed"] == 0 and base["sdk"]["failed"] == 0
             assert base["sdk"]["cpu_us_per_chunk"] and base["sdk_stock_client"]["cpu_us_per_chunk"]
+
+
+def test_frame_cost_smoke_run_measures_every_server(tmp_path):
+    out = tmp_path / "frames.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.frames", "--smoke", "--out", str(out)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())
+    assert [row["server"] for row in rows] == ["daphne", "uvicorn", "uvicorn, deflate"]
+    for row in rows:
+        assert row["frames"] == row["k"] * 5  # every frame arrived
+        assert row["cpu_us_per_frame"] > 0
