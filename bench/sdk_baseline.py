@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import time
@@ -19,6 +18,7 @@ from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, 
 from openai import AsyncOpenAI
 
 from bench.measure import ARRIVALS, StreamTiming, cpu_seconds, load, stamps
+from chat.heap import heap_settle
 from chat.openai_client import openai_client_build
 
 CLIENTS = ("route", "stock")
@@ -61,7 +61,7 @@ async def main() -> None:
     )
     config = RunConfig(tracing_disabled=True)
     await one_run(agent, config)  # warm: imports and first-use costs are not the steady state
-    gc.freeze()  # as the server does after its warm-up (chat.warmup)
+    heap_settle()  # as the server does after its warm-up
     cpu_before = cpu_seconds(os.getpid())
     runs = await load(args.k, arrival=args.arrival, span=args.span, turn=lambda _: one_run(agent, config))
     cpu = cpu_seconds(os.getpid()) - cpu_before

@@ -5,16 +5,12 @@ modules (and builds their pydantic models) on first use, and the Agents SDK buil
 its first run. One complete turn on the real SDK model, whose HTTP is answered in process
 (`httpx.MockTransport`: no network), pays that at start-up instead.
 
-Then the start-up heap is frozen out of the garbage collector's sight. Django, LiteLLM, the SDK
-and their modules are about half a million objects that live as long as the process, and every
-full collection walked them all: about 270 ms here, during which no stream moved (the benchmark's
-p99 chunk latency). Frozen, a full collection walks only what turns allocate.
+Then the collector is set for a long-running server (`chat.heap`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import threading
@@ -24,6 +20,7 @@ import httpx
 from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner
 
 from chat.events import EventMapper
+from chat.heap import heap_settle
 from chat.openai_client import ChunkValidatingOpenAI
 from chat.protocol import event_fields
 from tools.adapter import function_tool
@@ -74,8 +71,7 @@ def warmup() -> None:
     thread = threading.Thread(target=_run, args=(time.perf_counter(),), name="warmup")
     thread.start()
     thread.join()
-    # No collection first: it would find ~200 garbage objects here, and cost 250 ms of start-up.
-    gc.freeze()
+    heap_settle()
 
 
 def _run(started: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -141,3 +142,12 @@ async def ws(provider: FakeProvider) -> AsyncIterator[Client]:
     socket = await connect()
     yield socket
     await socket.communicator.disconnect()
+
+
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    """The garbage collector's settings as they were (tests of `chat.heap` change them)."""
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
