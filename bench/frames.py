@@ -19,12 +19,11 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import connect
 
-from bench.measure import cpu_seconds
+from bench.measure import cpu_seconds, results_write
 from tests.servers import PROJECT, free_port
 
 APP = "bench.frames:app"
@@ -123,10 +122,7 @@ def main() -> None:
     results = [asyncio.run(measure(name, args.k, args.frames, args.rate)) for name in SERVERS]
     for row in results:
         print(f"{row['server']:18s} K={row['k']:<5d} frames {row['frames']:<7d} cpu {row['cpu_us_per_frame']} us/frame")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written {out}")
+    results_write(args.out, results)
 
 
 if __name__ == "__main__":

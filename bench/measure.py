@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -69,6 +70,13 @@ class Load:
         """`results` in client order, `turns_per_client` each; each client's last turn is measured."""
         timings = [t if isinstance(t, StreamTiming) else StreamTiming() for t in results]
         return cls(every=timings, measured=timings[turns_per_client - 1 :: turns_per_client])
+
+
+def results_write(path: str, results: object) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"written {out}")
 
 
 def stamps(content: str) -> list[float]:

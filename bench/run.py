@@ -37,6 +37,7 @@ from bench.measure import (
     load,
     percentile,
     raw_sse_stream,
+    results_write,
     rss_bytes,
 )
 from tests.servers import PROJECT, Server
@@ -293,10 +294,7 @@ def main() -> None:
     args.arrivals = args.arrivals.split(",")
     report = asyncio.run(run(args))
     print_table(report)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"written {out}")
+    results_write(args.out, report)
 
 
 if __name__ == "__main__":
