@@ -147,7 +147,9 @@ async def ws(provider: FakeProvider) -> AsyncIterator[Client]:
 @pytest.fixture
 def collector_restored() -> Iterator[None]:
     """The garbage collector's settings as they were (tests of `chat.heap` change them)."""
-    threshold = gc.get_threshold()
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
     yield
     gc.unfreeze()
+    if frozen:
+        gc.freeze()
     gc.set_threshold(*threshold)
