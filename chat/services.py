@@ -56,14 +56,18 @@ def turn_start(*, conversation_id: str, model: str, user_message: str) -> tuple[
     history: list[dict[str, Any]] = []
     new_title = title_from_message(user_message)
     title = Case(When(title="", then=Value(new_title)), default=F("title"))  # a title is set once
-    conversation = Conversation.objects.filter(id=conversation_id)
-    existed = bool(conversation.update(model=model, title=title, updated_at=timezone.now()))
+
+    def touched() -> bool:
+        conversation = Conversation.objects.filter(id=conversation_id)
+        return bool(conversation.update(model=model, title=title, updated_at=timezone.now()))
+
+    existed = touched()
     if not existed:
         try:
             with transaction.atomic():
                 Conversation.objects.create(id=conversation_id, model=model, title=new_title)
         except IntegrityError:  # another worker created it this instant
-            existed = bool(conversation.update(model=model, title=title, updated_at=timezone.now()))
+            existed = touched()
             if not existed:
                 raise
     if existed:
