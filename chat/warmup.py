@@ -21,7 +21,7 @@ from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, 
 
 from chat.events import EventMapper
 from chat.heap import heap_settle
-from chat.openai_client import ChunkValidatingOpenAI
+from chat.openai_client import LeanOpenAI
 from chat.protocol import event_fields
 from tools.adapter import function_tool
 from tools.registry import registry
@@ -45,7 +45,7 @@ async def _warm_turn() -> None:
         lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
     )
     async with httpx.AsyncClient(transport=transport) as http_client:
-        client = ChunkValidatingOpenAI(
+        client = LeanOpenAI(
             api_key="warmup", base_url="http://warmup.invalid/v1", max_retries=0, http_client=http_client
         )
         agent = Agent(

@@ -1,4 +1,5 @@
-"""The native route's OpenAI client builds the same chunks as the stock client, faster."""
+"""The native route's OpenAI client sends the same requests and builds the same chunks as the
+stock client, faster."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import inspect
 
 import httpx
 import pytest
+from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionChunk
 
-from chat.openai_client import ChunkValidatingOpenAI
+from chat.openai_client import LeanOpenAI, openai_client_build
+from tests import fake_provider
+from tools.adapter import function_tool
+from tools.registry import registry
 
 BASE = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
 CHUNKS = [
@@ -33,7 +38,7 @@ def test_a_chunk_is_built_as_the_stock_client_builds_it(data):
     response = httpx.Response(200, request=httpx.Request("POST", "http://provider/v1/chat/completions"))
     kwargs = {"data": data, "cast_to": ChatCompletionChunk, "response": response}
     stock = AsyncOpenAI(api_key="k")._process_response_data(**kwargs)
-    ours = ChunkValidatingOpenAI(api_key="k")._process_response_data(**kwargs)
+    ours = LeanOpenAI(api_key="k")._process_response_data(**kwargs)
     assert type(ours) is ChatCompletionChunk and ours == stock
     assert ours.model_dump() == stock.model_dump()
 
@@ -43,3 +48,43 @@ def test_the_client_hook_it_overrides_still_exists():
     # streams would silently take the slow path again.
     parameters = inspect.signature(AsyncOpenAI._process_response_data).parameters
     assert list(parameters) == ["self", "data", "cast_to", "response"]
+
+
+HISTORY = [
+    {"role": "user", "content": "What is in notes?"},
+    {"type": "function_call", "call_id": "call_1", "name": "ls", "arguments": '{"path": "notes"}'},
+    {"type": "function_call_output", "call_id": "call_1", "output": '{"entries": ["todo.md"]}'},
+    {
+        "type": "message",
+        "role": "assistant",
+        "id": "msg_1",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "A to-do list. ✓", "annotations": []}],
+    },
+    {"role": "user", "content": [{"type": "input_text", "text": "Read it"}]},
+]
+
+
+@pytest.mark.parametrize("with_tools", [True, False])
+async def test_a_request_reaches_the_provider_as_the_stock_client_sends_it(fake, with_tools):
+    fake.script(fake_provider.text("ok"), fake_provider.text("ok"))
+    settings = ModelSettings(include_usage=True, temperature=0.3, extra_body={"user": "u1"}, metadata={"k": "v"})
+    tools = [function_tool(tool) for tool in registry.enabled()] if with_tools else []
+    stock = AsyncOpenAI(base_url=f"{fake.url}/v1", api_key="k", max_retries=0)
+    ours = openai_client_build(base_url=f"{fake.url}/v1", api_key="k", timeout=10)
+    for client in (stock, ours):
+        model = OpenAIChatCompletionsModel(model="gpt-4o", openai_client=client)
+        agent = Agent(name="a", instructions="Be brief.", model=model, model_settings=settings, tools=tools)
+        result = Runner.run_streamed(agent, HISTORY, run_config=RunConfig(tracing_disabled=True))
+        async for _ in result.stream_events():
+            pass
+    sent_by_stock, sent_by_ours = (request.body for request in fake.requests)
+    assert sent_by_ours == sent_by_stock
+    assert len(sent_by_ours["messages"]) == 6 and ("tools" in sent_by_ours) is with_tools
+
+
+def test_the_client_method_it_overrides_still_takes_what_it_passes():
+    # Messages and tools go through `extra_body`: if an upgrade renamed these parameters,
+    # requests would fail rather than slow down, and this says why.
+    parameters = inspect.signature(AsyncOpenAI(api_key="k").chat.completions.create).parameters
+    assert {"messages", "tools", "extra_body"} <= set(parameters)
