@@ -9,7 +9,6 @@ from django.core.asgi import get_asgi_application
 # Django must be set up before anything imports models (the consumer does).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
@@ -20,7 +19,9 @@ from dreamytin.websocket_origin import OriginCheckMiddleware  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginCheckMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # No session or auth middleware: the chat socket is open to whoever passes the origin
+        # check (the contract has no login), and each would wrap every frame sent.
+        "websocket": OriginCheckMiddleware(URLRouter(websocket_urlpatterns)),
         # uvicorn sends lifespan events; Daphne does not (warm-up runs at import, below).
         "lifespan": LifespanApp(),
     }
