@@ -28,6 +28,7 @@ class TurnRecorder:
         self.position = 0  # 0 is the user's message, stored by `turn_start`
         self.text: list[str] = []
         self.text_position: int | None = None
+        self.text_saved = False  # a heartbeat took part of the open segment to save
         self.tool_positions: dict[str, tuple[int, float]] = {}
         # What the client was shown, in order: text segments (their pieces, the same lists as
         # `text` while they are open) and tool calls with their results.
@@ -50,6 +51,7 @@ class TurnRecorder:
             await services.amessage_save(
                 turn_id=self.turn_id,
                 position=self.position,
+                new=True,
                 fields={
                     "kind": MessageKind.TOOL,
                     "content": event.tool_name,
@@ -73,26 +75,31 @@ class TurnRecorder:
                 },
             )
 
-    def partial_text(self) -> str:
-        return "".join(self.text)
+    def _segment(self) -> services.TextSegment | None:
+        if self.text_position is None:
+            return None
+        return services.TextSegment(self.text_position, "".join(self.text), new=not self.text_saved)
 
-    def open_segment(self) -> tuple[int, str] | None:
-        """The open text segment so far, (position, text), for the caller to save."""
-        return None if self.text_position is None else (self.text_position, self.partial_text())
+    def heartbeat_segment(self) -> services.TextSegment | None:
+        """The open text segment so far, for a heartbeat to save; later saves of it update."""
+        segment = self._segment()
+        self.text_saved = self.text_saved or segment is not None
+        return segment
 
     async def flush_text(self) -> None:
         segment = self.take_segment()
         if segment is not None:
-            position, content = segment
+            fields = {"kind": MessageKind.ASSISTANT, "content": segment.text}
             await services.amessage_save(
-                turn_id=self.turn_id, position=position, fields={"kind": MessageKind.ASSISTANT, "content": content}
+                turn_id=self.turn_id, position=segment.position, fields=fields, new=segment.new
             )
 
-    def take_segment(self) -> tuple[int, str] | None:
-        """End the open text segment and return (position, text) for the caller to save."""
-        segment = self.open_segment()
+    def take_segment(self) -> services.TextSegment | None:
+        """End the open text segment and return it for the caller to save."""
+        segment = self._segment()
         self.text = []
         self.text_position = None
+        self.text_saved = False
         return segment
 
     def replay_items(self) -> list[dict[str, Any]]:

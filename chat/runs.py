@@ -199,7 +199,7 @@ class _Turn:
             await services.aturn_heartbeat(
                 turn_id=self.plan.turn_id,
                 conversation_id=self.plan.conversation_id,
-                partial_segment=self.recorder.open_segment(),
+                partial_segment=self.recorder.heartbeat_segment(),
                 session_items=items,
                 usage_rows=rows,
             )
@@ -247,7 +247,7 @@ class _Turn:
         last_segment = self.recorder.take_segment()
         unfinished = status != TurnStatus.COMPLETE
         if unfinished:
-            await self._estimate_unreported(failure, last_segment[1] if last_segment else "")
+            await self._estimate_unreported(failure, last_segment.text if last_segment else "")
         await services.aturn_finish(
             turn_id=self.plan.turn_id,
             conversation_id=self.plan.conversation_id,

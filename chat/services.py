@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
@@ -18,6 +18,14 @@ from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, T
 HEARTBEAT_SECONDS = 15.0
 STALE_AFTER = timedelta(minutes=1)
 TITLE_CHARS = 80
+
+
+class TextSegment(NamedTuple):
+    """An assistant text segment to store at `position` of its turn."""
+
+    position: int
+    text: str
+    new: bool  # nothing saved it before: one insert stores it
 
 
 def conversation_create(*, conversation_id: str, model: str) -> tuple[Conversation, bool]:
@@ -97,7 +105,7 @@ def turn_heartbeat(
     *,
     turn_id: Any,
     conversation_id: str,
-    partial_segment: tuple[int, str] | None = None,
+    partial_segment: TextSegment | None = None,
     session_items: list[dict[str, Any]] | None = None,
     usage_rows: list[UsageRecord] | None = None,
 ) -> None:
@@ -117,22 +125,27 @@ def _turn_progress_save(
     *,
     turn_id: Any,
     conversation_id: str,
-    segment: tuple[int, str] | None,
+    segment: TextSegment | None,
     session_items: list[dict[str, Any]] | None,
     usage_rows: list[UsageRecord] | None,
 ) -> None:
     if segment is not None:
-        position, content = segment
-        message_save(turn_id=turn_id, position=position, fields={"kind": MessageKind.ASSISTANT, "content": content})
+        fields = {"kind": MessageKind.ASSISTANT, "content": segment.text}
+        message_save(turn_id=turn_id, position=segment.position, fields=fields, new=segment.new)
     if session_items:
         session_items_add(conversation_id=conversation_id, turn_id=turn_id, items=session_items)
     if usage_rows:
         UsageRecord.objects.bulk_create(usage_rows)
 
 
-def message_save(*, turn_id: Any, position: int, fields: dict[str, Any]) -> None:
+def message_save(*, turn_id: Any, position: int, fields: dict[str, Any], new: bool = False) -> None:
     """Create or update the display entry at `position` (text segments are saved when they
-    end, and their partial text with each heartbeat). An update first: most saves update."""
+    end, and their partial text with each heartbeat). With `new` the caller knows nothing is
+    there yet, and it is one insert; otherwise an update first, then an insert if it found
+    nothing."""
+    if new:
+        Message.objects.create(turn_id=turn_id, position=position, **fields)
+        return
     entry = Message.objects.filter(turn_id=turn_id, position=position)
     if entry.update(**fields):
         return
@@ -152,7 +165,7 @@ def turn_finish(
     finish_reason: str,
     error_code: str = "",
     error: str = "",
-    last_segment: tuple[int, str] | None = None,
+    last_segment: TextSegment | None = None,
     session_items: list[dict[str, Any]] | None = None,
     usage_rows: list[UsageRecord] | None = None,
     replay_items: list[dict[str, Any]] | None = None,

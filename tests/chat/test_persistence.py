@@ -110,7 +110,9 @@ async def test_the_heartbeat_saves_partial_text(ws, provider, monkeypatch):
     # The replay items so far are saved too: a process that dies now leaves the question.
     saved = [item async for item in SessionItem.objects.filter(turn=turn).values_list("data", flat=True)]
     assert saved == [{"role": "user", "content": "stream"}]
-    await ws.until_end()
+    assert (await ws.until_end())[-1]["finish_reason"] == "stop"
+    # The end's save completes the row the heartbeats wrote.
+    assert [m.content async for m in turn.messages.filter(kind="assistant")] == ["tok " * 40]
 
 
 async def test_a_heartbeat_write_still_running_at_the_end_does_not_overwrite_the_reply(ws, provider, monkeypatch):
