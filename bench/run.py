@@ -109,10 +109,12 @@ async def raw_baseline(url: str, k: int, arrival: str, span: float) -> dict[str,
         return summarize(await load(k, arrival=arrival, span=span, turn=lambda _: raw_sse_stream(client, url)))
 
 
-def sdk_baseline(url: str, k: int, arrival: str, span: float, client: str) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.sdk_baseline", "--url", url, "--k", str(k)]
+def sdk_baseline(env: dict[str, str], k: int, arrival: str, span: float, client: str) -> dict[str, Any]:
+    """The server's agent on the same turns with no server (`bench.sdk_baseline`), run with the
+    server's settings."""
+    command = [sys.executable, "-m", "bench.sdk_baseline", "--model", MODEL, "--k", str(k)]
     command += ["--arrival", arrival, "--span", str(span), "--client", client]
-    out = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, check=True)
+    out = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, check=True)
     raw = json.loads(out.stdout.strip().splitlines()[-1])
     timings = [StreamTiming(ttft=t, ok=True) for t in raw["ttft"]]
     if timings:
@@ -196,17 +198,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "servers": {},
     }
     span = args.ttft + args.chunks / args.rate  # one reply's length
+    env = server_env(tmp, url)
     try:
         for k in args.ks:
             report["baselines"][str(k)] = {
                 arrival: {
                     "raw_sse": await raw_baseline(url, k, arrival, span),
-                    "sdk": sdk_baseline(url, k, arrival, span, "route"),
-                    "sdk_stock_client": sdk_baseline(url, k, arrival, span, "stock"),
+                    "sdk": sdk_baseline(env, k, arrival, span, "route"),
+                    "sdk_stock_client": sdk_baseline(env, k, arrival, span, "stock"),
                 }
                 for arrival in args.arrivals
             }
-        env = server_env(tmp, url)
         for kind in args.servers:
             server = Server(kind, env, tmp / f"{kind}.log")
             try:
