@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from chat.db import db_async
@@ -63,11 +62,10 @@ def turn_start(*, conversation_id: str, model: str, user_message: str) -> tuple[
     """
     history: list[dict[str, Any]] = []
     new_title = title_from_message(user_message)
-    title = Case(When(title="", then=Value(new_title)), default=F("title"))  # a title is set once
+    conversation = Conversation.objects.filter(id=conversation_id)
 
     def touched() -> bool:
-        conversation = Conversation.objects.filter(id=conversation_id)
-        return bool(conversation.update(model=model, title=title, updated_at=timezone.now()))
+        return bool(conversation.update(model=model, updated_at=timezone.now()))
 
     existed = touched()
     if not existed:
@@ -83,6 +81,8 @@ def turn_start(*, conversation_id: str, model: str, user_message: str) -> tuple[
         history = list(
             SessionItem.objects.filter(conversation_id=conversation_id).order_by("id").values_list("data", flat=True)
         )
+        if not history:  # its first turn, as when POST /conversations made it: the message titles it
+            conversation.filter(title="").update(title=new_title)
     turn = Turn.objects.create(conversation_id=conversation_id, model=model)
     Message.objects.create(turn=turn, position=0, kind=MessageKind.USER, content=user_message)
     return turn, history
