@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pydantic
-from openai import AsyncOpenAI, DefaultAsyncHttpxClient, Omit, omit
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient, NotGiven, Omit, omit
 from openai.resources.chat import AsyncChat, AsyncCompletions
 from openai.types.chat import ChatCompletionChunk
 
@@ -60,12 +60,12 @@ class _PlainCompletions(AsyncCompletions):
         self,
         *,
         messages: Iterable[Any],
-        tools: Iterable[Any] | Omit = omit,
+        tools: Iterable[Any] | Omit | NotGiven = omit,
         extra_body: dict[str, Any] | None = None,
         **params: Any,
     ) -> Any:
         plain: dict[str, Any] = {"messages": list(messages)}
-        if not isinstance(tools, Omit):
+        if not isinstance(tools, Omit | NotGiven):  # the SDK omits tools with `omit`; older callers `NOT_GIVEN`
             plain["tools"] = list(tools)
         return await super().create(messages=[], extra_body={**plain, **(extra_body or {})}, **params)
 

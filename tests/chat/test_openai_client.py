@@ -8,7 +8,7 @@ import inspect
 import httpx
 import pytest
 from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner
-from openai import AsyncOpenAI
+from openai import NOT_GIVEN, AsyncOpenAI, omit
 from openai.types.chat import ChatCompletionChunk
 
 from chat.openai_client import LeanOpenAI, openai_client_build
@@ -81,6 +81,20 @@ async def test_a_request_reaches_the_provider_as_the_stock_client_sends_it(fake,
     sent_by_stock, sent_by_ours = (request.body for request in fake.requests)
     assert sent_by_ours == sent_by_stock
     assert len(sent_by_ours["messages"]) == 6 and ("tools" in sent_by_ours) is with_tools
+
+
+async def test_a_request_without_tools_may_say_so_either_way(fake):
+    fake.script(fake_provider.text("ok"), fake_provider.text("ok"))
+    client = openai_client_build(base_url=f"{fake.url}/v1", api_key="k", timeout=10)
+    for absent in (omit, NOT_GIVEN):
+        stream = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], tools=absent, stream=True
+        )
+        async for _ in stream:
+            pass
+    assert [request.body for request in fake.requests] == [
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    ] * 2
 
 
 def test_the_client_method_it_overrides_still_takes_what_it_passes():
