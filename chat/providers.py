@@ -11,7 +11,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
-import httpcore
 import httpx
 import litellm
 import openai
@@ -40,65 +39,27 @@ class ResolvedModel:
     settings: ModelSettings
 
 
-# How long a stream that sent its last event may take to end its HTTP body before its
-# connection is closed instead of kept (a healthy server ends it at once).
-DRAIN_SECONDS = 0.05
-SSE_DONE = b"data: [DONE]"
-_draining: set[asyncio.Task[None]] = set()
-
-
 class _TrackedBody(httpx.AsyncByteStream):
-    """A provider's response body, which knows whether it was read to its end, and keeps its
-    connection for the next request when the stream is complete.
-
-    The OpenAI client stops reading at the stream's last event (`data: [DONE]`) and closes the
-    response before the HTTP body's own end has been read, so the pool drops the connection and
-    the next turn pays a new TCP and TLS handshake (openai-python issue 3440). Here a body whose
-    stream sent `[DONE]` is read to its end in the background, within `DRAIN_SECONDS`, and then
-    closed, which returns the connection to the pool.
-    """
+    """A response body that knows whether it was read to its end."""
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.inner = response.stream
-        self.chunks: AsyncIterator[bytes] | None = None
-        self.tail = b""  # the last bytes read, enough to see the stream's last event
         self.finished = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        self.chunks = aiter(self.inner)  # type: ignore[arg-type]
-        async for chunk in self.chunks:
-            self.tail = (self.tail + chunk)[-32:]
+        async for chunk in self.inner:  # type: ignore[union-attr]
             yield chunk
         self.finished = True
 
-    @property
-    def stream_done(self) -> bool:
-        return self.finished or self.tail.rstrip().endswith(SSE_DONE)
-
     async def aclose(self) -> None:
-        if self.finished or not self.stream_done or self.chunks is None:
-            await self.inner.aclose()  # type: ignore[union-attr]
-            return
-        task = asyncio.create_task(self._drain_then_close(self.chunks))
-        _draining.add(task)
-        task.add_done_callback(_draining.discard)
-
-    async def _drain_then_close(self, chunks: AsyncIterator[bytes]) -> None:
-        try:
-            async with asyncio.timeout(DRAIN_SECONDS):
-                async for _ in chunks:
-                    pass
-        except (TimeoutError, httpx.HTTPError, httpcore.NetworkError, httpcore.ProtocolError):
-            pass  # the connection is closed, not kept
-        finally:
-            await self.inner.aclose()  # type: ignore[union-attr]
+        await self.inner.aclose()  # type: ignore[union-attr]
 
     def abort(self) -> None:
         """Shut the socket down: closing the response alone can leave the connection open (the
         provider still generating, and billing) when the SDK's reading task is cancelled mid-read."""
-        if self.stream_done:
-            return  # the provider is done; the connection goes back to the pool, healthy
+        if self.finished:
+            return  # a finished body's connection is back in the pool, healthy
         network_stream = self.response.extensions.get("network_stream")
         sock = network_stream.get_extra_info("socket") if network_stream is not None else None
         if sock is not None:
@@ -112,10 +73,10 @@ _turn_bodies: ContextVar[list[_TrackedBody] | None] = ContextVar("turn_bodies", 
 
 
 async def _track_response(response: httpx.Response) -> None:
-    body = _TrackedBody(response)
-    response.stream = body
     bodies = _turn_bodies.get()
     if bodies is not None:
+        body = _TrackedBody(response)
+        response.stream = body
         bodies.append(body)
 
 

@@ -33,7 +33,6 @@ class Reply:
     ttft: float = 0.0  # seconds before the first chunk
     interval: float = 0.0  # seconds between chunks
     cut_after: int | None = None  # close the connection after this many chunks
-    hold_open: float = 0.0  # seconds between the last event and the end of the HTTP body
     malformed: bool = False  # send a chunk that is not JSON
     usage: tuple[int, int, int] = (12, 7, 0)  # input (incl. cached), output, cached
     stamp: bool = False  # replace STAMP in text pieces with the send time (benchmark)
@@ -71,7 +70,6 @@ class FakeProvider:
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
-        self.connections = 0  # TCP connections accepted
 
     # -- control --------------------------------------------------------------------------
     def script(self, *replies: Reply) -> None:
@@ -118,7 +116,6 @@ class FakeProvider:
     def reset(self) -> None:
         self.replies.clear()
         self.requests.clear()
-        self.connections = 0
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
@@ -127,7 +124,6 @@ class FakeProvider:
 
     # -- HTTP -----------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
         try:
             while True:
                 request_line = await reader.readline()
@@ -185,7 +181,6 @@ class FakeProvider:
                 await writer.drain()
                 if writer.transport.is_closing() or reader.at_eof():
                     raise ConnectionResetError  # the client hung up
-            await asyncio.sleep(reply.hold_open)
             writer.write(b"0\r\n\r\n")
             await writer.drain()
         except ConnectionError:
