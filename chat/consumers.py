@@ -13,6 +13,7 @@ import logging
 from enum import Enum
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -47,11 +48,24 @@ def _now() -> str:
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    # A turn's events go only to the socket that started it: no channel-layer subscription,
+    # which would hold a receive on the layer for every open connection.
+    channel_layer_alias = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.state = ConnectionState.CONNECTING
         self.conversation_id = ""
         self.turn_task: asyncio.Task[None] | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first closes stale database connections in its sync thread: a
+        # thread hop per frame received. This consumer reaches the ORM only through `chat.db`,
+        # whose calls run where their connections live and manage them there.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         self.conversation_id = self.scope["url_route"]["kwargs"]["client_id"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from channels.layers import channel_layers, get_channel_layer
+from django.test import override_settings
 
 from tests.chat.frontend import render, without_empty
 from tests.conftest import connect
@@ -152,3 +154,18 @@ async def test_two_clients_never_see_each_others_events(provider):
     assert await second.communicator.receive_nothing(timeout=0.2)
     await first.communicator.disconnect()
     await second.communicator.disconnect()
+
+
+async def test_a_connection_holds_nothing_in_the_channel_layer(provider):
+    # Events go to the socket that started the turn; a subscription per connection would hold a
+    # receive on the layer (on Redis, in every worker) for as long as the socket is open.
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}):
+        channel_layers.backends.clear()
+        try:
+            client = await connect("layer")
+            provider.script(text("hello"))
+            await client.turn("hi")
+            assert get_channel_layer().channels == {}
+            await client.communicator.disconnect()
+        finally:
+            channel_layers.backends.clear()
