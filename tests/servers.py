@@ -37,11 +37,11 @@ def server_command(kind: str, port: int) -> list[str]:
 class Server:
     """A server process, started and healthy (`/health` answered 200) when constructed."""
 
-    def __init__(self, kind: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, kind: str, env: dict[str, str], log: Path, checkout: Path = PROJECT) -> None:
         self.port = free_port()
         started = time.perf_counter()
         self.process = subprocess.Popen(
-            server_command(kind, self.port), cwd=PROJECT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+            server_command(kind, self.port), cwd=checkout, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
         )
         while time.perf_counter() < started + 60:
             try:

@@ -29,12 +29,19 @@ def test_benchmark_smoke_run_writes_every_figure(tmp_path):
             assert set(by_arrival) == {"burst", "steady"}
             for row in by_arrival.values():
                 assert row["failed"] == 0 and row["chunks"] > 0
-                for key in ("added_ttft_p50_ms", "added_chunk_p99_ms", "cpu_us_per_chunk", "rss_per_idle_conn_kib"):
+                for key in (
+                    "added_ttft_p50_ms",
+                    "added_chunk_p99_ms",
+                    "cpu_us_per_chunk",
+                    "own_layer_cpu_overhead_pct",
+                    "rss_per_idle_conn_kib",
+                ):
                     assert row[key] is not None
     for by_arrival in report["baselines"].values():
         for base in by_arrival.values():
             assert base["raw_sse"]["failed"] == 0 and base["sdk"]["failed"] == 0
             assert base["sdk"]["cpu_us_per_chunk"] and base["sdk_stock_client"]["cpu_us_per_chunk"]
+            assert base["sdk_after"]["failed"] == 0 and base["sdk_after"]["cpu_us_per_chunk"]
 
 
 def test_frame_cost_smoke_run_measures_every_server(tmp_path):
@@ -52,3 +59,14 @@ def test_frame_cost_smoke_run_measures_every_server(tmp_path):
     for row in rows:
         assert row["frames"] == row["k"] * 5  # every frame arrived
         assert row["cpu_us_per_frame"] > 0
+
+
+def test_ab_smoke_run_compares_two_checkouts(tmp_path):
+    out = tmp_path / "ab.json"
+    command = [sys.executable, "-m", "bench.ab", ".", ".", "--k", "2", "--chunks", "3", "--rate", "50"]
+    command += ["--ttft", "0.05", "--rounds", "2", "--sdk", "--out", str(out)]
+    result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert [len(report["cpu_us_per_chunk"][name]) for name in ("A", "B", "sdk")] == [2, 2, 2]
+    assert len(report["pairs_b_over_a_pct"]) == 2 and report["median"]["B"] > 0

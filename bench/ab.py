@@ -1,0 +1,107 @@
+"""Compare two checkouts of the server on one load: what a change costs or saves.
+
+    git worktree add /tmp/before HEAD~1
+    python3 -m bench.ab /tmp/before .                        # one-chunk turns: the cost of a turn
+    python3 -m bench.ab /tmp/before . --chunks 200 --sdk     # 200-chunk replies, and the SDK alone
+
+Both servers (uvicorn, one worker, each checkout on a SQLite file of its own) run side by side
+against one fake provider, and their rounds of K steady-arrival clients alternate, first A then
+B, then B then A. The speed of a shared VM drifts over minutes by more than most changes move it
+(SDK-only runs of one load spread 151-185 us a chunk within an hour): two `bench.run` runs one
+after the other cannot tell such a change from the drift, while alternated rounds put the drift
+on both sides. With `--sdk`, a round of the SDK alone
+(`bench.sdk_baseline`, this checkout's agent) follows each pair.
+
+Prints each round's server CPU per chunk (per turn, with `--chunks 1`) and the medians, and
+writes JSON (bench/results/ab.json unless --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.measure import results_write
+from bench.run import sdk_baseline, server_env, server_round, start_fake
+from tests.servers import PROJECT, Server
+
+
+def checkout_env(base: dict[str, str], checkout: Path, database: Path) -> dict[str, str]:
+    """The bench's server settings, on a database that this checkout's migrations made."""
+    env = {**base, "DATABASE_URL": f"sqlite:///{database}"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=checkout, env=env, check=True)
+    return env
+
+
+async def compare(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="dreamytin-ab-"))
+    (tmp / "ws").mkdir()
+    fake, url = start_fake(tmp, args.chunks, 1 / args.rate, args.ttft)
+    span = args.ttft + args.chunks / args.rate
+    rounds: dict[str, list[float]] = {"A": [], "B": [], "sdk": []}
+    servers: dict[str, Server] = {}
+    try:
+        env = server_env(tmp, url)
+        for name, checkout in (("A", args.a), ("B", args.b)):
+            tree_env = checkout_env(env, checkout, tmp / f"{name}.sqlite3")
+            servers[name] = Server("uvicorn", tree_env, tmp / f"{name}.log", checkout=checkout)
+        for server in servers.values():  # warm: first-use costs are not what we compare
+            await server_round(server.process.pid, server.port, min(args.k, 50), "steady", span, tag="warm-")
+        for index in range(args.rounds):
+            for name in ("A", "B") if index % 2 == 0 else ("B", "A"):
+                server = servers[name]
+                result = await server_round(server.process.pid, server.port, args.k, "steady", span, tag=f"r{index}-")
+                if result["failed"]:
+                    raise RuntimeError(f"{name}: {result['failed']} turns failed in round {index}")
+                rounds[name].append(result["cpu_us_per_chunk"])
+            if args.sdk:
+                rounds["sdk"].append(sdk_baseline(env, args.k, "steady", span, "route")["cpu_us_per_chunk"])
+            print(f"round {index}: A {rounds['A'][-1]}  B {rounds['B'][-1]}  SDK {rounds['sdk'][-1:]}", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+        fake.terminate()
+        fake.wait(10)
+    shutil.rmtree(tmp)  # only after a good run: a failed one leaves its server logs there
+    medians = {name: statistics.median(values) for name, values in rounds.items() if values}
+    return {
+        "config": {"a": str(args.a), "b": str(args.b), "k": args.k, "chunks": args.chunks, "rounds": args.rounds},
+        "cpu_us_per_chunk": rounds,
+        "median": medians,
+        "b_over_a_pct": round((medians["B"] / medians["A"] - 1) * 100, 1),
+        "pairs_b_over_a_pct": [round((b / a - 1) * 100, 1) for a, b in zip(rounds["A"], rounds["B"], strict=True)],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("a", type=Path, help="checkout A (the baseline)")
+    parser.add_argument("b", type=Path, help="checkout B (the change)")
+    parser.add_argument("--k", type=int, default=200, help="concurrent streams")
+    parser.add_argument("--chunks", type=int, default=1, help="chunks per stream")
+    parser.add_argument("--rate", type=float, default=20.0, help="chunks per second per stream")
+    parser.add_argument("--ttft", type=float, default=0.2, help="fake time to first token, seconds")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of each server")
+    parser.add_argument("--sdk", action="store_true", help="also run the SDK alone after each pair")
+    parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "ab.json"))
+    args = parser.parse_args()
+    args.a, args.b = args.a.resolve(), args.b.resolve()
+    report = asyncio.run(compare(args))
+    medians = report["median"]
+    print(f"median cpu us/chunk: A {medians['A']}  B {medians['B']}  B/A {report['b_over_a_pct']:+}%")
+    print(f"each pair, B/A %: {report['pairs_b_over_a_pct']}")
+    if "sdk" in medians:
+        print(f"SDK alone {medians['sdk']}: own layer A {medians['A'] / medians['sdk'] * 100 - 100:+.1f}%, "
+              f"B {medians['B'] / medians['sdk'] * 100 - 100:+.1f}%")  # fmt: skip
+    results_write(args.out, report)
+
+
+if __name__ == "__main__":
+    main()
