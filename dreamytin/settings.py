@@ -19,8 +19,8 @@ ALLOWED_HOSTS = CONFIG.allowed_hosts
 CORS_ALLOWED_ORIGINS = CONFIG.cors_allowed_origins
 
 INSTALLED_APPS = [
-    # Daphne first: its runserver replaces Django's and serves HTTP and WebSocket.
-    "daphne",
+    # First: its runserver (Daphne's) replaces staticfiles' and serves HTTP and WebSocket.
+    "dreamytin",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
