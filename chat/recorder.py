@@ -89,10 +89,7 @@ class TurnRecorder:
     async def flush_text(self) -> None:
         segment = self.take_segment()
         if segment is not None:
-            fields = {"kind": MessageKind.ASSISTANT, "content": segment.text}
-            await services.amessage_save(
-                turn_id=self.turn_id, position=segment.position, fields=fields, new=segment.new
-            )
+            await services.atext_segment_save(turn_id=self.turn_id, segment=segment)
 
     def take_segment(self) -> services.TextSegment | None:
         """End the open text segment and return it for the caller to save."""

@@ -130,8 +130,7 @@ def _turn_progress_save(
     usage_rows: list[UsageRecord] | None,
 ) -> None:
     if segment is not None:
-        fields = {"kind": MessageKind.ASSISTANT, "content": segment.text}
-        message_save(turn_id=turn_id, position=segment.position, fields=fields, new=segment.new)
+        text_segment_save(turn_id=turn_id, segment=segment)
     if session_items:
         session_items_add(conversation_id=conversation_id, turn_id=turn_id, items=session_items)
     if usage_rows:
@@ -154,6 +153,11 @@ def message_save(*, turn_id: Any, position: int, fields: dict[str, Any], new: bo
             Message.objects.create(turn_id=turn_id, position=position, **fields)
     except IntegrityError:  # the turn's heartbeat created it this instant (PostgreSQL)
         entry.update(**fields)
+
+
+def text_segment_save(*, turn_id: Any, segment: TextSegment) -> None:
+    fields = {"kind": MessageKind.ASSISTANT, "content": segment.text}
+    message_save(turn_id=turn_id, position=segment.position, fields=fields, new=segment.new)
 
 
 @transaction.atomic
@@ -224,6 +228,7 @@ aconversation_create = db_async(conversation_create)
 aturn_start = db_async(turn_start)
 aturn_heartbeat = db_async(turn_heartbeat)
 amessage_save = db_async(message_save)
+atext_segment_save = db_async(text_segment_save)
 aturn_finish = db_async(turn_finish)
 asession_item_pop = db_async(session_item_pop)
 asession_items_clear = db_async(session_items_clear)
