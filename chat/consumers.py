@@ -13,7 +13,6 @@ import logging
 from enum import Enum
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -57,15 +56,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.state = ConnectionState.CONNECTING
         self.conversation_id = ""
         self.turn_task: asyncio.Task[None] | None = None
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels' own dispatch first closes stale database connections in its sync thread: a
-        # thread hop per frame received. This consumer reaches the ORM only through `chat.db`,
-        # whose calls run where their connections live and manage them there.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     async def connect(self) -> None:
         self.conversation_id = self.scope["url_route"]["kwargs"]["client_id"]
