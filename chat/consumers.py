@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.utils import timezone
 
 from chat.exceptions import ChatError
 from chat.ids import conversation_id_valid
@@ -34,6 +34,9 @@ from chat.runs import Emit, TurnPlan, turn_begin, turn_run
 logger = logging.getLogger("chat.websocket")
 CLOSE_INVALID_ID = 4400  # application close code: the conversation id is malformed
 CLOSE_TOO_BIG = 1009  # RFC 6455: message too big
+# Built once: `json.dumps` with any option set builds a new encoder on every call, and this
+# runs for every token.
+_json_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class ConnectionState(Enum):
@@ -43,7 +46,8 @@ class ConnectionState(Enum):
 
 
 def _now() -> str:
-    return timezone.now().isoformat()
+    # What `timezone.now()` returns with USE_TZ, without reading the setting for every token.
+    return datetime.now(UTC).isoformat()
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -143,4 +147,4 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _send(self, payload: dict[str, Any]) -> None:
         if self.state is not ConnectionState.OPEN:
             return  # the client left; the turn still records its end
-        await self.send(text_data=json.dumps(payload, ensure_ascii=False))
+        await self.send(text_data=_json_encode(payload))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 from channels.layers import channel_layers, get_channel_layer
 from django.test import override_settings
@@ -39,7 +41,8 @@ async def test_every_event_carries_turn_fields_and_gapless_seq(ws, provider):
     for event in events:
         assert event["conversation_id"] == "conv1"
         assert event["model"] == "gpt-4o"
-        assert "T" in event["timestamp"]
+        # ISO 8601 in UTC (the contract).
+        assert datetime.fromisoformat(event["timestamp"]).utcoffset() == timedelta(0)
 
 
 async def test_tool_then_text(ws, provider, workspace):
