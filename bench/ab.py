@@ -10,7 +10,7 @@ B, then B then A. The speed of a shared VM drifts over minutes by more than most
 (SDK-only runs of one load spread 151-185 us a chunk within an hour): two `bench.run` runs one
 after the other cannot tell such a change from the drift, while alternated rounds put the drift
 on both sides. With `--sdk`, a round of the SDK alone
-(`bench.sdk_baseline`, this checkout's agent) follows each pair.
+(`bench.sdk_baseline`, this checkout's agent, on the servers' event loop) follows each pair.
 
 Prints each round's server CPU per chunk (per turn, with `--chunks 1`) and the medians, and
 writes JSON (bench/results/ab.json unless --out).
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import results_write
-from bench.run import sdk_baseline, server_env, server_round, start_fake
+from bench.run import sdk_baseline, server_env, server_loop, server_round, start_fake
 from tests.servers import PROJECT, Server
 
 
@@ -47,6 +47,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
     span = args.ttft + args.chunks / args.rate
     rounds: dict[str, list[float]] = {"A": [], "B": [], "sdk": []}
     servers: dict[str, Server] = {}
+    loop = server_loop("uvicorn")  # the SDK alone runs on the servers' event loop
     try:
         env = server_env(tmp, url)
         for name, checkout in (("A", args.a), ("B", args.b)):
@@ -62,7 +63,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
                     raise RuntimeError(f"{name}: {result['failed']} turns failed in round {index}")
                 rounds[name].append(result["cpu_us_per_chunk"])
             if args.sdk:
-                rounds["sdk"].append(sdk_baseline(env, args.k, "steady", span, "route")["cpu_us_per_chunk"])
+                rounds["sdk"].append(sdk_baseline(env, args.k, "steady", span, "route", loop)["cpu_us_per_chunk"])
             print(f"round {index}: A {rounds['A'][-1]}  B {rounds['B'][-1]}  SDK {rounds['sdk'][-1:]}", flush=True)
     finally:
         for server in servers.values():
@@ -72,7 +73,14 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
     shutil.rmtree(tmp)  # only after a good run: a failed one leaves its server logs there
     medians = {name: statistics.median(values) for name, values in rounds.items() if values}
     return {
-        "config": {"a": str(args.a), "b": str(args.b), "k": args.k, "chunks": args.chunks, "rounds": args.rounds},
+        "config": {
+            "a": str(args.a),
+            "b": str(args.b),
+            "k": args.k,
+            "chunks": args.chunks,
+            "rounds": args.rounds,
+            "sdk_loop": loop,
+        },
         "cpu_us_per_chunk": rounds,
         "median": medians,
         "b_over_a_pct": round((medians["B"] / medians["A"] - 1) * 100, 1),

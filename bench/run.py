@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -109,18 +110,34 @@ async def raw_baseline(url: str, k: int, arrival: str, span: float) -> dict[str,
         return summarize(await load(k, arrival=arrival, span=span, turn=lambda _: raw_sse_stream(client, url)))
 
 
-def sdk_baseline(env: dict[str, str], k: int, arrival: str, span: float, client: str) -> dict[str, Any]:
+def server_loop(kind: str) -> str:
+    """The event loop a server runs on: Daphne on asyncio's (Twisted's asyncio reactor),
+    uvicorn on uvloop when it is installed (its `--loop auto`)."""
+    if kind == "daphne" or importlib.util.find_spec("uvloop") is None:
+        return "asyncio"
+    return "uvloop"
+
+
+def sdk_key(loop: str) -> str:
+    """Where a baseline's SDK-only runs on `loop` are kept (`<key>` before the servers,
+    `<key>_after` after them)."""
+    return "sdk" if loop == "asyncio" else f"sdk_{loop}"
+
+
+def sdk_baseline(
+    env: dict[str, str], k: int, arrival: str, span: float, client: str, loop: str = "asyncio"
+) -> dict[str, Any]:
     """The server's agent on the same turns with no server (`bench.sdk_baseline`), run with the
-    server's settings."""
+    server's settings on the server's event loop."""
     command = [sys.executable, "-m", "bench.sdk_baseline", "--model", MODEL, "--k", str(k)]
-    command += ["--arrival", arrival, "--span", str(span), "--client", client]
+    command += ["--arrival", arrival, "--span", str(span), "--client", client, "--loop", loop]
     out = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, check=True)
     raw = json.loads(out.stdout.strip().splitlines()[-1])
     timings = [StreamTiming(ttft=t, ok=True) for t in raw["ttft"]]
     if timings:
         timings[0].chunk_latency = raw["chunk_latency"]
     summary = summarize(Load(every=timings, measured=timings))
-    summary.update({"turns": None, "failed": raw["failed"], "chunks": raw["chunks"]})
+    summary.update({"turns": None, "failed": raw["failed"], "chunks": raw["chunks"], "loop": raw["loop"]})
     summary["cpu_us_per_chunk"] = round(raw["cpu_seconds"] / max(raw["chunks"], 1) * 1e6, 1)
     return summary
 
@@ -200,20 +217,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     span = args.ttft + args.chunks / args.rate  # one reply's length
     env = server_env(tmp, url)
+    # The SDK alone on asyncio's loop always (the library's cost as most run it), and on each
+    # other loop a server here runs on, so that no server's loop counts as its own layer.
+    loops = ["asyncio", *sorted({server_loop(kind) for kind in args.servers} - {"asyncio"})]
     try:
         for k in args.ks:
-            report["baselines"][str(k)] = {
-                arrival: {
-                    "raw_sse": await raw_baseline(url, k, arrival, span),
-                    "sdk": sdk_baseline(env, k, arrival, span, "route"),
-                    "sdk_stock_client": sdk_baseline(env, k, arrival, span, "stock"),
-                }
-                for arrival in args.arrivals
-            }
+            report["baselines"][str(k)] = {}
+            for arrival in args.arrivals:
+                base = {"raw_sse": await raw_baseline(url, k, arrival, span)}
+                for loop in loops:
+                    base[sdk_key(loop)] = sdk_baseline(env, k, arrival, span, "route", loop)
+                base["sdk_stock_client"] = sdk_baseline(env, k, arrival, span, "stock")
+                report["baselines"][str(k)][arrival] = base
         for kind in args.servers:
             server = Server(kind, env, tmp / f"{kind}.log")
             try:
                 entry: dict[str, Any] = {
+                    "loop": server_loop(kind),
                     "cold_start_s": round(server.cold_start, 3),
                     **await first_and_tenth(server.port),
                     "by_k": {},
@@ -234,9 +254,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for k in args.ks:
             for arrival in args.arrivals:
                 base = report["baselines"][str(k)][arrival]
-                base["sdk_after"] = sdk_baseline(env, k, arrival, span, "route")
-                sdk_cpu = (base["sdk"]["cpu_us_per_chunk"] + base["sdk_after"]["cpu_us_per_chunk"]) / 2
+                for loop in loops:
+                    base[f"{sdk_key(loop)}_after"] = sdk_baseline(env, k, arrival, span, "route", loop)
                 for entry in report["servers"].values():
+                    key = sdk_key(entry["loop"])
+                    sdk_cpu = (base[key]["cpu_us_per_chunk"] + base[f"{key}_after"]["cpu_us_per_chunk"]) / 2
                     row = entry["by_k"][str(k)][arrival]
                     row["own_layer_cpu_overhead_pct"] = (
                         round((row["cpu_us_per_chunk"] / sdk_cpu - 1) * 100, 1) if sdk_cpu else None
@@ -276,9 +298,16 @@ def print_table(report: dict[str, Any]) -> None:
                 f"cpu {sdk['cpu_us_per_chunk']}, after the servers {after['cpu_us_per_chunk']} "
                 f"(stock openai client {stock['cpu_us_per_chunk']}), failed {sdk['failed'] + stock['failed']}"
             )
+            if "sdk_uvloop" in base:
+                uv, uv_after = base["sdk_uvloop"], base["sdk_uvloop_after"]
+                print(
+                    f"  {'':12} SDK only on uvloop: ttft p50 {uv['ttft_p50_ms']}, chunk p50 {uv['chunk_p50_ms']}, "
+                    f"cpu {uv['cpu_us_per_chunk']}, after the servers {uv_after['cpu_us_per_chunk']}, "
+                    f"failed {uv['failed'] + uv_after['failed']}"
+                )
     print(
-        "servers (added = server minus raw SSE, same K and arrivals, same run; "
-        "own cpu % over the mean of the SDK-only runs before and after):"
+        "servers (added = server minus raw SSE, same K and arrivals, same run; own cpu % over the "
+        "mean of the SDK-only runs before and after, on the server's event loop):"
     )
     print(f"  {'server':<9}{'K':>6} {'arrival':<8}" + "".join(f"{title:>13}" for _, title in COLUMNS))
     for kind, entry in report["servers"].items():
@@ -286,8 +315,9 @@ def print_table(report: dict[str, Any]) -> None:
             for arrival, row in by_arrival.items():
                 print(f"  {kind:<9}{k:>6} {arrival:<8}" + "".join(f"{row[key]!s:>13}" for key, _ in COLUMNS))
         print(
-            f"  {kind}: cold start {entry['cold_start_s']} s; first turn ttft {entry['first_ttft_ms']} ms, "
-            f"tenth {entry['tenth_ttft_ms']} ms (first - tenth {entry['first_minus_tenth_ms']} ms)"
+            f"  {kind} (on {entry['loop']}): cold start {entry['cold_start_s']} s; "
+            f"first turn ttft {entry['first_ttft_ms']} ms, tenth {entry['tenth_ttft_ms']} ms "
+            f"(first - tenth {entry['first_minus_tenth_ms']} ms)"
         )
 
 

@@ -23,6 +23,9 @@ def test_benchmark_smoke_run_writes_every_figure(tmp_path):
     assert "cold start" in result.stdout
     report = json.loads(out.read_text())
     assert set(report["servers"]) == {"daphne", "uvicorn"}
+    # Each server's own layer is taken against the SDK alone on the loop that server runs on.
+    assert report["servers"]["daphne"]["loop"] == "asyncio"
+    assert report["servers"]["uvicorn"]["loop"] == "uvloop"
     for entry in report["servers"].values():
         assert entry["cold_start_s"] > 0 and entry["first_ttft_ms"] is not None
         for by_arrival in entry["by_k"].values():
@@ -42,6 +45,9 @@ def test_benchmark_smoke_run_writes_every_figure(tmp_path):
             assert base["raw_sse"]["failed"] == 0 and base["sdk"]["failed"] == 0
             assert base["sdk"]["cpu_us_per_chunk"] and base["sdk_stock_client"]["cpu_us_per_chunk"]
             assert base["sdk_after"]["failed"] == 0 and base["sdk_after"]["cpu_us_per_chunk"]
+            assert base["sdk"]["loop"] == base["sdk_after"]["loop"] == "asyncio"
+            for key in ("sdk_uvloop", "sdk_uvloop_after"):
+                assert base[key]["loop"] == "uvloop" and base[key]["failed"] == 0 and base[key]["cpu_us_per_chunk"]
 
 
 def test_frame_cost_smoke_run_measures_every_server(tmp_path):
