@@ -11,6 +11,7 @@ from django.utils import timezone
 from chat.db import db_async
 from chat.exceptions import ConversationBusy, ConversationNotFound
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
+from chat.sql import column_values, objects_insert, rows_update
 
 # A running turn refreshes its heartbeat every HEARTBEAT_SECONDS; one not refreshed for
 # STALE_AFTER belongs to a process that died.
@@ -57,43 +58,40 @@ def turn_start(*, conversation_id: str, model: str, user_message: str) -> tuple[
     """Store the user's message before the model is called; refuse when a live turn runs.
     Returns the turn and the conversation's replay items so far (read in the same trip).
 
-    Every turn starts here, so it costs as few queries as it can: the update also locks the
-    conversation's row (PostgreSQL), against a second turn starting beside this one.
+    Every turn starts here, so it costs as few queries as it can (its writes go through
+    `chat.sql`): the update also locks the conversation's row (PostgreSQL), against a second
+    turn starting beside this one.
     """
     history: list[dict[str, Any]] = []
     new_title = title_from_message(user_message)
-    conversation = Conversation.objects.filter(id=conversation_id)
 
     def touched() -> bool:
-        return bool(conversation.update(model=model, updated_at=timezone.now()))
+        values = {"model": model, "updated_at": timezone.now()}
+        return bool(rows_update(Conversation, where={"id": conversation_id}, values=values))
 
     existed = touched()
     if not existed:
         try:
             with transaction.atomic():
-                Conversation.objects.create(id=conversation_id, model=model, title=new_title)
+                objects_insert([Conversation(id=conversation_id, model=model, title=new_title)])
         except IntegrityError:  # another worker created it this instant
             existed = touched()
             if not existed:
                 raise
     if existed:
         _turns_check_idle(conversation_id=conversation_id)
-        history = list(
-            SessionItem.objects.filter(conversation_id=conversation_id).order_by("id").values_list("data", flat=True)
-        )
+        history = column_values(SessionItem, "data", where={"conversation_id": conversation_id}, order_by="id")
         if not history:  # its first turn, as when POST /conversations made it: the message titles it
-            conversation.filter(title="").update(title=new_title)
-    turn = Turn.objects.create(conversation_id=conversation_id, model=model)
-    Message.objects.create(turn=turn, position=0, kind=MessageKind.USER, content=user_message)
+            Conversation.objects.filter(id=conversation_id, title="").update(title=new_title)
+    turn = Turn(conversation_id=conversation_id, model=model)
+    objects_insert([turn])
+    objects_insert([Message(turn=turn, position=0, kind=MessageKind.USER, content=user_message)])
     return turn, history
 
 
 def _turns_check_idle(*, conversation_id: str) -> None:
-    heartbeats = list(
-        Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING).values_list(
-            "heartbeat_at", flat=True
-        )
-    )
+    streaming = {"conversation_id": conversation_id, "status": TurnStatus.STREAMING}
+    heartbeats = column_values(Turn, "heartbeat_at", where=streaming)
     if any(beat >= timezone.now() - STALE_AFTER for beat in heartbeats):
         raise ConversationBusy("A reply is still being generated in this conversation; wait for it or cancel it.")
     if heartbeats:  # all stale: their processes died
@@ -118,7 +116,7 @@ def turn_heartbeat(
         session_items=session_items,
         usage_rows=usage_rows,
     )
-    Turn.objects.filter(id=turn_id, status=TurnStatus.STREAMING).update(heartbeat_at=timezone.now())
+    rows_update(Turn, where={"id": turn_id, "status": TurnStatus.STREAMING}, values={"heartbeat_at": timezone.now()})
 
 
 def _turn_progress_save(
@@ -134,7 +132,7 @@ def _turn_progress_save(
     if session_items:
         session_items_add(conversation_id=conversation_id, turn_id=turn_id, items=session_items)
     if usage_rows:
-        UsageRecord.objects.bulk_create(usage_rows)
+        objects_insert(usage_rows)
 
 
 def message_save(*, turn_id: Any, position: int, fields: dict[str, Any], new: bool = False) -> None:
@@ -143,7 +141,7 @@ def message_save(*, turn_id: Any, position: int, fields: dict[str, Any], new: bo
     there yet, and it is one insert; otherwise an update first, then an insert if it found
     nothing."""
     if new:
-        Message.objects.create(turn_id=turn_id, position=position, **fields)
+        objects_insert([Message(turn_id=turn_id, position=position, **fields)])
         return
     entry = Message.objects.filter(turn_id=turn_id, position=position)
     if entry.update(**fields):
@@ -187,17 +185,19 @@ def turn_finish(
     if replay_items is not None:
         session_turn_rebuild(conversation_id=conversation_id, turn_id=turn_id, items=replay_items)
     now = timezone.now()
-    Turn.objects.filter(id=turn_id).update(
-        status=status, finish_reason=finish_reason, error_code=error_code, error=error, finished_at=now
-    )
-    Conversation.objects.filter(id=conversation_id).update(updated_at=now)
+    ended = {"status": status, "finish_reason": finish_reason, "error_code": error_code, "error": error}
+    rows_update(Turn, where={"id": turn_id}, values={**ended, "finished_at": now})
+    rows_update(Conversation, where={"id": conversation_id}, values={"updated_at": now})
 
 
 def session_items_add(
     *, conversation_id: str, turn_id: Any, items: list[dict[str, Any]], synthetic: bool = False
 ) -> None:
-    SessionItem.objects.bulk_create(
-        SessionItem(conversation_id=conversation_id, turn_id=turn_id, data=item, synthetic=synthetic) for item in items
+    objects_insert(
+        [
+            SessionItem(conversation_id=conversation_id, turn_id=turn_id, data=item, synthetic=synthetic)
+            for item in items
+        ]
     )
 
 
