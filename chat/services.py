@@ -71,13 +71,9 @@ def turn_start(*, conversation_id: str, model: str, user_message: str) -> tuple[
 
     existed = touched()
     if not existed:
-        try:
-            with transaction.atomic():
-                objects_insert([Conversation(id=conversation_id, model=model, title=new_title)])
-        except IntegrityError:  # another worker created it this instant
-            existed = touched()
-            if not existed:
-                raise
+        conversation = Conversation(id=conversation_id, model=model, title=new_title)
+        created = objects_insert([conversation], ignore_conflicts=True)
+        existed = not created and touched()  # not created: another worker created it this instant
     if existed:
         _turns_check_idle(conversation_id=conversation_id)
         history = column_values(SessionItem, "data", where={"conversation_id": conversation_id}, order_by="id")

@@ -77,3 +77,11 @@ def test_column_values_match_values_list():
         {"n": 3},
     ]
     assert column_values(SessionItem, "data", where={"conversation_id": "c2"}) == []
+
+
+def test_an_insert_that_ignores_conflicts_skips_a_taken_key_and_says_so():
+    assert objects_insert([Conversation(id="c1", model="first", title="kept")], ignore_conflicts=True) == 1
+
+    assert objects_insert([Conversation(id="c1", model="second")], ignore_conflicts=True) == 0
+
+    assert list(Conversation.objects.values_list("id", "model", "title")) == [("c1", "first", "kept")]
