@@ -24,6 +24,9 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
+# Each statement is built once per shape; `vendor` is in each cache key because quoting is the
+# backend's.
+
 
 @lru_cache(maxsize=64)
 def _insert_statement(
