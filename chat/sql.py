@@ -28,13 +28,16 @@ from django.db.models import Field, Model
 # backend's.
 
 
+@lru_cache(maxsize=16)
+def _insert_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
+    """The fields an insert writes: all but a primary key the database numbers (an AutoField)."""
+    return tuple(field for field in model._meta.concrete_fields if not (field.primary_key and field.db_returning))
+
+
 @lru_cache(maxsize=64)
-def _insert_statement(
-    model: type[Model], rows: int, ignore_conflicts: bool, vendor: str
-) -> tuple[str, tuple[Field[Any, Any], ...]]:
-    """The INSERT of `rows` rows and the fields it writes: all but a primary key the database
-    numbers (an AutoField)."""
-    fields = tuple(field for field in model._meta.concrete_fields if not (field.primary_key and field.db_returning))
+def _insert_statement(model: type[Model], rows: int, ignore_conflicts: bool, vendor: str) -> str:
+    """The INSERT of `rows` rows."""
+    fields = _insert_fields(model)
     quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     # Only quoted names from the model's metadata are formatted in; every value is a parameter.
@@ -44,7 +47,7 @@ def _insert_statement(
     )
     if ignore_conflicts:  # SQLite (3.24+) and PostgreSQL spell it the same
         sql += " ON CONFLICT DO NOTHING"
-    return sql, fields
+    return sql
 
 
 @lru_cache(maxsize=64)
@@ -69,21 +72,28 @@ def _connection() -> BaseDatabaseWrapper:
 
 
 def objects_insert(objects: Sequence[Model], *, ignore_conflicts: bool = False) -> int:
-    """Insert new instances of one model with one statement; the rows inserted. With
-    `ignore_conflicts`, a row whose unique key is taken is skipped instead of failing.
-    Database-numbered primary keys are not read back (the callers have no use for them)."""
+    """Insert new instances of one model, in one statement unless they need more parameters
+    than the backend takes (SQLite builds take as few as 999; then in batches, as `bulk_create`
+    splits them); the rows inserted. With `ignore_conflicts`, a row whose unique key is taken is
+    skipped instead of failing. Database-numbered primary keys are not read back (the callers
+    have no use for them)."""
     if not objects:
         return 0
-    connection = _connection()
-    sql, fields = _insert_statement(type(objects[0]), len(objects), ignore_conflicts, connection.vendor)
-    values: list[Any] = []
-    for instance in objects:
-        values += [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
-        instance._state.adding = False
-        instance._state.db = connection.alias
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        return cursor.rowcount
+    connection, model = _connection(), type(objects[0])
+    fields = _insert_fields(model)
+    batch = connection.ops.bulk_batch_size(fields, objects)
+    inserted = 0
+    for start in range(0, len(objects), batch):
+        rows = objects[start : start + batch]
+        values: list[Any] = []
+        for instance in rows:
+            values += [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
+            instance._state.adding = False
+            instance._state.db = connection.alias
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_statement(model, len(rows), ignore_conflicts, connection.vendor), values)
+            inserted += cursor.rowcount
+    return inserted
 
 
 def rows_update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any]) -> int:

@@ -3,11 +3,13 @@ on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
@@ -85,3 +87,20 @@ def test_an_insert_that_ignores_conflicts_skips_a_taken_key_and_says_so():
     assert objects_insert([Conversation(id="c1", model="second")], ignore_conflicts=True) == 0
 
     assert list(Conversation.objects.values_list("id", "model", "title")) == [("c1", "first", "kept")]
+
+
+def test_more_rows_than_one_statement_takes_are_all_inserted():
+    objects_insert([Conversation(id="c1", model="m")])
+    items = [SessionItem(conversation_id="c1", data={"n": n}) for n in range(300)]
+    previous = None
+    if connection.vendor == "sqlite":  # as SQLite builds with the 999-parameter default take; 300 rows need 1,500
+        connection.ensure_connection()
+        previous = connection.connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    try:
+        assert objects_insert(items) == 300
+    finally:
+        if previous is not None:
+            connection.connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, previous)
+
+    stored = SessionItem.objects.order_by("id").values_list("data", flat=True)
+    assert [item["n"] for item in stored] == list(range(300))
