@@ -50,25 +50,36 @@ def _insert_statement(model: type[Model], rows: int, ignore_conflicts: bool, ven
     return sql
 
 
+def _column(model: type[Model], name: str) -> str:
+    return connections[DEFAULT_DB_ALIAS].ops.quote_name(model._meta.get_field(name).column)
+
+
+def _placeholders(model: type[Model], names: tuple[str, ...], joiner: str) -> str:
+    """`"a" = %s` for each field, joined: a SET list (", ") or a WHERE clause (" AND ")."""
+    return joiner.join(f"{_column(model, name)} = %s" for name in names)
+
+
 @lru_cache(maxsize=64)
 def _update_statement(model: type[Model], values: tuple[str, ...], where: tuple[str, ...], vendor: str) -> str:
-    meta, quote = model._meta, connections[DEFAULT_DB_ALIAS].ops.quote_name
-    assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in values)
-    conditions = " AND ".join(f"{quote(meta.get_field(name).column)} = %s" for name in where)
-    return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {conditions}"  # noqa: S608
+    table = connections[DEFAULT_DB_ALIAS].ops.quote_name(model._meta.db_table)
+    return f"UPDATE {table} SET {_placeholders(model, values, ', ')} WHERE {_placeholders(model, where, ' AND ')}"  # noqa: S608
 
 
 @lru_cache(maxsize=64)
 def _select_statement(model: type[Model], name: str, where: tuple[str, ...], order_by: str | None, vendor: str) -> str:
-    meta, quote = model._meta, connections[DEFAULT_DB_ALIAS].ops.quote_name
-    conditions = " AND ".join(f"{quote(meta.get_field(field).column)} = %s" for field in where)
-    sql = f"SELECT {quote(meta.get_field(name).column)} FROM {quote(meta.db_table)} WHERE {conditions}"  # noqa: S608
-    return sql + (f" ORDER BY {quote(meta.get_field(order_by).column)}" if order_by else "")
+    table = connections[DEFAULT_DB_ALIAS].ops.quote_name(model._meta.db_table)
+    sql = f"SELECT {_column(model, name)} FROM {table} WHERE {_placeholders(model, where, ' AND ')}"  # noqa: S608
+    return sql + (f" ORDER BY {_column(model, order_by)}" if order_by else "")
 
 
 def _connection() -> BaseDatabaseWrapper:
     # Looked up once a call: each attribute of `django.db.connection` is a context-local lookup.
     return connections[DEFAULT_DB_ALIAS]
+
+
+def _where_params(model: type[Model], where: dict[str, Any], connection: BaseDatabaseWrapper) -> list[Any]:
+    """The values of a WHERE clause, prepared as the ORM prepares an exact lookup's."""
+    return [model._meta.get_field(name).get_db_prep_value(value, connection) for name, value in where.items()]
 
 
 def objects_insert(objects: Sequence[Model], *, ignore_conflicts: bool = False) -> int:
@@ -102,7 +113,7 @@ def rows_update(model: type[Model], *, where: dict[str, Any], values: dict[str, 
     connection, meta = _connection(), model._meta
     sql = _update_statement(model, tuple(values), tuple(where), connection.vendor)
     params = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
-    params += [meta.get_field(name).get_db_prep_value(value, connection) for name, value in where.items()]
+    params += _where_params(model, where, connection)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -113,10 +124,9 @@ def column_values(model: type[Model], name: str, *, where: dict[str, Any], order
     by the backend's and the field's converters, as `values_list(name, flat=True)` does."""
     connection, meta = _connection(), model._meta
     sql = _select_statement(model, name, tuple(where), order_by, connection.vendor)
-    params = [meta.get_field(field).get_db_prep_value(value, connection) for field, value in where.items()]
     column = meta.get_field(name).get_col(meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, _where_params(model, where, connection))
         values = [row[0] for row in cursor.fetchall()]
     for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
         values = [converter(value, column, connection) for value in values]
