@@ -8,9 +8,7 @@ behind the stream.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -26,28 +24,20 @@ from chat.protocol import (
     FrameError,
     PingFrame,
     TurnEvent,
-    event_fields,
     frame_parse,
 )
 from chat.runs import Emit, TurnPlan, turn_begin, turn_run
+from chat.wire import TurnFrames, json_encode, timestamp_now
 
 logger = logging.getLogger("chat.websocket")
 CLOSE_INVALID_ID = 4400  # application close code: the conversation id is malformed
 CLOSE_TOO_BIG = 1009  # RFC 6455: message too big
-# Built once: `json.dumps` with any option set builds a new encoder on every call, and this
-# runs for every token.
-_json_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class ConnectionState(Enum):
     CONNECTING = "connecting"
     OPEN = "open"
     CLOSED = "closed"
-
-
-def _now() -> str:
-    # What `timezone.now()` returns with USE_TZ, without reading the setting for every token.
-    return datetime.now(UTC).isoformat()
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -99,7 +89,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._lone_error(exc.code, exc.message)
             return
         if isinstance(frame, PingFrame):
-            await self._send({"type": "pong", "timestamp": _now()})
+            await self._send({"type": "pong", "timestamp": timestamp_now()})
         elif isinstance(frame, CancelFrame):
             await self._cancel_turn()
         elif isinstance(frame, ChatFrame):
@@ -123,13 +113,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.turn_task = asyncio.create_task(turn_run(plan, self._emitter(plan)))
 
     def _emitter(self, plan: TurnPlan) -> Emit:
-        seq = 0
-        common = {"model": plan.model.id, "conversation_id": plan.conversation_id, "message_id": str(plan.turn_id)}
+        frames = TurnFrames(model=plan.model.id, conversation_id=plan.conversation_id, message_id=str(plan.turn_id))
 
         async def emit(event: TurnEvent) -> None:
-            nonlocal seq
-            seq += 1
-            await self._send({**event_fields(event), "timestamp": _now(), **common, "seq": seq})
+            await self._send_text(frames.encode(event))
 
         return emit
 
@@ -142,9 +129,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await asyncio.gather(task, return_exceptions=True)
 
     async def _lone_error(self, code: str, message: str, *, retryable: bool = False) -> None:
-        await self._send({"type": "error", "error": message, "code": code, "retryable": retryable, "timestamp": _now()})
+        await self._send(
+            {"type": "error", "error": message, "code": code, "retryable": retryable, "timestamp": timestamp_now()}
+        )
 
     async def _send(self, payload: dict[str, Any]) -> None:
+        await self._send_text(json_encode(payload))
+
+    async def _send_text(self, text: str) -> None:
         if self.state is not ConnectionState.OPEN:
             return  # the client left; the turn still records its end
-        await self.send(text_data=_json_encode(payload))
+        await self.send(text_data=text)

@@ -22,7 +22,7 @@ from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, 
 from chat.events import EventMapper
 from chat.heap import heap_settle
 from chat.openai_client import LeanOpenAI
-from chat.protocol import event_fields
+from chat.wire import TurnFrames
 from tools.adapter import function_tool
 from tools.registry import registry
 
@@ -57,9 +57,10 @@ async def _warm_turn() -> None:
         )
         result = Runner.run_streamed(agent, "warm up", run_config=RunConfig(tracing_disabled=True))
         mapper = EventMapper()
+        frames = TurnFrames(model="warmup", conversation_id="warmup", message_id="warmup")
         async for event in result.stream_events():
             for mapped in mapper.feed(event):
-                json.dumps(event_fields(mapped))
+                frames.encode(mapped)
 
 
 def warmup() -> None:
