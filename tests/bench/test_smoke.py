@@ -76,3 +76,16 @@ def test_ab_smoke_run_compares_two_checkouts(tmp_path):
     report = json.loads(out.read_text())
     assert [len(report["cpu_us_per_chunk"][name]) for name in ("A", "B", "sdk")] == [2, 2, 2]
     assert len(report["pairs_b_over_a_pct"]) == 2 and report["median"]["B"] > 0
+
+
+def test_encode_smoke_run_times_both_ways_of_building_a_frame(tmp_path):
+    out = tmp_path / "encode.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.encode", "--smoke", "--out", str(out)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(out.read_text()).keys() == {"generic_us_per_frame", "turn_frames_us_per_frame"}
