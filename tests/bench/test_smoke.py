@@ -6,22 +6,22 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-def test_benchmark_smoke_run_writes_every_figure(tmp_path):
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--servers", "daphne,uvicorn", "--out", str(out)],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def bench_run(module: str, out: Path, *args: str, timeout: float) -> tuple[str, Any]:
+    """`python3 -m bench.<module> ... --out <out>`: what it printed and the JSON it wrote."""
+    command = [sys.executable, "-m", f"bench.{module}", *args, "--out", str(out)]
+    result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "cold start" in result.stdout
-    report = json.loads(out.read_text())
+    return result.stdout, json.loads(out.read_text())
+
+
+def test_benchmark_smoke_run_writes_every_figure(tmp_path):
+    printed, report = bench_run("run", tmp_path / "bench.json", "--smoke", "--servers", "daphne,uvicorn", timeout=300)
+    assert "cold start" in printed
     assert set(report["servers"]) == {"daphne", "uvicorn"}
     # Each server's own layer is taken against the SDK alone on the loop that server runs on.
     assert report["servers"]["daphne"]["loop"] == "asyncio"
@@ -51,16 +51,7 @@ def test_benchmark_smoke_run_writes_every_figure(tmp_path):
 
 
 def test_frame_cost_smoke_run_measures_every_server(tmp_path):
-    out = tmp_path / "frames.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.frames", "--smoke", "--out", str(out)],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    rows = json.loads(out.read_text())
+    _, rows = bench_run("frames", tmp_path / "frames.json", "--smoke", timeout=120)
     assert [row["server"] for row in rows] == ["daphne", "uvicorn", "uvicorn, deflate"]
     for row in rows:
         assert row["frames"] == row["k"] * 5  # every frame arrived
@@ -68,24 +59,12 @@ def test_frame_cost_smoke_run_measures_every_server(tmp_path):
 
 
 def test_ab_smoke_run_compares_two_checkouts(tmp_path):
-    out = tmp_path / "ab.json"
-    command = [sys.executable, "-m", "bench.ab", ".", ".", "--k", "2", "--chunks", "3", "--rate", "50"]
-    command += ["--ttft", "0.05", "--rounds", "2", "--sdk", "--out", str(out)]
-    result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(out.read_text())
+    tiny = ["--k", "2", "--chunks", "3", "--rate", "50", "--ttft", "0.05", "--rounds", "2", "--sdk"]
+    _, report = bench_run("ab", tmp_path / "ab.json", ".", ".", *tiny, timeout=300)
     assert [len(report["cpu_us_per_chunk"][name]) for name in ("A", "B", "sdk")] == [2, 2, 2]
     assert len(report["pairs_b_over_a_pct"]) == 2 and report["median"]["B"] > 0
 
 
 def test_encode_smoke_run_times_both_ways_of_building_a_frame(tmp_path):
-    out = tmp_path / "encode.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.encode", "--smoke", "--out", str(out)],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(out.read_text()).keys() == {"generic_us_per_frame", "turn_frames_us_per_frame"}
+    _, result = bench_run("encode", tmp_path / "encode.json", "--smoke", timeout=60)
+    assert result.keys() == {"generic_us_per_frame", "turn_frames_us_per_frame"}
