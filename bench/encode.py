@@ -2,7 +2,7 @@
 JSON text the socket sends (`chat.wire.TurnFrames`), against the generic way it was built
 before (a dict per frame, the encoder over it, the time from `datetime`), in the same run.
 
-    python3 -m bench.encode            # a million frames of each, a few seconds
+    python3 -m bench.encode            # five timings of 200,000 frames of each, a few seconds
     python3 -m bench.encode --smoke
 
 Prints µs a frame and writes JSON (bench/results/encode.json unless --out).
