@@ -24,6 +24,12 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
+
+def _connection() -> BaseDatabaseWrapper:
+    # Looked up once a call: each attribute of `django.db.connection` is a context-local lookup.
+    return connections[DEFAULT_DB_ALIAS]
+
+
 # Each statement is built once per shape; `vendor` is in each cache key because quoting is the
 # backend's.
 
@@ -38,11 +44,10 @@ def _insert_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
 def _insert_statement(model: type[Model], rows: int, ignore_conflicts: bool, vendor: str) -> str:
     """The INSERT of `rows` rows."""
     fields = _insert_fields(model)
-    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     # Only quoted names from the model's metadata are formatted in; every value is a parameter.
     sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "  # noqa: S608
+        f"INSERT INTO {_quote(model._meta.db_table)} ({', '.join(_quote(field.column) for field in fields)}) "  # noqa: S608
         f"VALUES {', '.join([row] * rows)}"
     )
     if ignore_conflicts:  # SQLite (3.24+) and PostgreSQL spell it the same
@@ -50,8 +55,13 @@ def _insert_statement(model: type[Model], rows: int, ignore_conflicts: bool, ven
     return sql
 
 
+def _quote(name: str) -> str:
+    """A table's or column's name as the backend quotes it."""
+    return _connection().ops.quote_name(name)
+
+
 def _column(model: type[Model], name: str) -> str:
-    return connections[DEFAULT_DB_ALIAS].ops.quote_name(model._meta.get_field(name).column)
+    return _quote(model._meta.get_field(name).column)
 
 
 def _placeholders(model: type[Model], names: tuple[str, ...], joiner: str) -> str:
@@ -61,20 +71,15 @@ def _placeholders(model: type[Model], names: tuple[str, ...], joiner: str) -> st
 
 @lru_cache(maxsize=64)
 def _update_statement(model: type[Model], values: tuple[str, ...], where: tuple[str, ...], vendor: str) -> str:
-    table = connections[DEFAULT_DB_ALIAS].ops.quote_name(model._meta.db_table)
+    table = _quote(model._meta.db_table)
     return f"UPDATE {table} SET {_placeholders(model, values, ', ')} WHERE {_placeholders(model, where, ' AND ')}"  # noqa: S608
 
 
 @lru_cache(maxsize=64)
 def _select_statement(model: type[Model], name: str, where: tuple[str, ...], order_by: str | None, vendor: str) -> str:
-    table = connections[DEFAULT_DB_ALIAS].ops.quote_name(model._meta.db_table)
+    table = _quote(model._meta.db_table)
     sql = f"SELECT {_column(model, name)} FROM {table} WHERE {_placeholders(model, where, ' AND ')}"  # noqa: S608
     return sql + (f" ORDER BY {_column(model, order_by)}" if order_by else "")
-
-
-def _connection() -> BaseDatabaseWrapper:
-    # Looked up once a call: each attribute of `django.db.connection` is a context-local lookup.
-    return connections[DEFAULT_DB_ALIAS]
 
 
 def _where_params(model: type[Model], where: dict[str, Any], connection: BaseDatabaseWrapper) -> list[Any]:
