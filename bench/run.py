@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,12 +119,6 @@ def server_loop(kind: str) -> str:
     return "uvloop"
 
 
-def sdk_key(loop: str) -> str:
-    """Where a baseline's SDK-only runs on `loop` are kept (`<key>` before the servers,
-    `<key>_after` after them)."""
-    return "sdk" if loop == "asyncio" else f"sdk_{loop}"
-
-
 def sdk_baseline(
     env: dict[str, str], k: int, arrival: str, span: float, client: str, loop: str = "asyncio"
 ) -> dict[str, Any]:
@@ -199,6 +194,51 @@ def added(server: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def server_measure(
+    server: Server, kind: str, env: dict[str, str], k: int, arrival: str, span: float, pairs: int
+) -> dict[str, Any]:
+    """The server's rounds of one load, each paired with an SDK-only round on the server's loop
+    run right beside it: this VM's speed drifts over minutes (SDK-only runs of one load spread
+    151-185 us a chunk within an hour), so a share taken against a baseline run far away in
+    time measures the drift. Pairs alternate their order (server first, then SDK first), as
+    `bench.ab` does. The row has the first round's latencies and memory (later rounds reuse
+    its freed memory) and the medians of the CPU figures."""
+    loop = server_loop(kind)
+    rounds: list[dict[str, Any]] = []
+    for index in range(pairs):
+        if index % 2:
+            sdk = sdk_baseline(env, k, arrival, span, "route", loop)
+            result = await server_round(server.process.pid, server.port, k, arrival, span, tag=f"r{index}-")
+        else:
+            result = await server_round(server.process.pid, server.port, k, arrival, span, tag=f"r{index}-")
+            sdk = sdk_baseline(env, k, arrival, span, "route", loop)
+        rounds.append({"server": result, "sdk": sdk})
+    row = dict(rounds[0]["server"])
+    pairs_cpu = [
+        {
+            "server_cpu_us_per_chunk": r["server"]["cpu_us_per_chunk"],
+            "sdk_cpu_us_per_chunk": r["sdk"]["cpu_us_per_chunk"],
+        }
+        for r in rounds
+    ]
+    own = [
+        (p["server_cpu_us_per_chunk"] / p["sdk_cpu_us_per_chunk"] - 1) * 100
+        for p in pairs_cpu
+        if p["sdk_cpu_us_per_chunk"]
+    ]
+    row.update(
+        {
+            "failed": sum(r["server"]["failed"] for r in rounds),
+            "cpu_us_per_chunk": round(statistics.median(p["server_cpu_us_per_chunk"] for p in pairs_cpu), 1),
+            "sdk_cpu_us_per_chunk": round(statistics.median(p["sdk_cpu_us_per_chunk"] for p in pairs_cpu), 1),
+            "own_layer_cpu_overhead_pct": round(statistics.median(own), 1) if own else None,
+            "sdk_paired": rounds[0]["sdk"],
+            "pairs": pairs_cpu,
+        }
+    )
+    return row
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="dreamytin-bench-"))
     (tmp / "ws").mkdir()
@@ -210,6 +250,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "rate_per_s": args.rate,
             "ttft_s": args.ttft,
             "arrivals": args.arrivals,
+            "pairs": args.pairs,
             "cpus": os.cpu_count(),
         },
         "baselines": {},
@@ -217,18 +258,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     span = args.ttft + args.chunks / args.rate  # one reply's length
     env = server_env(tmp, url)
-    # The SDK alone on asyncio's loop always (the library's cost as most run it), and on each
-    # other loop a server here runs on, so that no server's loop counts as its own layer.
-    loops = ["asyncio", *sorted({server_loop(kind) for kind in args.servers} - {"asyncio"})]
     try:
         for k in args.ks:
             report["baselines"][str(k)] = {}
             for arrival in args.arrivals:
-                base = {"raw_sse": await raw_baseline(url, k, arrival, span)}
-                for loop in loops:
-                    base[sdk_key(loop)] = sdk_baseline(env, k, arrival, span, "route", loop)
-                base["sdk_stock_client"] = sdk_baseline(env, k, arrival, span, "stock")
-                report["baselines"][str(k)][arrival] = base
+                report["baselines"][str(k)][arrival] = {
+                    "raw_sse": await raw_baseline(url, k, arrival, span),
+                    # The library's cost as most run it: asyncio's loop. Each server's own
+                    # layer is taken against SDK-only rounds on its own loop (server_measure).
+                    "sdk": sdk_baseline(env, k, arrival, span, "route"),
+                    "sdk_stock_client": sdk_baseline(env, k, arrival, span, "stock"),
+                }
         for kind in args.servers:
             server = Server(kind, env, tmp / f"{kind}.log")
             try:
@@ -241,28 +281,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for k in args.ks:
                     entry["by_k"][str(k)] = {}
                     for arrival in args.arrivals:
-                        result = await server_round(server.process.pid, server.port, k, arrival, span)
-                        base = report["baselines"][str(k)][arrival]
-                        result.update(added(result, base["raw_sse"]))
-                        entry["by_k"][str(k)][arrival] = result
+                        row = await server_measure(server, kind, env, k, arrival, span, args.pairs)
+                        row.update(added(row, report["baselines"][str(k)][arrival]["raw_sse"]))
+                        entry["by_k"][str(k)][arrival] = row
                 report["servers"][kind] = entry
             finally:
                 server.stop()
-        # The library baseline again, after the servers. The speed of a shared VM drifts over the
-        # minutes a run takes (SDK-only runs of one load spread 151-185 us a chunk in one hour),
-        # so each server's own-layer share is taken against the mean of the runs either side.
-        for k in args.ks:
-            for arrival in args.arrivals:
-                base = report["baselines"][str(k)][arrival]
-                for loop in loops:
-                    base[f"{sdk_key(loop)}_after"] = sdk_baseline(env, k, arrival, span, "route", loop)
-                for entry in report["servers"].values():
-                    key = sdk_key(entry["loop"])
-                    sdk_cpu = (base[key]["cpu_us_per_chunk"] + base[f"{key}_after"]["cpu_us_per_chunk"]) / 2
-                    row = entry["by_k"][str(k)][arrival]
-                    row["own_layer_cpu_overhead_pct"] = (
-                        round((row["cpu_us_per_chunk"] / sdk_cpu - 1) * 100, 1) if sdk_cpu else None
-                    )
     finally:
         fake.terminate()
         fake.wait(10)
@@ -277,6 +301,7 @@ COLUMNS = (
     ("added_chunk_p50_ms", "+chunk50"),
     ("added_chunk_p99_ms", "+chunk99"),
     ("cpu_us_per_chunk", "cpu us/chunk"),
+    ("sdk_cpu_us_per_chunk", "sdk cpu"),
     ("own_layer_cpu_overhead_pct", "own cpu %"),
     ("rss_per_idle_conn_kib", "idle KiB"),
     ("rss_per_streaming_conn_kib", "stream KiB"),
@@ -289,25 +314,17 @@ def print_table(report: dict[str, Any]) -> None:
     print("baselines (ms; cpu in us per chunk):")
     for k, by_arrival in report["baselines"].items():
         for arrival, base in by_arrival.items():
-            raw, sdk, stock, after = base["raw_sse"], base["sdk"], base["sdk_stock_client"], base["sdk_after"]
+            raw, sdk, stock = base["raw_sse"], base["sdk"], base["sdk_stock_client"]
             print(
                 f"  K={k:<5}{arrival:<7} raw SSE: ttft p50 {raw['ttft_p50_ms']} p99 {raw['ttft_p99_ms']}, "
                 f"chunk p50 {raw['chunk_p50_ms']} p99 {raw['chunk_p99_ms']}, failed {raw['failed']} | "
                 f"SDK only: ttft p50 {sdk['ttft_p50_ms']} p99 {sdk['ttft_p99_ms']}, "
-                f"chunk p50 {sdk['chunk_p50_ms']} p99 {sdk['chunk_p99_ms']}, "
-                f"cpu {sdk['cpu_us_per_chunk']}, after the servers {after['cpu_us_per_chunk']} "
+                f"chunk p50 {sdk['chunk_p50_ms']} p99 {sdk['chunk_p99_ms']}, cpu {sdk['cpu_us_per_chunk']} "
                 f"(stock openai client {stock['cpu_us_per_chunk']}), failed {sdk['failed'] + stock['failed']}"
             )
-            if "sdk_uvloop" in base:
-                uv, uv_after = base["sdk_uvloop"], base["sdk_uvloop_after"]
-                print(
-                    f"  {'':12} SDK only on uvloop: ttft p50 {uv['ttft_p50_ms']}, chunk p50 {uv['chunk_p50_ms']}, "
-                    f"cpu {uv['cpu_us_per_chunk']}, after the servers {uv_after['cpu_us_per_chunk']}, "
-                    f"failed {uv['failed'] + uv_after['failed']}"
-                )
     print(
-        "servers (added = server minus raw SSE, same K and arrivals, same run; own cpu % over the "
-        "mean of the SDK-only runs before and after, on the server's event loop):"
+        "servers (added = server minus raw SSE, same K and arrivals, same run; sdk cpu: the SDK alone on "
+        "the server's event loop, in rounds paired with the server's; own cpu %: median of the pairs):"
     )
     print(f"  {'server':<9}{'K':>6} {'arrival':<8}" + "".join(f"{title:>13}" for _, title in COLUMNS))
     for kind, entry in report["servers"].items():
@@ -329,6 +346,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="chunks per second per stream")
     parser.add_argument("--ttft", type=float, default=0.2, help="fake time to first token, seconds")
     parser.add_argument("--arrivals", default=",".join(ARRIVALS), help="burst and/or steady (see bench.measure.load)")
+    parser.add_argument(
+        "--pairs", type=int, default=1, help="server rounds per load, each paired with an SDK-only round"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run that checks the benchmark works")
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()

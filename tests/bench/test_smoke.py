@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 PROJECT = Path(__file__).resolve().parents[2]
 
 
@@ -19,6 +21,9 @@ def bench_run(module: str, out: Path, *args: str, timeout: float) -> tuple[str, 
     return result.stdout, json.loads(out.read_text())
 
 
+# Four server rounds, eight SDK-only processes and two servers' cold starts: about 90 s on a slow
+# day here, past the suite's default limit.
+@pytest.mark.timeout(300)
 def test_benchmark_smoke_run_writes_every_figure(tmp_path):
     printed, report = bench_run("run", tmp_path / "bench.json", "--smoke", "--servers", "daphne,uvicorn", timeout=300)
     assert "cold start" in printed
@@ -27,6 +32,7 @@ def test_benchmark_smoke_run_writes_every_figure(tmp_path):
     assert report["servers"]["daphne"]["loop"] == "asyncio"
     assert report["servers"]["uvicorn"]["loop"] == "uvloop"
     for entry in report["servers"].values():
+        loop = entry["loop"]
         assert entry["cold_start_s"] > 0 and entry["first_ttft_ms"] is not None
         for by_arrival in entry["by_k"].values():
             assert set(by_arrival) == {"burst", "steady"}
@@ -40,14 +46,14 @@ def test_benchmark_smoke_run_writes_every_figure(tmp_path):
                     "rss_per_idle_conn_kib",
                 ):
                     assert row[key] is not None
+                # Every server round has its SDK-only round on the same loop beside it.
+                assert row["sdk_paired"]["loop"] == loop and row["sdk_paired"]["failed"] == 0
+                assert [pair["sdk_cpu_us_per_chunk"] for pair in row["pairs"]] == [row["sdk_cpu_us_per_chunk"]]
     for by_arrival in report["baselines"].values():
         for base in by_arrival.values():
             assert base["raw_sse"]["failed"] == 0 and base["sdk"]["failed"] == 0
             assert base["sdk"]["cpu_us_per_chunk"] and base["sdk_stock_client"]["cpu_us_per_chunk"]
-            assert base["sdk_after"]["failed"] == 0 and base["sdk_after"]["cpu_us_per_chunk"]
-            assert base["sdk"]["loop"] == base["sdk_after"]["loop"] == "asyncio"
-            for key in ("sdk_uvloop", "sdk_uvloop_after"):
-                assert base[key]["loop"] == "uvloop" and base[key]["failed"] == 0 and base[key]["cpu_us_per_chunk"]
+            assert base["sdk"]["loop"] == "asyncio"
 
 
 def test_frame_cost_smoke_run_measures_every_server(tmp_path):
