@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,14 @@ from typing import Any
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
+
+# The benchmarks choose their own database (a SQLite file, or BENCH_DATABASE_URL) and no channel
+# layer, whatever DATABASE_URL and REDIS_URL say: the suite's PostgreSQL + Redis pass would only
+# repeat these same runs, minutes of them.
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL") or os.environ.get("REDIS_URL")),
+    reason="the benchmarks do not use DATABASE_URL or REDIS_URL; the embedded-defaults pass runs them",
+)
 
 
 def bench_run(module: str, out: Path, *args: str, timeout: float) -> tuple[str, Any]:
