@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,16 @@ def test_ab_smoke_run_compares_two_checkouts(tmp_path):
 def test_encode_smoke_run_times_both_ways_of_building_a_frame(tmp_path):
     _, result = bench_run("encode", tmp_path / "encode.json", "--smoke", timeout=60)
     assert result.keys() == {"generic_us_per_frame", "turn_frames_us_per_frame"}
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="bench.instructions needs valgrind")
+@pytest.mark.timeout(300)  # Python starts about ten times slower under valgrind
+def test_instruction_count_smoke_run_counts_the_sdk_and_the_server(tmp_path):
+    printed, report = bench_run("instructions", tmp_path / "instructions.json", "--smoke", timeout=300)
+    assert "our layer" in printed
+    sdk, server = report["sdk"]["uvloop"], report["servers"]["uvicorn"]
+    # Counting covered the turn and nothing else: every chunk, and far fewer instructions than
+    # the billions that starting the process takes.
+    assert sdk["chunks"] == server["chunks"] == 5
+    assert 0 < sdk["instructions"] < 10**9 and 0 < server["instructions"] < 10**9
+    assert server["own_layer_pct"] is not None
