@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import django
@@ -111,6 +112,17 @@ async def measure(args: argparse.Namespace) -> None:
     )
 
 
+def run_on(loop: str, main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on the event loop named `loop` (one of LOOPS)."""
+    loop_factory = None
+    if loop == "uvloop":
+        import uvloop  # only where the server runs on it
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True, help="a model id of the server's catalog (MODELS_FILE)")
@@ -120,13 +132,7 @@ def main() -> None:
     parser.add_argument("--client", choices=CLIENTS, default="route")
     parser.add_argument("--loop", choices=LOOPS, default="asyncio")
     args = parser.parse_args()
-    loop_factory = None
-    if args.loop == "uvloop":
-        import uvloop  # only where the server runs on it
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(measure(args))
+    run_on(args.loop, measure(args))
 
 
 if __name__ == "__main__":
