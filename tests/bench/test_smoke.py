@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +26,23 @@ pytestmark = pytest.mark.skipif(
 
 
 def bench_run(module: str, out: Path, *args: str, timeout: float) -> tuple[str, Any]:
-    """`python3 -m bench.<module> ... --out <out>`: what it printed and the JSON it wrote."""
+    """`python3 -m bench.<module> ... --out <out>`: what it printed and the JSON it wrote.
+
+    The benchmark runs in a process group of its own, killed whole at the end: if it fails or
+    times out, its provider and servers must not outlive it (killing only the benchmark once
+    left them running, idle, long after the test had failed)."""
     command = [sys.executable, "-m", f"bench.{module}", *args, "--out", str(out)]
-    result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout, json.loads(out.read_text())
+    process = subprocess.Popen(
+        command, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        printed, _ = process.communicate(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == 0, printed
+    return printed, json.loads(out.read_text())
 
 
 # Four server rounds, eight SDK-only processes and two servers' cold starts: about 90 s on a slow
