@@ -202,7 +202,7 @@ async def server_measure(
     151-185 us a chunk within an hour), so a share taken against a baseline run far away in
     time measures the drift. Pairs alternate their order (server first, then SDK first), as
     `bench.ab` does. The row has the first round's latencies and memory (later rounds reuse
-    its freed memory) and the medians of the CPU figures."""
+    its freed memory), the medians of the CPU figures, and every round's turns."""
     loop = server_loop(kind)
     rounds: list[dict[str, Any]] = []
     for index in range(pairs):
@@ -228,7 +228,8 @@ async def server_measure(
     ]
     row.update(
         {
-            "failed": sum(r["server"]["failed"] for r in rounds),
+            # Every round's turns count: one failed turn in any round shows.
+            **{key: sum(r["server"][key] for r in rounds) for key in ("turns", "failed", "chunks")},
             "cpu_us_per_chunk": round(statistics.median(p["server_cpu_us_per_chunk"] for p in pairs_cpu), 1),
             "sdk_cpu_us_per_chunk": round(statistics.median(p["sdk_cpu_us_per_chunk"] for p in pairs_cpu), 1),
             "own_layer_cpu_overhead_pct": round(statistics.median(own), 1) if own else None,
@@ -352,6 +353,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny run that checks the benchmark works")
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
     if args.smoke:
         args.ks, args.chunks, args.rate, args.ttft = "2", 5, 50.0, 0.05
     args.ks = [int(k) for k in str(args.ks).split(",")]
