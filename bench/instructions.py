@@ -33,12 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.measure import ChatClient, results_write
 from bench.run import server_env, server_loop, start_fake
 from bench.sdk_baseline import LOOPS, run_on
-from tests.servers import PROJECT, free_port, server_command
+from tests.servers import PROJECT, Server
 
 MODEL = "gpt-4o"
 WARM_TURNS = 2
@@ -127,51 +125,34 @@ def sdk_count(tmp: Path, env: dict[str, str], turns: int, loop: str) -> dict[str
 
 
 async def server_count(tmp: Path, env: dict[str, str], kind: str, turns: int) -> dict[str, Any]:
-    port, out = free_port(), tmp / f"{kind}.callgrind"
-    with (tmp / f"{kind}.log").open("wb") as log:
-        process = subprocess.Popen(
-            [*callgrind(out), *server_command(kind, port)], cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    out = tmp / f"{kind}.callgrind"
+    # In a thread: the start takes a minute under valgrind, and the smoke run's SDK process
+    # starts beside it.
+    server = await asyncio.to_thread(
+        Server, kind, env, tmp / f"{kind}.log", wrapper=callgrind(out), start_timeout=START_TIMEOUT
+    )
     try:
-        await _healthy(port, process)
         # A connection of its own for every turn, opened before counting starts: the handshake
         # is not a turn's cost.
-        clients = [ChatClient(f"ws://127.0.0.1:{port}/ws/instructions-{kind}-{i}") for i in range(WARM_TURNS + turns)]
+        url = f"ws://127.0.0.1:{server.port}/ws/instructions-{kind}"
+        clients = [ChatClient(f"{url}-{i}") for i in range(WARM_TURNS + turns)]
         for client in clients:
             await client.open()
         for client in clients[:WARM_TURNS]:
             await client.turn("hi", MODEL)
-        instrument(process.pid, on=True)
+        instrument(server.process.pid, on=True)
         chunks = 0
         for client in clients[WARM_TURNS:]:
             timing = await client.turn("hi", MODEL)
             if not timing.ok:
                 raise RuntimeError(f"a turn on {kind} failed")
             chunks += timing.chunks
-        instrument(process.pid, on=False)
+        instrument(server.process.pid, on=False)
         for client in clients:
             await client.close()
-        process.terminate()  # callgrind writes its counts as the process exits
-        process.wait(START_TIMEOUT)
     finally:
-        if process.poll() is None:
-            process.kill()
+        server.stop(START_TIMEOUT)  # callgrind writes its counts as the process exits
     return {"chunks": chunks, "instructions": instructions_read(out)}
-
-
-async def _healthy(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    async with httpx.AsyncClient(timeout=5) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited ({process.returncode}) before it was healthy")
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.5)
-    raise TimeoutError("the server did not become healthy under valgrind")
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:

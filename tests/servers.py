@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -35,15 +36,32 @@ def server_command(kind: str, port: int) -> list[str]:
 
 
 class Server:
-    """A server process, started and healthy (`/health` answered 200) when constructed."""
+    """A server process, started and healthy (`/health` answered 200) when constructed.
 
-    def __init__(self, kind: str, env: dict[str, str], log: Path, checkout: Path = PROJECT) -> None:
+    `wrapper` runs the server under another program (the benchmark's valgrind), which also
+    needs a longer `start_timeout`."""
+
+    def __init__(
+        self,
+        kind: str,
+        env: dict[str, str],
+        log: Path,
+        checkout: Path = PROJECT,
+        *,
+        wrapper: Sequence[str] = (),
+        start_timeout: float = 60.0,
+    ) -> None:
         self.port = free_port()
         started = time.perf_counter()
-        self.process = subprocess.Popen(
-            server_command(kind, self.port), cwd=checkout, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-        )
-        while time.perf_counter() < started + 60:
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [*wrapper, *server_command(kind, self.port)],
+                cwd=checkout,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        while time.perf_counter() < started + start_timeout and self.process.poll() is None:
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     self.cold_start = time.perf_counter() - started
@@ -57,6 +75,6 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         self.process.terminate()
-        self.process.wait(10)
+        self.process.wait(timeout)
