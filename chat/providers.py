@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
+import httpcore
 import httpx
 import litellm
 import openai
@@ -55,16 +55,19 @@ class _TrackedBody(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         await self.inner.aclose()  # type: ignore[union-attr]
 
-    def abort(self) -> None:
-        """Shut the socket down: closing the response alone can leave the connection open (the
-        provider still generating, and billing) when the SDK's reading task is cancelled mid-read."""
+    async def abort(self) -> None:
+        """Close the connection of a body that was not read to its end, so the provider stops
+        generating (and billing). Closing the response is not enough: when the SDK's reading
+        task is cancelled mid-read, httpx marks the response closed before its connection is,
+        and the cancel cuts that short. The connection's network stream (httpcore's public
+        `network_stream` extension) closes it whatever state the response is in."""
         if self.finished:
             return  # a finished body's connection is back in the pool, healthy
         network_stream = self.response.extensions.get("network_stream")
-        sock = network_stream.get_extra_info("socket") if network_stream is not None else None
-        if sock is not None:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        with suppress(httpx.HTTPError, httpcore.NetworkError, OSError):
+            await self.response.aclose()
+            if network_stream is not None:
+                await network_stream.aclose()
 
 
 # The provider responses of the running turn. The SDK runs model calls in tasks of its own,
@@ -88,8 +91,8 @@ async def provider_streams_closed() -> AsyncIterator[None]:
     try:
         yield
     except BaseException:
-        for body in bodies:
-            body.abort()
+        # Shielded: a second cancel of the turn must not leave a stream open.
+        await asyncio.shield(asyncio.gather(*(body.abort() for body in bodies)))
         raise
     finally:
         _turn_bodies.reset(token)
