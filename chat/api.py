@@ -11,11 +11,12 @@ from pydantic import Field
 
 from chat import selectors, services
 from chat.catalog import PROVIDERS, catalog_get
-from chat.exceptions import InvalidConversationId, UnknownModel
+from chat.exceptions import InvalidConversationId
 from chat.ids import conversation_id_valid
 from chat.usage import usage_report, usage_totals
 
 router = Router()
+UNTITLED = "New conversation"
 
 
 class ConversationCreateIn(Schema):
@@ -26,6 +27,11 @@ class ConversationCreateIn(Schema):
 def _check_id(conversation_id: str) -> None:
     if not conversation_id_valid(conversation_id):
         raise InvalidConversationId("Conversation ids are 1-64 characters of letters, digits, '-' and '_'.")
+
+
+def _title(conversation: Any) -> str:
+    # Stored empty until the first message titles it; a blank row in the sidebar until then.
+    return conversation.title or UNTITLED
 
 
 def _iso(value: Any) -> str:
@@ -53,7 +59,7 @@ def conversation_list(request: HttpRequest) -> dict[str, Any]:
         "conversations": [
             {
                 "id": conversation.id,
-                "title": conversation.title,
+                "title": _title(conversation),
                 "created_at": _iso(conversation.created_at),
                 "updated_at": _iso(conversation.updated_at),
                 "message_count": conversation.message_count,
@@ -68,9 +74,10 @@ def conversation_list(request: HttpRequest) -> dict[str, Any]:
 def conversation_create(request: HttpRequest, payload: ConversationCreateIn) -> JsonResponse:
     _check_id(payload.session_id)
     catalog = catalog_get()
-    model = payload.model or catalog.usable_default()
-    if catalog.get(model) is None:
-        raise UnknownModel(f"Unknown model {model!r}; GET /models lists the available ones.")
+    requested = catalog.get(payload.model) if payload.model else None
+    # Never refused over its model: the frontend creates a conversation on first load with a
+    # built-in default the catalog may lack. The response's `model` says what it got.
+    model = requested.id if requested is not None and requested.usable else catalog.usable_default()
     conversation, created = services.conversation_create(conversation_id=payload.session_id, model=model)
     body = _conversation_body(conversation)
     return JsonResponse(body, status=201 if created else 200, json_dumps_params={"ensure_ascii": False})
@@ -93,7 +100,7 @@ def conversation_delete(request: HttpRequest, conversation_id: str) -> dict[str,
 def _conversation_body(conversation: Any) -> dict[str, Any]:
     return {
         "id": conversation.id,
-        "title": conversation.title,
+        "title": _title(conversation),
         "created_at": _iso(conversation.created_at),
         "updated_at": _iso(conversation.updated_at),
         "model": conversation.model,

@@ -30,13 +30,41 @@ def test_create_a_conversation(client, provider):
         ({"session_id": "bad id!"}, "Conversation ids are 1-64 characters"),
         ({"session_id": "x" * 65}, "Conversation ids are 1-64 characters"),
         ({"session_id": 12}, "session_id"),
-        ({"session_id": "ok", "model": "gpt-99"}, "Unknown model 'gpt-99'"),
     ],
 )
 def test_bad_create_requests_are_400_with_a_readable_detail(client, provider, payload, detail):
     response = client.post("/conversations", payload, content_type="application/json")
     assert response.status_code == 400
     assert detail in response.json()["detail"]
+
+
+@pytest.mark.parametrize("model", ["claude-3.5-haiku", "", None])
+def test_create_never_refuses_over_the_model_it_falls_back_to_the_default(client, provider, model):
+    """On first load the frontend creates a conversation with its built-in default model,
+    which the catalog may lack: the conversation is made, on the catalog's usable default."""
+    response = client.post("/conversations", {"session_id": "first1", "model": model}, content_type="application/json")
+    assert response.status_code == 201
+    assert response.json()["model"] == "gpt-4o"
+
+
+def test_create_with_a_model_whose_provider_has_no_key_falls_back(client, provider, settings):
+    settings.ANTHROPIC_API_KEY = None
+    body = {"session_id": "nokey1", "model": "claude-sonnet-4-5"}
+    response = client.post("/conversations", body, content_type="application/json")
+    assert response.status_code == 201 and response.json()["model"] == "gpt-4o"
+
+
+def test_an_untitled_conversation_is_listed_as_new_until_its_first_message(client, provider):
+    client.post("/conversations", {"session_id": "fresh1"}, content_type="application/json")
+    assert client.get("/conversations").json()["conversations"][0]["title"] == "New conversation"
+    assert client.get("/conversations/fresh1").json()["title"] == "New conversation"
+
+
+async def test_the_first_message_titles_a_conversation_made_by_post(async_client, provider):
+    await async_client.post("/conversations", {"session_id": "fresh2"}, content_type="application/json")
+    await chat("fresh2", provider, text("hi"), message="Plan a trip to Lisbon")
+    listed = (await async_client.get("/conversations")).json()["conversations"]
+    assert listed[0]["title"] == "Plan a trip to Lisbon"
 
 
 def test_malformed_json_body(client, provider):
