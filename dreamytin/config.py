@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
-DEFAULT_CORS_ORIGINS = ("http://localhost:1420", "tauri://localhost")
+DEFAULT_CORS_ORIGINS = ("http://localhost:1420", "http://127.0.0.1:1420", "tauri://localhost")
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 

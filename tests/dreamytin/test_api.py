@@ -67,7 +67,7 @@ def test_errors_are_json_in_every_debug_setting(client, debug):
     assert "secret internal detail" not in failed.content.decode()
 
 
-@pytest.mark.parametrize("origin", ["http://localhost:1420", "tauri://localhost"])
+@pytest.mark.parametrize("origin", ["http://localhost:1420", "http://127.0.0.1:1420", "tauri://localhost"])
 def test_cors_admits_the_frontend(client, origin):
     preflight = client.options(
         "/conversations",

@@ -21,7 +21,7 @@ def test_defaults_are_a_development_server_on_sqlite():
     assert config.database["ENGINE"] == "django.db.backends.sqlite3"
     assert config.database["NAME"] == "/srv/app/db.sqlite3"
     assert config.redis_url is None
-    assert config.cors_allowed_origins == ["http://localhost:1420", "tauri://localhost"]
+    assert config.cors_allowed_origins == ["http://localhost:1420", "http://127.0.0.1:1420", "tauri://localhost"]
     assert config.models_file == BASE / "chat" / "models.json"
     assert config.tools_allowed_dirs == ["/srv/app/workspace"]
     assert (config.chat_max_message_chars, config.agent_max_turns, config.tools_max_entries) == (32000, 10, 1000)
