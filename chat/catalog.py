@@ -193,8 +193,9 @@ def _resolve(model_id: str, entry: CatalogEntry) -> CatalogModel:
         base_url=entry.base_url,
         entry_api_key=entry.api_key,
         price=_price(entry, known),
-        supports_tools=_flag(entry.supports_tools, known, "supports_function_calling"),
-        supports_vision=_flag(entry.supports_vision, known, "supports_vision"),
+        # A chat model newer than LiteLLM's map almost certainly calls tools; vision is rarer.
+        supports_tools=_flag(entry.supports_tools, known, "supports_function_calling", default=True),
+        supports_vision=_flag(entry.supports_vision, known, "supports_vision", default=False),
     )
 
 
@@ -225,10 +226,10 @@ def _as_float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _flag(override: bool | None, known: dict[str, object], key: str) -> bool:
+def _flag(override: bool | None, known: dict[str, object], key: str, *, default: bool) -> bool:
     if override is not None:
         return override
-    return bool(known.get(key, False))
+    return bool(known.get(key, default))
 
 
 def _per_million(per_token: float | None) -> float | None:

@@ -130,3 +130,15 @@ def test_models_carry_capabilities_and_prices(client, tmp_path):
         1.0,
     )
     assert body["models"]["gemini-2.5-flash"]["inputCostPerMillion"] == 0.3
+
+
+def test_a_model_newer_than_the_price_map_is_offered_tools_unless_the_catalog_says_not(client, tmp_path):
+    models = {
+        "gpt-9-turbo": {"provider": "openai", "name": "GPT-9", "maxTokens": 400000},
+        "gpt-9-plain": {"provider": "openai", "name": "GPT-9 plain", "maxTokens": 400000, "supportsTools": False},
+    }
+    with override_settings(MODELS_FILE=catalog_file(tmp_path, models, "gpt-9-turbo"), OPENAI_API_KEY="k"):
+        listed = client.get("/models").json()["models"]
+    assert listed["gpt-9-turbo"]["supportsTools"] is True
+    assert listed["gpt-9-turbo"]["supportsVision"] is False
+    assert listed["gpt-9-plain"]["supportsTools"] is False
