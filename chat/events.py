@@ -40,6 +40,8 @@ class RequestTiming:
 
 @dataclass
 class EventMapper:
+    # The tools the agent was offered: a result for any other name is the SDK's "no such tool".
+    offered: frozenset[str] = frozenset()
     seen_tool: bool = False
     text_after_tools_started: bool = False
     pending: deque[_PendingCall] = field(default_factory=deque)
@@ -90,12 +92,11 @@ class EventMapper:
 
     def _tool_output(self, raw: Any, output: Any) -> list[TurnEvent]:
         call_id = raw.get("call_id") if isinstance(raw, dict) else getattr(raw, "call_id", None)
-        ok = output.ok if isinstance(output, ToolOutcome) else True
         for pending in self.pending:
             if pending.call.call_id == call_id:
-                pending.result = ToolResult(
-                    tool_name=pending.call.tool_name, result=str(output), call_id=pending.call.call_id, ok=ok
-                )
+                name = pending.call.tool_name
+                ok = output.ok if isinstance(output, ToolOutcome) else name in self.offered
+                pending.result = ToolResult(tool_name=name, result=str(output), call_id=pending.call.call_id, ok=ok)
                 break
         # Text after these results starts a new segment.
         self.text_after_tools_started = False

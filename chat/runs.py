@@ -11,11 +11,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
-from agents import Agent, RunConfig, Runner
+from agents import Agent, RunConfig, Runner, ToolErrorFormatterArgs
 from agents.result import RunResultStreaming
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -25,7 +25,7 @@ from chat.catalog import CatalogModel, catalog_get
 from chat.events import EventMapper
 from chat.exceptions import ModelUnavailable, UnknownModel
 from chat.models import TurnStatus, UsageRecord
-from chat.protocol import ErrorEvent, FinishReason, StreamEnd, TurnEvent
+from chat.protocol import ErrorEvent, FinalResponseStart, FinishReason, StreamEnd, TurnEvent
 from chat.providers import TurnFailure, failure_classify, model_resolve, provider_streams_closed
 from chat.recorder import TurnRecorder
 from chat.session import ConversationSession
@@ -69,6 +69,22 @@ def _instructions(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def _tool_not_found(offered: list[str], args: ToolErrorFormatterArgs[Any]) -> str:
+    """What the model reads when it calls a tool it was not offered: the turn goes on."""
+    available = ", ".join(offered) if offered else "none"
+    return f"Error: there is no tool named {args.tool_name!r}. The tools you can call are: {available}."
+
+
+def run_config_build(agent: Agent[Any]) -> RunConfig:
+    offered = [tool.name for tool in agent.tools]
+    return RunConfig(
+        tracing_disabled=not settings.AGENTS_TRACING,
+        workflow_name="DreamyTin chat",
+        tool_not_found_behavior="return_error_to_model",
+        tool_error_formatter=partial(_tool_not_found, offered),
+    )
+
+
 def agent_build(model: CatalogModel) -> Agent[Any]:
     tools = [function_tool(tool) for tool in registry.enabled()] if model.supports_tools else []
     resolved = model_resolve(model)
@@ -87,7 +103,8 @@ class _Turn:
     def __init__(self, plan: TurnPlan, emit: Emit) -> None:
         self.plan = plan
         self.emit = emit
-        self.mapper = EventMapper()
+        self.agent = agent_build(plan.model)
+        self.mapper = EventMapper(offered=frozenset(tool.name for tool in self.agent.tools))
         self.recorder = TurnRecorder(turn_id=plan.turn_id)
         self.session = ConversationSession(
             conversation_id=plan.conversation_id,
@@ -146,21 +163,23 @@ class _Turn:
     async def _stream_once(self) -> None:
         try:
             await self._consume()
-        except asyncio.CancelledError:
+        except BaseException:
             if self.result is not None:
-                # Stop the SDK's own tasks first and let them unwind, so the one reading the
-                # provider stream releases it before `provider_streams_closed` closes it.
+                # Stop the SDK's own tasks, which would otherwise run on (tools, further model
+                # requests) after a cancel or a failure of ours, and let them unwind, so the one
+                # reading the provider stream releases it before `provider_streams_closed`
+                # closes it.
                 self.result.cancel()
                 await asyncio.sleep(0)
             raise
 
     async def _consume(self) -> None:
         self.result = Runner.run_streamed(
-            agent_build(self.plan.model),
+            self.agent,
             self.plan.message,
             session=self.session,
             max_turns=settings.AGENT_MAX_TURNS,
-            run_config=RunConfig(tracing_disabled=not settings.AGENTS_TRACING, workflow_name="DreamyTin chat"),
+            run_config=run_config_build(self.agent),
         )
         async for sdk_event in self.result.stream_events():
             for event in self.mapper.feed(sdk_event):
@@ -220,6 +239,11 @@ class _Turn:
                 "could not record the end of turn %s", self.plan.turn_id, extra={"event": "turn_record_failed"}
             )
         if failure is not None:
+            if self.sent_events:
+                # The frontend writes an error over the last assistant message: give it an
+                # entry of its own, so the text and tools already shown stay (PROTOCOL.md,
+                # "Errors after output"), as the restored conversation shows them.
+                await self.emit(FinalResponseStart())
             await self.emit(
                 ErrorEvent(
                     error=failure.message,

@@ -35,14 +35,10 @@ def conversation_display_messages(*, conversation_id: str) -> list[dict[str, Any
     messages: list[dict[str, Any]] = []
     turns = Turn.objects.filter(conversation_id=conversation_id).prefetch_related("messages").order_by("created_at")
     for turn in turns:
-        shown_text = False
-        for message in turn.messages.all():
-            entry = _display_entry(message)
-            if entry is None:
-                continue
-            shown_text = shown_text or message.kind == MessageKind.ASSISTANT
-            messages.append(entry)
-        if turn.status in (TurnStatus.ERROR, TurnStatus.INTERRUPTED) and not shown_text:
+        messages.extend(entry for message in turn.messages.all() if (entry := _display_entry(message)) is not None)
+        # Live, the error has an entry of its own after whatever was streamed (PROTOCOL.md,
+        # "Errors after output").
+        if turn.status in (TurnStatus.ERROR, TurnStatus.INTERRUPTED):
             error = turn.error or "The reply was interrupted."
             messages.append({"role": "assistant", "content": f"Error: {error}"})
     return messages

@@ -4,6 +4,7 @@ connection stays usable."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -11,6 +12,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
+from chat.events import EventMapper
 from chat.models import Turn
 from dreamytin.asgi import application
 from tests.chat.frontend import render, without_empty
@@ -133,7 +135,6 @@ async def test_cancel_with_no_turn_running_is_harmless(ws):
             "context_length_exceeded",
             False,
         ),
-        (tools(("no_such_tool", {})), "internal_error", False),
     ],
 )
 @pytest.mark.parametrize("model", ["gpt-4o", "claude-sonnet-4-5"])  # native OpenAI route, LiteLLM route
@@ -143,7 +144,7 @@ async def test_provider_failure_ends_with_error_then_stream_end(ws, provider, re
     error_event = next(e for e in events if e["type"] == "error")
     assert error_event["code"] == code and error_event["retryable"] is retryable
     assert events[-1]["type"] == "stream_end" and events[-1]["finish_reason"] == "error"
-    assert types(events).index("error") == len(events) - 2
+    assert types(events)[-2] == "error"
     assert "Traceback" not in error_event["error"] and "sk-test" not in error_event["error"]
     if code == "provider_rate_limited":
         assert error_event["retry_after"] == 7 and "7 seconds" in error_event["error"]
@@ -158,13 +159,65 @@ async def test_a_malformed_stream_is_provider_unavailable(ws, provider):
     assert events[-1]["finish_reason"] == "error"
 
 
-async def test_an_internal_error_is_logged_once_with_its_cause(ws, provider, caplog):
-    provider.script(tools(("no_such_tool", {})))
+async def test_an_internal_error_is_logged_once_with_its_cause(ws, provider, caplog, monkeypatch):
+    def broken(self, raw):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(EventMapper, "_tool_called", broken)
+    provider.script(tools(("ls", {})))
     with caplog.at_level(logging.ERROR, logger="chat.runs"):
         events = await ws.turn("hi")
     assert next(e for e in events if e["type"] == "error")["code"] == "internal_error"
     logged = [r for r in caplog.records if getattr(r, "event", None) == "turn_internal_error"]
     assert len(logged) == 1 and logged[0].exc_info is not None
+    # The failed turn's run stopped: no tool ran on and asked the model again.
+    await asyncio.sleep(0.5)
+    assert len(provider.requests) == 1
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-sonnet-4-5"])
+async def test_a_tool_nobody_offered_is_answered_to_the_model_and_the_turn_goes_on(ws, provider, model):
+    provider.script(tools(("no_such_tool", {"x": 1})), text("Sorry, I will use ls."))
+    events = await ws.turn("hi", model=model)
+    assert types(events) == ["tool_call", "tool_result", "final_response_start", "final_stream", "stream_end"]
+    result = events[1]
+    assert result["tool_name"] == "no_such_tool" and result["ok"] is False
+    assert "no tool named 'no_such_tool'" in result["result"] and "read_file" in result["result"]
+    assert events[-1]["finish_reason"] == "stop"
+    told = [m for m in provider.requests[1].body.get("messages", []) if m.get("role") == "tool"]
+    if model == "gpt-4o":  # the OpenAI format; Anthropic's carries it as a tool_result block
+        assert "no tool named" in told[0]["content"]
+    else:
+        assert "no tool named" in json.dumps(provider.requests[1].body)
+
+
+# -- what the user sees: live and after a reload ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("replies", "code"),
+    [
+        ((error(500),), "provider_unavailable"),
+        ((text("Half an ans", "wer and", "more", cut_after=3),), "provider_unavailable"),
+        ((tools(("ls", {}), text=["Looking."]), error(500)), "provider_unavailable"),
+        ((tools(("ls", {})), tools(("ls", {})), tools(("ls", {}))), "max_turns_exceeded"),
+    ],
+    ids=["error-before-output", "cut-after-text", "error-after-a-tool", "max-turns-after-tools"],
+)
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-sonnet-4-5"])
+async def test_an_error_shows_the_same_live_and_after_a_reload(ws, provider, async_client, replies, code, model):
+    provider.script(*replies)
+    with override_settings(AGENT_MAX_TURNS=2):
+        events = await ws.turn("hi", model=model)
+    assert next(e for e in events if e["type"] == "error")["code"] == code
+    live = without_empty(render(events, "hi"))
+    restored = (await async_client.get("/conversations/conv1")).json()["messages"]
+    assert restored == live
+    assert live[-1]["content"].startswith("Error: ")
+    # What was streamed before the error stays on screen.
+    if len(replies) == 1 and replies[0].text:
+        streamed = "".join(e["content"] for e in events if e["type"] == "stream")
+        assert streamed.startswith("Half an ans") and live[1] == {"role": "assistant", "content": streamed}
 
 
 async def test_failed_turn_shows_error_in_place_of_the_reply(ws, provider):
@@ -310,6 +363,7 @@ async def test_malformed_conversation_id_is_refused_at_the_handshake(bad_id):
     [
         (None, True),
         (b"http://localhost:1420", True),
+        (b"http://127.0.0.1:1420", True),
         (b"tauri://localhost", True),
         (b"http://localhost:8000", True),  # host in ALLOWED_HOSTS
         (b"https://evil.example", False),

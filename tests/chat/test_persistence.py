@@ -38,7 +38,11 @@ async def test_a_failed_turn_keeps_the_streamed_text(ws, provider, async_client)
     provider.script(text("Half an ", "answer", "never finished", cut_after=3))
     events = await ws.turn("hi")
     body = await detail(async_client)
-    assert body["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Half an answer"}]
+    assert body["messages"] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Half an answer"},
+        {"role": "assistant", "content": "Error: The provider failed or the connection to it broke; try again."},
+    ]
     assert "".join(e.get("content", "") for e in events if e["type"] == "stream") == "Half an answer"
     # The next request replays the text the user saw.
     provider.script(text("ok"))
@@ -89,6 +93,7 @@ async def test_an_interrupted_turn_is_found_by_its_stale_heartbeat(async_client,
     assert body["messages"] == [
         {"role": "user", "content": "are you there?"},
         {"role": "assistant", "content": "I was say"},
+        {"role": "assistant", "content": "Error: The reply was interrupted."},
     ]
     assert (await Turn.objects.aget(id=turn.id)).status == TurnStatus.INTERRUPTED
     provider.script(text("back"))
