@@ -8,6 +8,7 @@ model map unless the entry overrides them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -199,10 +200,20 @@ def _resolve(model_id: str, entry: CatalogEntry) -> CatalogModel:
     )
 
 
-def _model_map_entry(litellm_model: str, provider_model: str) -> dict[str, object]:
-    import litellm  # heavy: imported on first catalog load, which ready() does once
+@lru_cache(maxsize=1)
+def _model_map() -> dict[str, dict[str, object]]:
+    """LiteLLM's bundled price and capability map, read from its file: what `litellm.model_cost`
+    holds with LITELLM_LOCAL_MODEL_COST_MAP, without importing LiteLLM (seconds of start-up)."""
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = Path(spec.submodule_search_locations[0]) / "model_prices_and_context_window_backup.json"
+    return json.loads(path.read_text(encoding="utf-8"))
 
-    return litellm.model_cost.get(litellm_model) or litellm.model_cost.get(provider_model) or {}
+
+def _model_map_entry(litellm_model: str, provider_model: str) -> dict[str, object]:
+    known = _model_map()
+    return known.get(litellm_model) or known.get(provider_model) or {}
 
 
 def _price(entry: CatalogEntry, known: dict[str, object]) -> Price | None:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
 from weakref import WeakKeyDictionary
 
 import httpcore
 import httpx
-import litellm
 import openai
 from agents import Model, ModelSettings, OpenAIChatCompletionsModel
 from agents.exceptions import MaxTurnsExceeded
-from agents.extensions.models.litellm_model import LitellmModel
 from django.conf import settings
 from openai import AsyncOpenAI
 
@@ -114,6 +115,22 @@ def _openai_client(base_url: str | None, api_key: str, timeout: float) -> AsyncO
     return clients[key]
 
 
+@lru_cache(maxsize=1)
+def litellm_setup() -> ModuleType:
+    """LiteLLM, imported when a model that needs it is first used: its import alone takes
+    seconds, and OpenAI models never need it. Set up once for the process."""
+    import litellm
+
+    # We retry ourselves, and only before the first token reached the client (chat.runs);
+    # LiteLLM's own retries would re-send a request whose stream already reached the client.
+    litellm.num_retries = 0
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    # Providers reject parameters they do not know (e.g. stream_options on some routes).
+    litellm.drop_params = True
+    return litellm
+
+
 def model_resolve(model: CatalogModel) -> ResolvedModel:
     """The one place a catalog model becomes an Agents SDK model."""
     api_key = model.api_key or KEYLESS_PLACEHOLDER
@@ -125,6 +142,9 @@ def model_resolve(model: CatalogModel) -> ResolvedModel:
             # Without include_usage, streamed usage is reported as 0.
             settings=ModelSettings(include_usage=True),
         )
+    litellm_setup()
+    from agents.extensions.models.litellm_model import LitellmModel
+
     return ResolvedModel(
         model=LitellmModel(model=model.litellm_model, base_url=base_url, api_key=api_key),
         settings=ModelSettings(
@@ -156,6 +176,13 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+def _litellm_errors(*names: str) -> tuple[type[BaseException], ...]:
+    """LiteLLM's exception types of these names; none while LiteLLM is not imported, since no
+    exception of its can exist before."""
+    litellm = sys.modules.get("litellm")
+    return tuple(getattr(litellm, name) for name in names) if litellm is not None else ()
+
+
 def failure_classify(exc: BaseException) -> TurnFailure:
     """Map an exception from a run to the contract's error code and a sentence for people.
     Pure: the caller logs what it decides to end the turn with."""
@@ -165,15 +192,17 @@ def failure_classify(exc: BaseException) -> TurnFailure:
             message=f"The assistant reached the limit of {settings.AGENT_MAX_TURNS} steps for one reply.",
             retryable=False,
         )
-    if isinstance(exc, litellm.ContextWindowExceededError) or _openai_context_exceeded(exc):
+    if isinstance(exc, _litellm_errors("ContextWindowExceededError")) or _openai_context_exceeded(exc):
         return TurnFailure(
             code="context_length_exceeded",
             message="The conversation no longer fits the model's context window; start a new conversation.",
             retryable=False,
         )
-    if isinstance(exc, litellm.AuthenticationError | openai.AuthenticationError | openai.PermissionDeniedError):
+    if isinstance(
+        exc, (openai.AuthenticationError, openai.PermissionDeniedError, *_litellm_errors("AuthenticationError"))
+    ):
         return TurnFailure(code="provider_auth", message="The provider refused the API key.", retryable=False)
-    if isinstance(exc, litellm.RateLimitError | openai.RateLimitError):
+    if isinstance(exc, (openai.RateLimitError, *_litellm_errors("RateLimitError"))):
         after = _retry_after(exc)
         when = f" Try again in {after:g} seconds." if after is not None else " Try again shortly."
         return TurnFailure(
@@ -182,18 +211,16 @@ def failure_classify(exc: BaseException) -> TurnFailure:
             retryable=True,
             retry_after=after,
         )
-    if isinstance(exc, litellm.Timeout | openai.APITimeoutError | httpx.TimeoutException | asyncio.TimeoutError):
+    timeouts = (openai.APITimeoutError, httpx.TimeoutException, asyncio.TimeoutError, *_litellm_errors("Timeout"))
+    if isinstance(exc, timeouts):
         return TurnFailure(code="provider_timeout", message="The provider did not answer in time.", retryable=True)
-    if isinstance(
-        exc,
-        litellm.ServiceUnavailableError
-        | litellm.InternalServerError
-        | litellm.APIConnectionError
-        | litellm.BadGatewayError
-        | openai.InternalServerError
-        | openai.APIConnectionError
-        | httpx.TransportError,
-    ):
+    unavailable = (
+        openai.InternalServerError,
+        openai.APIConnectionError,
+        httpx.TransportError,
+        *_litellm_errors("ServiceUnavailableError", "InternalServerError", "APIConnectionError", "BadGatewayError"),
+    )
+    if isinstance(exc, unavailable):
         return TurnFailure(
             code="provider_unavailable",
             message="The provider failed or the connection to it broke; try again.",
@@ -203,7 +230,8 @@ def failure_classify(exc: BaseException) -> TurnFailure:
         return TurnFailure(
             code="provider_unavailable", message="The provider sent a malformed response; try again.", retryable=True
         )
-    if isinstance(exc, litellm.APIError | openai.APIStatusError) and (getattr(exc, "status_code", 0) or 0) >= 500:
+    server_errors = (openai.APIStatusError, *_litellm_errors("APIError"))
+    if isinstance(exc, server_errors) and (getattr(exc, "status_code", 0) or 0) >= 500:
         return TurnFailure(code="provider_unavailable", message="The provider failed; try again.", retryable=True)
     return TurnFailure(code="internal_error", message="Something went wrong on the server.", retryable=False)
 
