@@ -1,11 +1,13 @@
-"""Warm the request path before the server can report healthy.
+"""Warm the request path in the background once the server has started (`dreamytin.startup`).
 
 Without it the first turn after start pays ~0.6 s: the OpenAI client imports its resource
 modules (and builds their pydantic models) on first use, and the Agents SDK builds its own on
 its first run. One complete turn on the real SDK model, whose HTTP is answered in process
-(`httpx.MockTransport`: no network), pays that at start-up instead.
+(`httpx.MockTransport`: no network), pays that instead. LiteLLM (seconds to import) is
+imported too when a usable model goes through it; OpenAI models never need it.
 
-Then the collector is set for a long-running server (`chat.heap`).
+Then the collector is set for a long-running server (`chat.heap`). `/health` says whether the
+warm-up is done.
 """
 
 from __future__ import annotations
@@ -15,18 +17,36 @@ import json
 import logging
 import threading
 import time
+from enum import Enum
 
 import httpx
 from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner
 
+from chat.catalog import catalog_get
 from chat.events import EventMapper
 from chat.heap import heap_settle
 from chat.openai_client import LeanOpenAI
+from chat.providers import NATIVE_PROVIDERS, litellm_setup
 from chat.wire import TurnFrames
 from tools.adapter import function_tool
 from tools.registry import registry
 
 logger = logging.getLogger(__name__)
+
+
+class WarmupState(Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+_state = WarmupState.PENDING
+_state_lock = threading.Lock()
+
+
+def warmup_state() -> WarmupState:
+    return _state
 
 
 def _completion_stream() -> bytes:
@@ -64,21 +84,29 @@ async def _warm_turn() -> None:
 
 
 def warmup() -> None:
-    """Run the warm-up turn to completion; a failure is logged, never fatal.
-
-    It runs on a thread with a loop of its own: uvicorn imports the app from inside its running
-    loop, and Daphne has already bound its reactor to this thread's loop, which `asyncio.run`
-    here would replace."""
-    thread = threading.Thread(target=_run, args=(time.perf_counter(),), name="warmup")
-    thread.start()
-    thread.join()
-    heap_settle()
-
-
-def _run(started: float) -> None:
+    """Warm up now, on this thread, with an event loop of its own (never the server's: the
+    warm-up must not hold it). A failure is logged, never fatal."""
+    global _state
+    started = time.perf_counter()
+    _state = WarmupState.RUNNING
     try:
         asyncio.run(_warm_turn())
+        if any(model.usable and model.provider not in NATIVE_PROVIDERS for model in catalog_get().models.values()):
+            litellm_setup()
     except Exception:
+        _state = WarmupState.FAILED
         logger.warning("warm-up failed; the first turn will be slower", exc_info=True)
         return
+    heap_settle()
+    _state = WarmupState.DONE
     logger.info("warm-up done in %.2fs", time.perf_counter() - started, extra={"event": "warmup"})
+
+
+def warmup_start() -> None:
+    """Warm up in the background, once per process."""
+    global _state
+    with _state_lock:
+        if _state is not WarmupState.PENDING:
+            return
+        _state = WarmupState.RUNNING
+    threading.Thread(target=warmup, name="warmup", daemon=True).start()

@@ -9,6 +9,7 @@ from ninja.errors import HttpError, ValidationError
 import dreamytin
 from chat.api import router as chat_router
 from chat.exceptions import ChatError
+from chat.warmup import warmup_state
 from dreamytin.health import health_check
 from dreamytin.middleware import json_error
 
@@ -63,6 +64,8 @@ async def health(request: HttpRequest) -> JsonResponse:
             "timestamp": timezone.now().isoformat(),
             "version": dreamytin.__version__,
             "services": report.services,
+            # "done" once the first turn no longer pays for first-use costs (chat.warmup).
+            "warmup": warmup_state().value,
         },
         status=200 if report.status == "healthy" else 503,
     )

@@ -12,21 +12,18 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
-from chat.warmup import warmup  # noqa: E402
-from dreamytin.lifespan import LifespanApp  # noqa: E402
+from dreamytin.startup import LifespanApp, WarmUpOnFirstCall  # noqa: E402
 from dreamytin.websocket_origin import OriginCheckMiddleware  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        # No session or auth middleware: the chat socket is open to whoever passes the origin
-        # check (the contract has no login), and each would wrap every frame sent.
-        "websocket": OriginCheckMiddleware(URLRouter(websocket_urlpatterns)),
-        # uvicorn sends lifespan events; Daphne does not (warm-up runs at import, below).
-        "lifespan": LifespanApp(),
-    }
+application = WarmUpOnFirstCall(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # No session or auth middleware: the chat socket is open to whoever passes the
+            # origin check (the contract has no login), and each would wrap every frame sent.
+            "websocket": OriginCheckMiddleware(URLRouter(websocket_urlpatterns)),
+            # uvicorn sends lifespan events; Daphne does not.
+            "lifespan": LifespanApp(),
+        }
+    )
 )
-
-# Before the server accepts anything: the first turn must not pay for first-use costs, and
-# collections must not walk the start-up heap.
-warmup()

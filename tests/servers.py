@@ -21,8 +21,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# The servers the README names: the development server (Daphne's runserver), and daphne and
+# uvicorn (on uvloop) in production.
+SERVERS = ("runserver", "daphne", "uvicorn")
+
+
 def server_command(kind: str, port: int) -> list[str]:
-    """`daphne`, `uvicorn`, or `uvicorn:N` for N worker processes."""
+    """`runserver`, `daphne`, `uvicorn`, or `uvicorn:N` for N worker processes."""
+    if kind == "runserver":
+        return [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
     if kind == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dreamytin.asgi:application"]
     name, _, workers = kind.partition(":")
@@ -36,7 +43,8 @@ def server_command(kind: str, port: int) -> list[str]:
 
 
 class Server:
-    """A server process, started and healthy (`/health` answered 200) when constructed.
+    """A server process, started, healthy (`/health` answered 200) and warmed up when
+    constructed. `cold_start` is the time to the first 200, `warm` to the warm-up's end.
 
     `wrapper` runs the server under another program (the benchmark's valgrind), which also
     needs a longer `start_timeout`."""
@@ -61,13 +69,19 @@ class Server:
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
+        self.cold_start = 0.0
         while time.perf_counter() < started + start_timeout and self.process.poll() is None:
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    self.cold_start = time.perf_counter() - started
-                    return
+                health = httpx.get(f"{self.url}/health", timeout=1)
             except httpx.HTTPError:
                 time.sleep(0.02)
+                continue
+            if health.status_code == 200:
+                self.cold_start = self.cold_start or time.perf_counter() - started
+                if health.json()["warmup"] in ("done", "failed"):
+                    self.warm = time.perf_counter() - started
+                    return
+            time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"{kind} did not become healthy:\n{log.read_text()}")
 

@@ -1,5 +1,6 @@
-"""The real server as a user runs it: daphne, then uvicorn after a restart, driven by a real
-WebSocket client doing what the frontend does."""
+"""The real server as a user runs it, on each server the README names (runserver, daphne, and
+uvicorn on uvloop), driven by a real WebSocket client doing what the frontend does. What the
+user saw live must be what a reload restores."""
 
 from __future__ import annotations
 
@@ -7,94 +8,207 @@ import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
+from tests.chat.frontend import render, without_empty
 from tests.conftest import catalog_file
-from tests.fake_provider import FakeProvider, text, tools
-from tests.servers import PROJECT, Server
+from tests.fake_provider import FakeProvider, error, text, tools
+from tests.servers import PROJECT, SERVERS, Server
+
+ORIGIN = {"Origin": "http://localhost:1420"}
+MODELS = {
+    "gpt-4o": {"provider": "openai", "name": "GPT-4o", "maxTokens": 128000},
+    "claude-sonnet-4-5": {"provider": "anthropic", "name": "Claude Sonnet 4.5", "maxTokens": 200000},
+}
 
 
-def database_url(tmp_path: Path) -> str:
-    """A database of its own: a fresh SQLite file, or a fresh PostgreSQL database when the
-    suite runs on PostgreSQL."""
+def database_url(tmp_path: Path, name: str) -> str:
+    """A database of its own: a fresh SQLite file, or a fresh PostgreSQL database (named after
+    the suite's own, so two suites on one server never share it) when the suite runs on
+    PostgreSQL."""
     configured = os.environ.get("DATABASE_URL", "")
     if not configured.startswith("postgres"):
-        return f"sqlite:///{tmp_path / 'e2e.sqlite3'}"
-    base, _, _ = configured.rpartition("/")
+        return f"sqlite:///{tmp_path / f'{name}.sqlite3'}"
+    base, _, suite_db = configured.rpartition("/")
+    database = f"{suite_db}_{name}"
     with psycopg.connect(configured, autocommit=True) as connection:
-        connection.execute("DROP DATABASE IF EXISTS dreamytin_e2e WITH (FORCE)")
-        connection.execute("CREATE DATABASE dreamytin_e2e")
-    return f"{base}/dreamytin_e2e"
+        connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{database}"')
+    return f"{base}/{database}"
 
 
-@pytest.fixture
-def server_env(fake_server: FakeProvider, tmp_path: Path) -> Iterator[dict[str, str]]:
-    fake_server.reset()
+def server_env(fake_server: FakeProvider, tmp_path: Path, name: str) -> dict[str, str]:
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (workspace / "todo.md").write_text("- write tests\n")
-    models = {"gpt-4o": {"provider": "openai", "name": "GPT-4o", "maxTokens": 128000}}
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(tmp_path),
+        "DATABASE_URL": database_url(tmp_path, name),
         "OPENAI_API_KEY": "sk-e2e-test-key",
         "OPENAI_BASE_URL": f"{fake_server.url}/v1",
-        "MODELS_FILE": str(catalog_file(tmp_path, models, "gpt-4o")),
+        "ANTHROPIC_API_KEY": "sk-ant-e2e-test-key",
+        "ANTHROPIC_BASE_URL": fake_server.url,
+        "MODELS_FILE": str(catalog_file(tmp_path, MODELS, "gpt-4o")),
         "TOOLS_ALLOWED_DIRS": str(workspace),
         "PROVIDER_RETRIES": "0",
+        "AGENT_MAX_TURNS": "2",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=PROJECT, env=env, check=True)
-    yield env
+    return env
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request: pytest.FixtureRequest, fake_server: FakeProvider, tmp_path_factory) -> Iterator[Server]:
+    tmp_path = tmp_path_factory.mktemp(request.param)
+    env = server_env(fake_server, tmp_path, f"e2e_{request.param}")
+    running = Server(request.param, env, tmp_path / "server.log")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def fake(fake_server: FakeProvider) -> Iterator[FakeProvider]:
+    fake_server.reset()
+    yield fake_server
     fake_server.reset()
 
 
-def chat_turn(server: Server, conversation_id: str, message: str) -> list[dict]:
-    origin = {"Origin": "http://localhost:1420"}
-    with connect(f"ws://127.0.0.1:{server.port}/ws/{conversation_id}", additional_headers=origin, open_timeout=5) as ws:
-        assert json.loads(ws.recv(timeout=5))["type"] == "connected"
-        ws.send(json.dumps({"message": message, "model": "gpt-4o"}))
-        events = []
-        while True:
-            event = json.loads(ws.recv(timeout=20))
-            events.append(event)
-            if event["type"] == "stream_end":
-                return events
+def open_socket(server: Server, conversation_id: str) -> ClientConnection:
+    ws = connect(f"ws://127.0.0.1:{server.port}/ws/{conversation_id}", additional_headers=ORIGIN, open_timeout=5)
+    assert json.loads(ws.recv(timeout=5))["type"] == "connected"
+    return ws
 
 
-def test_a_tool_turn_over_a_real_socket_survives_a_restart(server_env, fake_server, tmp_path):
-    fake_server.script(
-        tools(("read_file", {"path": "todo.md"}), text=["Checking."]), text("You need to ", "write tests.")
+def until_end(ws: ClientConnection, events: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    events = events if events is not None else []
+    while True:
+        event = json.loads(ws.recv(timeout=20))
+        events.append(event)
+        if event["type"] == "stream_end":
+            return events
+
+
+def chat_turn(server: Server, conversation_id: str, message: str, model: str = "gpt-4o") -> list[dict[str, Any]]:
+    with open_socket(server, conversation_id) as ws:
+        ws.send(json.dumps({"message": message, "model": model}))
+        return until_end(ws)
+
+
+def restored(server: Server, conversation_id: str) -> list[dict[str, Any]]:
+    return httpx.get(f"{server.url}/conversations/{conversation_id}").json()["messages"]
+
+
+def closed_early_within(fake: FakeProvider, since: float, seconds: float = 1.0) -> bool:
+    deadline = time.monotonic() + 2 * seconds
+    while time.monotonic() < deadline:
+        closed = fake.requests[-1].closed_early_at
+        if closed is not None:
+            return closed - since < seconds
+        time.sleep(0.02)
+    return False
+
+
+def test_first_load_with_the_frontends_built_in_model_gets_a_conversation(server, fake):
+    created = httpx.post(
+        f"{server.url}/conversations", json={"session_id": "firstload1", "model": "claude-3.5-haiku"}, headers=ORIGIN
     )
-    first = Server("daphne", server_env, tmp_path / "daphne.log")
+    assert created.status_code == 201 and created.json()["model"] == "gpt-4o"
+    listed = httpx.get(f"{server.url}/conversations").json()["conversations"]
+    assert {"id": "firstload1", "title": "New conversation"}.items() <= listed[0].items()
+
+
+def test_a_tool_turn_shows_the_same_live_and_after_a_reload(server, fake):
+    fake.script(tools(("read_file", {"path": "todo.md"}), text=["Checking."]), text("You need to ", "write tests."))
+    events = chat_turn(server, f"tool{server.port}", "What is on my list?")
+    assert [e["type"] for e in events] == [
+        "stream", "tool_call", "tool_result", "final_response_start", "final_stream", "final_stream", "stream_end",
+    ]  # fmt: skip
+    assert events[2]["result"] == "- write tests\n"
+    assert restored(server, f"tool{server.port}") == without_empty(render(events, "What is on my list?"))
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-sonnet-4-5"])
+def test_cancel_stops_the_provider_stream_and_keeps_the_text(server, fake, model):
+    conversation = uuid.uuid4().hex
+    fake.script(text(*[f"w{i} " for i in range(200)], interval=0.02))
+    with open_socket(server, conversation) as ws:
+        ws.send(json.dumps({"message": "write a lot", "model": model}))
+        events = [json.loads(ws.recv(timeout=10))]
+        time.sleep(0.2)
+        cancelled_at = time.time()
+        ws.send(json.dumps({"type": "cancel"}))
+        until_end(ws, events)
+    assert "error" not in [e["type"] for e in events]
+    assert events[-1]["finish_reason"] == "cancelled"
+    assert closed_early_within(fake, cancelled_at)
+    assert restored(server, conversation) == without_empty(render(events, "write a lot"))
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-sonnet-4-5"])
+def test_a_client_that_vanishes_stops_the_provider_stream(server, fake, model):
+    conversation = uuid.uuid4().hex
+    fake.script(text(*[f"w{i} " for i in range(200)], interval=0.02))
+    ws = open_socket(server, conversation)
+    ws.send(json.dumps({"message": "write a lot", "model": model}))
+    assert json.loads(ws.recv(timeout=10))["type"] == "stream"
+    left_at = time.time()
+    ws.close()
+    assert closed_early_within(fake, left_at)
+    # The turn was recorded as stopped, not failed: its text, and no error entry.
+    time.sleep(0.3)
+    shown = restored(server, conversation)
+    assert shown[0]["content"] == "write a lot" and shown[1]["content"].startswith("w0 ")
+    assert not any(m["content"].startswith("Error") for m in shown)
+
+
+@pytest.mark.parametrize(
+    ("replies", "code"),
+    [
+        ((text("Half an ans", "wer and", "more", cut_after=3),), "provider_unavailable"),
+        ((tools(("ls", {}), text=["Looking."]), error(500)), "provider_unavailable"),
+        ((tools(("ls", {})), tools(("ls", {})), tools(("ls", {}))), "max_turns_exceeded"),
+        ((tools(("no_such_tool", {})), text("Sorry.")), None),
+    ],
+    ids=["cut-after-text", "error-after-a-tool", "max-turns", "unknown-tool"],
+)
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-sonnet-4-5"])
+def test_failures_show_the_same_live_and_after_a_reload(server, fake, replies, code, model):
+    conversation = uuid.uuid4().hex
+    fake.script(*replies)
+    events = chat_turn(server, conversation, "hi", model=model)
+    errors = [e for e in events if e["type"] == "error"]
+    assert [e["code"] for e in errors] == ([code] if code else [])
+    assert "internal_error" not in json.dumps(events)
+    live = without_empty(render(events, "hi"))
+    assert restored(server, conversation) == live
+    if code:
+        assert live[-1]["content"].startswith("Error: ") and len(live) > 2  # what streamed stays
+
+
+def test_a_tool_turn_survives_a_restart_onto_another_server(fake_server, tmp_path):
+    fake_server.reset()
+    env = server_env(fake_server, tmp_path, "e2e_restart")
+    fake_server.script(tools(("read_file", {"path": "todo.md"}), text=["Checking."]), text("You need to write tests."))
+    first = Server("daphne", env, tmp_path / "daphne.log")
     try:
-        created = httpx.post(f"{first.url}/conversations", json={"session_id": "e2e123abc", "model": "gpt-4o"})
-        assert created.status_code == 201
-        events = chat_turn(first, "e2e123abc", "What is on my list?")
+        chat_turn(first, "e2e123abc", "What is on my list?")
     finally:
         first.stop()
-    assert [e["type"] for e in events] == [
-        "stream",
-        "tool_call",
-        "tool_result",
-        "final_response_start",
-        "final_stream",
-        "final_stream",
-        "stream_end",
-    ]
-    assert events[2]["result"] == "- write tests\n"
-
     fake_server.script(text("Yes, tests."))
-    second = Server("uvicorn", server_env, tmp_path / "uvicorn.log")
+    second = Server("uvicorn", env, tmp_path / "uvicorn.log")
     try:
         events = chat_turn(second, "e2e123abc", "Anything else?")
-        history = httpx.get(f"{second.url}/conversations/e2e123abc").json()
+        history = restored(second, "e2e123abc")
         listed = httpx.get(f"{second.url}/conversations").json()["conversations"]
     finally:
         second.stop()
@@ -103,5 +217,6 @@ def test_a_tool_turn_over_a_real_socket_survives_a_restart(server_env, fake_serv
     assert [m["role"] for m in replay] == ["system", "user", "assistant", "tool", "assistant", "user"]
     assert replay[2]["tool_calls"][0]["function"]["name"] == "read_file"
     assert replay[3]["content"] == "- write tests\n"
-    assert [m["role"] for m in history["messages"]] == ["user", "assistant", "tool", "assistant", "user", "assistant"]
+    assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant", "user", "assistant"]
     assert listed[0]["id"] == "e2e123abc" and listed[0]["message_count"] == 6
+    fake_server.reset()

@@ -1,9 +1,12 @@
 import gc
 import logging
+import subprocess
+import sys
 
 import pytest
 
-from chat.warmup import warmup
+from chat.warmup import WarmupState, warmup, warmup_state
+from tests.servers import PROJECT
 
 
 def test_warmup_runs_a_turn_then_settles_the_heap(collector_restored: None, caplog: pytest.LogCaptureFixture) -> None:
@@ -12,3 +15,16 @@ def test_warmup_runs_a_turn_then_settles_the_heap(collector_restored: None, capl
         warmup()
     assert any(record.message.startswith("warm-up done") for record in caplog.records)
     assert gc.get_freeze_count() > 0
+    assert warmup_state() is WarmupState.DONE
+
+
+def test_importing_the_app_runs_no_turn_and_imports_no_litellm(tmp_path):
+    """Import is for the server to load the app: the warm-up starts when the server calls it,
+    and LiteLLM (seconds of start-up) waits for a model that needs it."""
+    code = (
+        "import gc, sys, dreamytin.asgi, chat.warmup; "
+        "print(chat.warmup.warmup_state().value, gc.get_freeze_count(), 'litellm' in sys.modules)"
+    )
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "LOG_LEVEL": "WARNING"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=PROJECT)
+    assert out.stdout.split("\n")[-2] == "pending 0 False"
