@@ -276,6 +276,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 entry: dict[str, Any] = {
                     "loop": server_loop(kind),
                     "cold_start_s": round(server.cold_start, 3),
+                    "warm_s": round(server.warm, 3),
                     **await first_and_tenth(server.port),
                     "by_k": {},
                 }

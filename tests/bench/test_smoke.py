@@ -19,10 +19,13 @@ PROJECT = Path(__file__).resolve().parents[2]
 # The benchmarks choose their own database (a SQLite file, or BENCH_DATABASE_URL) and no channel
 # layer, whatever DATABASE_URL and REDIS_URL say: the suite's PostgreSQL + Redis pass would only
 # repeat these same runs, minutes of them.
-pytestmark = pytest.mark.skipif(
-    bool(os.environ.get("DATABASE_URL") or os.environ.get("REDIS_URL")),
-    reason="the benchmarks do not use DATABASE_URL or REDIS_URL; the embedded-defaults pass runs them",
-)
+pytestmark = [
+    pytest.mark.bench,
+    pytest.mark.skipif(
+        bool(os.environ.get("DATABASE_URL") or os.environ.get("REDIS_URL")),
+        reason="the benchmarks do not use DATABASE_URL or REDIS_URL; the embedded-defaults pass runs them",
+    ),
+]
 
 
 def bench_run(module: str, out: Path, *args: str, timeout: float) -> tuple[str, Any]:
@@ -111,3 +114,11 @@ def test_instruction_count_smoke_run_counts_the_sdk_and_the_server(tmp_path):
     assert sdk["chunks"] == server["chunks"] == 5
     assert 0 < sdk["instructions"] < 10**9 and 0 < server["instructions"] < 10**9
     assert server["own_layer_pct"] is not None
+
+
+def test_startup_smoke_run_compares_each_server_with_the_bare_imports(tmp_path):
+    printed, report = bench_run("startup", tmp_path / "startup.json", "--smoke", timeout=120)
+    assert "bare imports" in printed
+    for kind in ("uvicorn", "daphne"):
+        assert 0 < report[kind]["cold_start_s"] <= report[kind]["warm_s"]
+        assert report[kind]["cold_over_bare_import"] > 0
