@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -88,9 +88,26 @@ class CatalogModel:
     litellm_model: str
     base_url: str | None
     entry_api_key: str | None
-    price: Price | None
-    supports_tools: bool
-    supports_vision: bool
+    entry: CatalogEntry
+
+    # Price and capabilities: the entry's, else LiteLLM's map's. Looked up on first use (the
+    # warm-up's, in the background), not at start-up: parsing the map takes ~0.2 s.
+    @cached_property
+    def _known(self) -> dict[str, object]:
+        return _model_map_entry(self.litellm_model, self.provider_model)
+
+    @cached_property
+    def price(self) -> Price | None:
+        return _price(self.entry, self._known)
+
+    @cached_property
+    def supports_tools(self) -> bool:
+        # A chat model newer than LiteLLM's map almost certainly calls tools; vision is rarer.
+        return _flag(self.entry.supports_tools, self._known, "supports_function_calling", default=True)
+
+    @cached_property
+    def supports_vision(self) -> bool:
+        return _flag(self.entry.supports_vision, self._known, "supports_vision", default=False)
 
     @property
     def api_key(self) -> str | None:
@@ -181,22 +198,16 @@ def catalog_load(path: Path) -> Catalog:
 
 def _resolve(model_id: str, entry: CatalogEntry) -> CatalogModel:
     provider_model = entry.model or model_id
-    prefix = _LITELLM_PREFIX[entry.provider]
-    litellm_model = f"{prefix}/{provider_model}"
-    known = _model_map_entry(litellm_model, provider_model)
     return CatalogModel(
         id=model_id,
         provider=entry.provider,
         name=entry.name,
         max_tokens=entry.max_tokens,
         provider_model=provider_model,
-        litellm_model=litellm_model,
+        litellm_model=f"{_LITELLM_PREFIX[entry.provider]}/{provider_model}",
         base_url=entry.base_url,
         entry_api_key=entry.api_key,
-        price=_price(entry, known),
-        # A chat model newer than LiteLLM's map almost certainly calls tools; vision is rarer.
-        supports_tools=_flag(entry.supports_tools, known, "supports_function_calling", default=True),
-        supports_vision=_flag(entry.supports_vision, known, "supports_vision", default=False),
+        entry=entry,
     )
 
 

@@ -22,7 +22,6 @@ from django.conf import settings
 from openai import AsyncOpenAI
 
 from chat.catalog import CatalogModel, provider_base_url
-from chat.openai_client import openai_client_build
 
 # The OpenAI client refuses to start without a key; local servers ignore it.
 KEYLESS_PLACEHOLDER = "not-needed"
@@ -109,6 +108,10 @@ def _openai_client(base_url: str | None, api_key: str, timeout: float) -> AsyncO
     clients = _clients.setdefault(asyncio.get_running_loop(), {})
     key = (base_url, api_key, timeout)
     if key not in clients:
+        # Imported on first use: the client's resource modules take about a second to import,
+        # which the server's start (and a deployment with no OpenAI model) need not pay.
+        from chat.openai_client import openai_client_build
+
         clients[key] = openai_client_build(
             base_url=base_url, api_key=api_key, timeout=timeout, response_hook=_track_response
         )

@@ -20,12 +20,12 @@ import time
 from enum import Enum
 
 import httpx
-from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner
+from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner, set_tracing_disabled
+from django.conf import settings
 
 from chat.catalog import catalog_get
 from chat.events import EventMapper
 from chat.heap import heap_settle
-from chat.openai_client import LeanOpenAI
 from chat.providers import NATIVE_PROVIDERS, litellm_setup
 from chat.wire import TurnFrames
 from tools.adapter import function_tool
@@ -60,6 +60,8 @@ def _completion_stream() -> bytes:
 
 
 async def _warm_turn() -> None:
+    from chat.openai_client import LeanOpenAI  # its import is part of what is warmed up
+
     body = _completion_stream()
     transport = httpx.MockTransport(
         lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
@@ -90,8 +92,14 @@ def warmup() -> None:
     started = time.perf_counter()
     _state = WarmupState.RUNNING
     try:
+        # The SDK exports traces to OpenAI by default: off unless the operator asks for it.
+        # (Every turn also says so in its RunConfig; building the trace provider costs ~0.2 s.)
+        set_tracing_disabled(not settings.AGENTS_TRACING)
         asyncio.run(_warm_turn())
-        if any(model.usable and model.provider not in NATIVE_PROVIDERS for model in catalog_get().models.values()):
+        models = catalog_get().models.values()
+        for model in models:
+            model.price  # noqa: B018 - looks the model up in LiteLLM's price map, once
+        if any(model.usable and model.provider not in NATIVE_PROVIDERS for model in models):
             litellm_setup()
     except Exception:
         _state = WarmupState.FAILED
