@@ -76,13 +76,6 @@ def server(request: pytest.FixtureRequest, fake_server: FakeProvider, tmp_path_f
     running.stop()
 
 
-@pytest.fixture
-def fake(fake_server: FakeProvider) -> Iterator[FakeProvider]:
-    fake_server.reset()
-    yield fake_server
-    fake_server.reset()
-
-
 def open_socket(server: Server, conversation_id: str) -> ClientConnection:
     ws = connect(f"ws://127.0.0.1:{server.port}/ws/{conversation_id}", additional_headers=ORIGIN, open_timeout=5)
     assert json.loads(ws.recv(timeout=5))["type"] == "connected"
