@@ -40,7 +40,7 @@ def database_url(tmp_path: Path, name: str) -> str:
         return f"sqlite:///{tmp_path / f'{name}.sqlite3'}"
     base, _, suite_db = configured.rpartition("/")
     database = f"{suite_db}_{name}"
-    with psycopg.connect(configured, autocommit=True) as connection:
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{database}"')
     return f"{base}/{database}"
