@@ -122,7 +122,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 raise httpcore.WriteTimeout("timed out writing to the provider") from exc
 
     async def aclose(self) -> None:
-        self._transport.close()
+        # Cut at once: a TLS transport's close() first waits (up to 30 s) for the provider's
+        # close_notify while it goes on streaming, and billing, a reply nobody reads.
+        self._transport.abort()
 
     async def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None

@@ -66,7 +66,8 @@ class _TrackedBody(httpx.AsyncByteStream):
         network_stream = self.response.extensions.get("network_stream")
         with suppress(httpx.HTTPError, httpcore.NetworkError, OSError):
             await self.response.aclose()
-            if network_stream is not None:
+        if network_stream is not None:
+            with suppress(httpcore.NetworkError, OSError):
                 await network_stream.aclose()
 
 
@@ -92,7 +93,7 @@ async def provider_streams_closed() -> AsyncIterator[None]:
         yield
     except BaseException:
         # Shielded: a second cancel of the turn must not leave a stream open.
-        await asyncio.shield(asyncio.gather(*(body.abort() for body in bodies)))
+        await asyncio.shield(asyncio.gather(*(body.abort() for body in bodies), return_exceptions=True))
         raise
     finally:
         _turn_bodies.reset(token)
@@ -183,7 +184,9 @@ def _litellm_errors(*names: str) -> tuple[type[BaseException], ...]:
     """LiteLLM's exception types of these names; none while LiteLLM is not imported, since no
     exception of its can exist before."""
     litellm = sys.modules.get("litellm")
-    return tuple(getattr(litellm, name) for name in names) if litellm is not None else ()
+    # While another thread imports LiteLLM, its module is there before its names are.
+    found = (getattr(litellm, name, None) for name in names)
+    return tuple(error for error in found if error is not None)
 
 
 def failure_classify(exc: BaseException) -> TurnFailure:

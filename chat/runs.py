@@ -69,8 +69,10 @@ def _instructions(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _tool_not_found(offered: list[str], args: ToolErrorFormatterArgs[Any]) -> str:
+def _tool_not_found(offered: list[str], args: ToolErrorFormatterArgs[Any]) -> str | None:
     """What the model reads when it calls a tool it was not offered: the turn goes on."""
+    if args.kind != "tool_not_found":
+        return None  # the SDK's own message
     available = ", ".join(offered) if offered else "none"
     return f"Error: there is no tool named {args.tool_name!r}. The tools you can call are: {available}."
 
@@ -103,8 +105,8 @@ class _Turn:
     def __init__(self, plan: TurnPlan, emit: Emit) -> None:
         self.plan = plan
         self.emit = emit
-        self.agent = agent_build(plan.model)
-        self.mapper = EventMapper(offered=frozenset(tool.name for tool in self.agent.tools))
+        self.agent: Agent[Any] | None = None  # built inside `run`, so a failure ends the turn
+        self.mapper = EventMapper()
         self.recorder = TurnRecorder(turn_id=plan.turn_id)
         self.session = ConversationSession(
             conversation_id=plan.conversation_id,
@@ -174,6 +176,9 @@ class _Turn:
             raise
 
     async def _consume(self) -> None:
+        if self.agent is None:
+            self.agent = agent_build(self.plan.model)
+            self.mapper.offered = frozenset(tool.name for tool in self.agent.tools)
         self.result = Runner.run_streamed(
             self.agent,
             self.plan.message,
