@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
@@ -88,7 +88,7 @@ class CatalogModel:
     litellm_model: str
     base_url: str | None
     entry_api_key: str | None
-    entry: CatalogEntry
+    entry: CatalogEntry = field(compare=False)  # a pydantic model: left out of eq and hash
 
     # Price and capabilities: the entry's, else LiteLLM's map's. Looked up on first use (the
     # warm-up's, in the background), not at start-up: parsing the map takes ~0.2 s.

@@ -14,11 +14,19 @@ from chat.services import turns_mark_interrupted
 TOOL_ICON = "🔧"
 
 
+FAILED_TURN = (TurnStatus.ERROR, TurnStatus.INTERRUPTED)
+
+
 def conversation_list() -> QuerySet[Conversation]:
+    """Newest first, each with the number of messages its display list shows (a failed turn's
+    error entry among them)."""
     return Conversation.objects.annotate(
         message_count=Count(
-            "turns__messages", filter=~Q(turns__messages__kind=MessageKind.ASSISTANT, turns__messages__content="")
+            "turns__messages",
+            filter=~Q(turns__messages__kind=MessageKind.ASSISTANT, turns__messages__content=""),
+            distinct=True,
         )
+        + Count("turns", filter=Q(turns__status__in=FAILED_TURN), distinct=True)
     ).order_by("-updated_at")
 
 
@@ -38,7 +46,7 @@ def conversation_display_messages(*, conversation_id: str) -> list[dict[str, Any
         messages.extend(entry for message in turn.messages.all() if (entry := _display_entry(message)) is not None)
         # Live, the error has an entry of its own after whatever was streamed (PROTOCOL.md,
         # "Errors after output").
-        if turn.status in (TurnStatus.ERROR, TurnStatus.INTERRUPTED):
+        if turn.status in FAILED_TURN:
             error = turn.error or "The reply was interrupted."
             messages.append({"role": "assistant", "content": f"Error: {error}"})
     return messages

@@ -90,7 +90,8 @@ def warmup() -> None:
     warm-up must not hold it). A failure is logged, never fatal."""
     global _state
     started = time.perf_counter()
-    _state = WarmupState.RUNNING
+    with _state_lock:
+        _state = WarmupState.RUNNING
     try:
         # The SDK exports traces to OpenAI by default: off unless the operator asks for it.
         # (Every turn also says so in its RunConfig; building the trace provider costs ~0.2 s.)
@@ -101,13 +102,15 @@ def warmup() -> None:
             model.price  # noqa: B018 - looks the model up in LiteLLM's price map, once
         if any(model.usable and model.provider not in NATIVE_PROVIDERS for model in models):
             litellm_setup()
+        heap_settle()
     except Exception:
-        _state = WarmupState.FAILED
+        ended = WarmupState.FAILED
         logger.warning("warm-up failed; the first turn will be slower", exc_info=True)
-        return
-    heap_settle()
-    _state = WarmupState.DONE
-    logger.info("warm-up done in %.2fs", time.perf_counter() - started, extra={"event": "warmup"})
+    else:
+        ended = WarmupState.DONE
+        logger.info("warm-up done in %.2fs", time.perf_counter() - started, extra={"event": "warmup"})
+    with _state_lock:
+        _state = ended
 
 
 def warmup_start() -> None:

@@ -7,11 +7,12 @@ health probe). Importing the app does no work of its own.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chat.warmup import warmup_start
 
-ASGIApp = Any
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 class LifespanApp:

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connections
 from django.test import override_settings
 
+from chat.warmup import warmup
 from dreamytin.asgi import application
 from tests.fake_provider import FakeProvider
 
@@ -30,6 +31,13 @@ async def _close_async_orm_connection(django_db_setup: None, django_db_blocker: 
         for connection in connections.all():
             if getattr(connection, "pool", None) is not None:
                 connection.close_pool()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warmed_up() -> None:
+    """The app's first call starts the warm-up in the background; here it runs once, up front,
+    so it never changes the collector in the middle of a test."""
+    warmup()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -78,7 +78,8 @@ class Server:
                 continue
             if health.status_code == 200:
                 self.cold_start = self.cold_start or time.perf_counter() - started
-                if health.json()["warmup"] in ("done", "failed"):
+                self.warmup = health.json()["warmup"]
+                if self.warmup in ("done", "failed"):
                     self.warm = time.perf_counter() - started
                     return
             time.sleep(0.02)

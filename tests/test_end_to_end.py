@@ -72,6 +72,7 @@ def server(request: pytest.FixtureRequest, fake_server: FakeProvider, tmp_path_f
     tmp_path = tmp_path_factory.mktemp(request.param)
     env = server_env(fake_server, tmp_path, f"e2e_{request.param}")
     running = Server(request.param, env, tmp_path / "server.log")
+    assert running.warmup == "done"
     yield running
     running.stop()
 

@@ -33,10 +33,9 @@ def render(
         elif kind == "final_response_start":
             shown.append({"role": "assistant", "content": ""})
         elif kind == "error":
-            for index in range(len(shown) - 1, -1, -1):
-                if shown[index]["role"] == "assistant":
-                    shown[index] = {**shown[index], "content": f"Error: {event['error']}"}
-                    break
+            # Written over the last message when it is the assistant's; nothing shows after a tool.
+            if shown[-1]["role"] == "assistant":
+                shown[-1] = {**shown[-1], "content": f"Error: {event['error']}"}
     return shown
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from chat.models import Message, SessionItem, UsageRecord
 from tests.conftest import connect
-from tests.fake_provider import text, tools
+from tests.fake_provider import error, text, tools
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,6 +45,12 @@ def test_create_never_refuses_over_the_model_it_falls_back_to_the_default(client
     response = client.post("/conversations", {"session_id": "first1", "model": model}, content_type="application/json")
     assert response.status_code == 201
     assert response.json()["model"] == "gpt-4o"
+
+
+def test_create_keeps_a_usable_model_that_is_not_the_default(client, provider):
+    body = {"session_id": "chosen1", "model": "claude-sonnet-4-5"}
+    response = client.post("/conversations", body, content_type="application/json")
+    assert response.status_code == 201 and response.json()["model"] == "claude-sonnet-4-5"
 
 
 def test_create_with_a_model_whose_provider_has_no_key_falls_back(client, provider, settings):
@@ -96,6 +102,14 @@ async def test_list_newest_first_with_titles_and_counts(async_client, provider):
     assert listed[1]["title"] == "First question about Django channels"
     assert listed[0]["message_count"] == 3  # user, tool, assistant
     assert listed[1]["message_count"] == 2
+
+
+async def test_a_failed_turns_error_entry_is_counted_like_the_others(async_client, provider):
+    await chat("failed", provider, tools(("ls", {}), text=["Looking."]), error(500))
+    listed = (await async_client.get("/conversations")).json()["conversations"]
+    shown = (await async_client.get("/conversations/failed")).json()["messages"]
+    assert [m["role"] for m in shown] == ["user", "assistant", "tool", "assistant"]
+    assert listed[0]["message_count"] == len(shown)
     assert set(listed[0]) == {"id", "title", "created_at", "updated_at", "message_count", "model"}
 
 
