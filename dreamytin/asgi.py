@@ -13,7 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.warmup import warmup  # noqa: E402
-from dreamytin.lifespan import LifespanApp  # noqa: E402
+from dreamytin.lifespan import LifespanApp, twisted_hooks_install  # noqa: E402
 from dreamytin.websocket_origin import OriginCheckMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -22,7 +22,8 @@ application = ProtocolTypeRouter(
         # No session or auth middleware: the chat socket is open to whoever passes the origin
         # check (the contract has no login), and each would wrap every frame sent.
         "websocket": OriginCheckMiddleware(URLRouter(websocket_urlpatterns)),
-        # uvicorn sends lifespan events; Daphne does not (warm-up runs at import, below).
+        # uvicorn sends lifespan events; Daphne does not (warm-up runs at import, below, and
+        # MCP servers start and stop with Twisted's reactor).
         "lifespan": LifespanApp(),
     }
 )
@@ -30,3 +31,4 @@ application = ProtocolTypeRouter(
 # Before the server accepts anything: the first turn must not pay for first-use costs, and
 # collections must not walk the start-up heap.
 warmup()
+twisted_hooks_install()
