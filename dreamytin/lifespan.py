@@ -36,7 +36,8 @@ def twisted_hooks_install() -> None:
         return
     from twisted.internet.defer import Deferred
 
-    reactor.callWhenRunning(mcp_start)
+    # A delayed call runs on the asyncio loop once it runs (`callWhenRunning` fires before it does).
+    reactor.callLater(0, mcp_start)
     # A trigger that returns a Deferred holds the shutdown until it fires.
     reactor.addSystemEventTrigger(
         "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(mcp_shutdown()))

@@ -171,6 +171,9 @@ LOGGING = {
         # LiteLLM logs request bodies (and with them keys in headers) at DEBUG.
         "LiteLLM": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        # The MCP client's HTTP library and transports log every request and session id at INFO.
+        "httpx2": {"level": "WARNING"},
+        "mcp": {"level": "WARNING"},
         "openai.agents": {"level": "WARNING"},
     },
 }

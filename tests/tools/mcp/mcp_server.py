@@ -68,3 +68,7 @@ if __name__ == "__main__":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         server.run()
+        # Reached only when the client closed the session (stdin), not when the server was killed.
+        if os.environ.get("EXIT_FILE"):
+            with open(os.environ["EXIT_FILE"], "w") as exit_file:
+                exit_file.write(str(os.getpid()))
