@@ -78,8 +78,16 @@ async def health_check() -> HealthReport:
 
 
 def _mcp_service() -> dict[str, Any]:
-    """`up` when every server is up, `down` when none is, else `degraded`; read only, starts nothing."""
+    """`up` when every server is up, `degraded` when some are, `down` when none is and one has
+    failed, else `starting`; read only, it starts nothing."""
     servers = mcp_servers_status()
-    up = sum(1 for server in servers.values() if server["status"] == "up")
-    status = "up" if up == len(servers) else "down" if up == 0 else "degraded"
+    states = [server["status"] for server in servers.values()]
+    if all(state == "up" for state in states):
+        status = "up"
+    elif "up" in states:
+        status = "degraded"
+    elif "down" in states:
+        status = "down"
+    else:
+        status = "starting"
     return {"status": status, "backend": "mcp", "optional": True, "servers": servers}

@@ -219,7 +219,7 @@ class McpServer:
                 elif item.generation != generation:
                     continue  # about an earlier connection
                 elif item.kind == "relist":
-                    await self._list_tools(connection)
+                    await self._relist(connection)
                 elif item.kind == "ended":
                     self.error = "the server closed the connection"
                     logger.warning("MCP server %s stopped", self.name, extra={"event": "mcp_stopped"})
@@ -272,6 +272,12 @@ class McpServer:
             if not cursor:
                 break
         self.tools, self.listed = tools, True
+
+    async def _relist(self, connection: Connection) -> None:
+        try:
+            await self._list_tools(connection)
+        except Exception as exc:  # noqa: BLE001 - the last list stays in use; logged
+            logger.warning("MCP server %s: could not refresh its tools: %s", self.name, error_describe(exc))
 
     async def _on_message(self, message: IncomingMessage, generation: int) -> None:
         if isinstance(message, types.ToolListChangedNotification):

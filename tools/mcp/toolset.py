@@ -40,10 +40,12 @@ class McpServers:
             server.want()
 
     async def ready(self) -> None:
-        """Start every server and wait for those whose tools were never listed (at most
-        MCP_START_TIMEOUT): a server that was up before is offered with its last list at once."""
+        """Start every server and wait for the first start of those never started (at most
+        MCP_START_TIMEOUT). A server that was up before is offered with its last list at once, and
+        one that failed is retried in the background: a server that hangs at start must not
+        stall every turn."""
         self.start()
-        pending = [server for server in self.servers.values() if not server.listed]
+        pending = [server for server in self.servers.values() if not server.listed and not server.failures]
         if pending:
             await asyncio.gather(*(server.wait_started(settings.MCP_START_TIMEOUT) for server in pending))
 

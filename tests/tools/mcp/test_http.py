@@ -3,6 +3,7 @@ a turn, the entry's headers on its requests, and a server that goes away and com
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -84,3 +85,23 @@ async def test_an_http_server_that_went_away_is_a_failed_result_then_reconnected
     result = next(e for e in back if e["type"] == "tool_result")
     assert result["ok"] is True and int(result["result"]) == second.process.pid
     assert state == "up"
+
+
+async def test_a_server_that_hangs_at_start_stalls_only_the_first_turn(ws, provider, mcp, async_client, settings):
+    settings.MCP_START_TIMEOUT = 1
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/mcp"
+        with mcp(silent=HttpEntry(url=url)):
+            started = time.monotonic()
+            first = await ws.turn("hello")
+            first_took = time.monotonic() - started
+            started = time.monotonic()
+            second = await ws.turn("again")
+            second_took = time.monotonic() - started
+            health = (await async_client.get("/health")).json()
+    assert first[-1]["finish_reason"] == second[-1]["finish_reason"] == "stop"
+    assert 1 <= first_took and second_took < 1
+    assert health["status"] == "healthy"
+    assert "did not start within 1 seconds" in health["services"]["mcp"]["servers"]["silent"]["error"]
