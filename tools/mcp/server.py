@@ -76,6 +76,7 @@ class McpServer:
         self._wanted = asyncio.Event()
         self._attempt_done = asyncio.Event()
         self._generation = 0
+        self._queued_calls = 0  # calls on the queue that no session has taken yet
         self._closing = False
         self._owner: asyncio.Task[None] | None = None
 
@@ -118,6 +119,7 @@ class McpServer:
                 return ToolResult.failure(f"The MCP server {self.name} could not start: {self.error or 'timed out'}.")
         timeout = self.timeout
         call = _Call(tool=tool, arguments=arguments, timeout=timeout)
+        self._queued_calls += 1
         self._queue.put_nowait(call)
         try:
             # A little over the session's own time-out, which also tells the server to stop.
@@ -150,10 +152,14 @@ class McpServer:
             if self._closing:
                 break
             await self._run_once()
-            self._wanted.clear()
-            self._attempt_done.set()
             if self._closing:
                 break
+            if self._queued_calls and not self.retry_in():
+                # Calls came for a server that has just stopped: start it again for them.
+                continue
+            self._fail_queued(f"The MCP server {self.name} stopped: {self.error or 'its connection ended'}.")
+            self._wanted.clear()
+            self._attempt_done.set()
         self.state = State.CLOSED
         self._attempt_done.set()
         self._fail_queued(f"The MCP server {self.name} was shut down.")
@@ -192,7 +198,6 @@ class McpServer:
         except Exception as exc:  # noqa: BLE001 - a broken server must never stop the backend; logged in _failed
             self._failed(str(exc) if isinstance(exc, ServerStartError) else error_describe(exc))
         self.state = State.DOWN
-        self._fail_queued(f"The MCP server {self.name} stopped: {self.error or 'its connection ended'}.")
 
     def _failed(self, error: str) -> None:
         self.failures += 1
@@ -213,6 +218,7 @@ class McpServer:
             while True:
                 item = await self._queue.get()
                 if isinstance(item, _Call):
+                    self._queued_calls -= 1
                     task = asyncio.create_task(self._run_call(connection, item))
                     running.add(task)
                     task.add_done_callback(running.discard)
@@ -288,8 +294,10 @@ class McpServer:
     def _fail_queued(self, reason: str) -> None:
         while not self._queue.empty():
             item = self._queue.get_nowait()
-            if isinstance(item, _Call) and not item.future.done():
-                item.future.set_result(ToolResult.failure(reason))
+            if isinstance(item, _Call):
+                self._queued_calls -= 1
+                if not item.future.done():
+                    item.future.set_result(ToolResult.failure(reason))
 
 
 def arguments_parse(raw: str) -> dict[str, Any] | None:
