@@ -57,7 +57,8 @@ def _stdio_parameters(entry: StdioEntry) -> StdioServerParameters:
     # The launcher makes the child die with this process, even when it is killed (Linux).
     return StdioServerParameters(
         command=sys.executable,
-        args=["-I", str(LAUNCHER), str(os.getpid()), entry.command, *entry.args],
+        # -I -S: no user site, no PYTHON* variables, no site packages (70 ms instead of 170 here).
+        args=["-I", "-S", str(LAUNCHER), str(os.getpid()), entry.command, *entry.args],
         env=env,
         cwd=entry.cwd,
     )

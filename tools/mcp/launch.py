@@ -1,6 +1,6 @@
 """Run an MCP server so that it dies with the backend worker that started it.
 
-Started as `python -I launch.py <parent pid> <command> <args...>`: it asks the kernel to kill it
+Started as `python -I -S launch.py <parent pid> <command> <args...>`: it asks the kernel to kill it
 when its parent dies (Linux `PR_SET_PDEATHSIG`, which survives `exec`), then becomes the
 server. A worker killed with SIGKILL cannot close its servers; without this they would outlive
 it. Stand-alone on purpose: it runs in the server's stripped environment, without Django.

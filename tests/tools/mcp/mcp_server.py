@@ -8,6 +8,7 @@ its path: it imports only `mcp`.
 import asyncio
 import os
 import sys
+import time
 
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -72,3 +73,5 @@ if __name__ == "__main__":
         if os.environ.get("EXIT_FILE"):
             with open(os.environ["EXIT_FILE"], "w") as exit_file:
                 exit_file.write(str(os.getpid()))
+        if os.environ.get("LINGER"):  # a server that does not exit when its stdin closes
+            time.sleep(3600)
