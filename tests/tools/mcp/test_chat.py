@@ -134,6 +134,8 @@ async def test_a_name_clash_is_prefixed_and_tools_lists_both(ws, provider, mcp, 
     }
     assert by_name["echo_env"]["parameters"]["required"] == ["key"]
     assert listing["mcp_servers"]["test"]["status"] == "up"
+    schema = (await async_client.get("/openapi.json")).json()
+    assert "ToolOut" in schema["components"]["schemas"] and "get" in schema["paths"]["/tools"]
 
 
 async def test_tools_enabled_names_mcp_tools_and_servers(mcp, async_client):
