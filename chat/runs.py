@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
-from agents import Agent, RunConfig, Runner, ToolErrorFormatterArgs
+from agents import Agent, FunctionTool, RunConfig, Runner, ToolErrorFormatterArgs
 from agents.result import RunResultStreaming
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -31,6 +31,7 @@ from chat.recorder import TurnRecorder
 from chat.session import ConversationSession
 from chat.usage import RequestUsage, request_usage, usage_estimate, usage_row, usage_sum
 from tools.adapter import function_tool
+from tools.offered import mcp_function_tools
 from tools.registry import registry
 
 logger = logging.getLogger(__name__)
@@ -87,8 +88,9 @@ def run_config_build(agent: Agent[Any]) -> RunConfig:
     )
 
 
-def agent_build(model: CatalogModel) -> Agent[Any]:
-    tools = [function_tool(tool) for tool in registry.enabled()] if model.supports_tools else []
+def agent_build(model: CatalogModel, mcp_tools: Sequence[FunctionTool] = ()) -> Agent[Any]:
+    """The turn's agent: the enabled built-in tools, then the MCP servers' (`mcp_tools`)."""
+    tools = [*(function_tool(tool) for tool in registry.enabled()), *mcp_tools] if model.supports_tools else []
     resolved = model_resolve(model)
     return Agent(
         name="DreamyTin",
@@ -177,7 +179,8 @@ class _Turn:
 
     async def _consume(self) -> None:
         if self.agent is None:
-            self.agent = agent_build(self.plan.model)
+            mcp_tools = await mcp_function_tools() if self.plan.model.supports_tools else []
+            self.agent = agent_build(self.plan.model, mcp_tools)
             self.mapper.offered = frozenset(tool.name for tool in self.agent.tools)
         self.result = Runner.run_streamed(
             self.agent,

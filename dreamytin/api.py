@@ -12,6 +12,7 @@ from chat.exceptions import ChatError
 from chat.warmup import warmup_state
 from dreamytin.health import health_check
 from dreamytin.middleware import json_error
+from tools.api import router as tools_router
 
 api = NinjaAPI(
     title="DreamyTin backend",
@@ -53,7 +54,7 @@ def root(request: HttpRequest) -> dict[str, str]:
     return {"message": "DreamyTin backend is running", "status": "running"}
 
 
-@api.get("/health", tags=["system"], summary="Database and channel layer status")
+@api.get("/health", tags=["system"], summary="Database, channel layer and MCP server status")
 async def health(request: HttpRequest) -> JsonResponse:
     from django.utils import timezone
 
@@ -72,3 +73,4 @@ async def health(request: HttpRequest) -> JsonResponse:
 
 
 api.add_router("", chat_router)
+api.add_router("", tools_router)

@@ -12,18 +12,17 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
-from dreamytin.startup import LifespanApp, WarmUpOnFirstCall  # noqa: E402
+from dreamytin.startup import LifespanApp, twisted_hooks_install  # noqa: E402
 from dreamytin.websocket_origin import OriginCheckMiddleware  # noqa: E402
 
-application = WarmUpOnFirstCall(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            # No session or auth middleware: the chat socket is open to whoever passes the
-            # origin check (the contract has no login), and each would wrap every frame sent.
-            "websocket": OriginCheckMiddleware(URLRouter(websocket_urlpatterns)),
-            # uvicorn sends lifespan events; Daphne does not.
-            "lifespan": LifespanApp(),
-        }
-    )
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # No session or auth middleware: the chat socket is open to whoever passes the origin
+        # check (the contract has no login), and each would wrap every frame sent.
+        "websocket": OriginCheckMiddleware(URLRouter(websocket_urlpatterns)),
+        # uvicorn sends lifespan events; Daphne does not: there the reactor starts and stops them.
+        "lifespan": LifespanApp(),
+    }
 )
+twisted_hooks_install()

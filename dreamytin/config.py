@@ -1,6 +1,6 @@
 """Typed configuration, read once from the environment (django-environ).
 
-Relative paths (MODELS_FILE, SYSTEM_PROMPT_FILE, TOOLS_ALLOWED_DIRS) are taken from the
+Relative paths (MODELS_FILE, SYSTEM_PROMPT_FILE, TOOLS_ALLOWED_DIRS, MCP_SERVERS_FILE) are taken from the
 project folder, so the server finds them whatever directory it is started from.
 
 `settings.py` turns this into Django settings; tests build a `Config` from a plain mapping
@@ -16,6 +16,8 @@ from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from tools.mcp.config import McpConfigError, McpEntry, mcp_servers_load
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
@@ -50,6 +52,9 @@ class Config:
     tools_max_entries: int
     tools_max_read_bytes: int
     tools_timeout: float
+    mcp_servers: dict[str, McpEntry]
+    mcp_timeout: float
+    mcp_start_timeout: float
     agents_tracing: bool
     secure_ssl_redirect: bool
     secure_hsts_seconds: int
@@ -111,6 +116,9 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
                 env.int("TOOLS_MAX_READ_BYTES", default=1024 * 1024), "TOOLS_MAX_READ_BYTES"
             ),
             tools_timeout=env.float("TOOLS_TIMEOUT", default=15.0),
+            mcp_servers=_mcp_servers(_optional(env, "MCP_SERVERS_FILE"), base_dir, environment),
+            mcp_timeout=_positive_seconds(env.float("MCP_TIMEOUT", default=30.0), "MCP_TIMEOUT"),
+            mcp_start_timeout=_positive_seconds(env.float("MCP_START_TIMEOUT", default=60.0), "MCP_START_TIMEOUT"),
             agents_tracing=env.bool("AGENTS_TRACING", default=False),
             secure_ssl_redirect=env.bool("SECURE_SSL_REDIRECT", default=False),
             secure_hsts_seconds=env.int("SECURE_HSTS_SECONDS", default=0),
@@ -127,6 +135,23 @@ def _root_spec(spec: str, base_dir: Path) -> str:
     if not sep:
         return str(base_dir / Path(spec).expanduser())
     return f"{name}={base_dir / Path(path).expanduser()}"
+
+
+def _mcp_servers(path: str | None, base_dir: Path, environment: Mapping[str, str]) -> dict[str, McpEntry]:
+    """Unset: no MCP servers. A file that cannot be read or parsed is a start-up error; a server
+    that fails to start later is not (it shows in `/health`)."""
+    if path is None:
+        return {}
+    try:
+        return mcp_servers_load(base_dir / Path(path).expanduser(), environment)
+    except McpConfigError as exc:
+        raise ImproperlyConfigured(f"MCP_SERVERS_FILE: {exc}") from exc
+
+
+def _positive_seconds(value: float, name: str) -> float:
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive number of seconds, got {value}")
+    return value
 
 
 def _positive(value: int, name: str) -> int:

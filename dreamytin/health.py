@@ -1,15 +1,23 @@
-"""Really check the services the server depends on; never call a provider."""
+"""Really check the services the server depends on; never call a provider.
+
+MCP servers are listed with their state but never change the overall status: they are optional
+third-party tools, chat works without them, and a 503 would make a load balancer take a worker
+out of service because of someone else's server.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
+
+from tools.mcp.toolset import mcp_servers_status
 
 logger = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -19,7 +27,7 @@ Status = Literal["healthy", "degraded", "unhealthy"]
 @dataclass(frozen=True, kw_only=True)
 class HealthReport:
     status: Status
-    services: dict[str, dict[str, str]]
+    services: dict[str, dict[str, Any]]
 
 
 def _database_ping() -> None:
@@ -63,4 +71,23 @@ async def health_check() -> HealthReport:
         status = "degraded"
     if database["status"] != "up":
         status = "unhealthy"
-    return HealthReport(status=status, services={"database": database, "channel_layer": channel_layer})
+    services: dict[str, dict[str, Any]] = {"database": database, "channel_layer": channel_layer}
+    if settings.MCP_SERVERS:
+        services["mcp"] = _mcp_service()
+    return HealthReport(status=status, services=services)
+
+
+def _mcp_service() -> dict[str, Any]:
+    """`up` when every server is up, `degraded` when some are, `down` when none is and one has
+    failed, else `starting`; read only, it starts nothing."""
+    servers = mcp_servers_status()
+    states = [server["status"] for server in servers.values()]
+    if all(state == "up" for state in states):
+        status = "up"
+    elif "up" in states:
+        status = "degraded"
+    elif "down" in states:
+        status = "down"
+    else:
+        status = "starting"
+    return {"status": status, "backend": "mcp", "optional": True, "servers": servers}

@@ -127,6 +127,10 @@ TOOLS_ALLOWED_DIRS = CONFIG.tools_allowed_dirs
 TOOLS_MAX_ENTRIES = CONFIG.tools_max_entries
 TOOLS_MAX_READ_BYTES = CONFIG.tools_max_read_bytes
 TOOLS_TIMEOUT = CONFIG.tools_timeout
+# MCP servers (tools.mcp): the parsed entries of MCP_SERVERS_FILE, by name.
+MCP_SERVERS = CONFIG.mcp_servers
+MCP_TIMEOUT = CONFIG.mcp_timeout
+MCP_START_TIMEOUT = CONFIG.mcp_start_timeout
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -167,6 +171,9 @@ LOGGING = {
         # LiteLLM logs request bodies (and with them keys in headers) at DEBUG.
         "LiteLLM": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        # The MCP client's HTTP library and transports log every request and session id at INFO.
+        "httpx2": {"level": "WARNING"},
+        "mcp": {"level": "WARNING"},
         "openai.agents": {"level": "WARNING"},
     },
 }

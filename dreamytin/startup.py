@@ -1,18 +1,28 @@
-"""Server start-up: the warm-up begins with the first thing the server hands the app.
+"""Process start and exit: the warm-up begins and MCP servers start when the server starts;
+MCP servers close before it exits.
 
-uvicorn sends the lifespan `startup` event before it accepts connections; Daphne sends no
-lifespan events, so there it begins with the first request (the frontend's first REST call, a
-health probe). Importing the app does no work of its own.
+uvicorn sends ASGI lifespan events; Daphne (and `runserver`, which is Daphne's) never does, so
+under Twisted the same two steps hang on its reactor instead. Both run on the serving loop, so
+each MCP server's owner task opens and closes its session on the loop that serves the turns.
+Where neither runs (uvicorn with `--lifespan off`), MCP servers start on the first turn, stdio
+servers still die with the process (`tools/mcp/launch.py`), and the first turn pays for the
+warm-up. Importing the app does no work of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import sys
 from typing import Any
 
 from chat.warmup import warmup_start
+from tools.mcp.toolset import mcp_shutdown, mcp_start
 
-ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+def process_started() -> None:
+    """On the serving loop, once it runs."""
+    warmup_start()  # in the background: the server answers meanwhile
+    mcp_start()
 
 
 class LifespanApp:
@@ -20,21 +30,24 @@ class LifespanApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                process_started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await mcp_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
-class WarmUpOnFirstCall:
-    """Start the warm-up (in the background) when the server first calls the app."""
+def twisted_hooks_install() -> None:
+    """Under Daphne: start once the reactor runs, close the MCP servers before it stops."""
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None:  # not under Twisted: uvicorn's lifespan does it
+        return
+    from twisted.internet.defer import Deferred
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.started = False
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if not self.started:
-            self.started = True
-            warmup_start()
-        await self.app(scope, receive, send)
+    # A delayed call runs on the asyncio loop once it runs (`callWhenRunning` fires before it does).
+    reactor.callLater(0, process_started)
+    # A trigger that returns a Deferred holds the shutdown until it fires.
+    reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(mcp_shutdown()))
+    )

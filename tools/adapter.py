@@ -55,6 +55,11 @@ def _schema(args_model: type[ToolArgs]) -> dict[str, Any]:
     return schema
 
 
+def tool_schema(tool: BaseTool[ToolArgs]) -> dict[str, Any]:
+    """The JSON schema of a tool's arguments, as the model is given it."""
+    return _schema(tool.args_model)
+
+
 def function_tool(tool: BaseTool[ToolArgs]) -> FunctionTool:
     async def on_invoke(context: ToolContext[Any], raw_arguments: str) -> ToolResult:
         return await tool_invoke(tool, raw_arguments)
@@ -62,7 +67,7 @@ def function_tool(tool: BaseTool[ToolArgs]) -> FunctionTool:
     return FunctionTool(
         name=tool.name,
         description=tool.describe(),
-        params_json_schema=_schema(tool.args_model),
+        params_json_schema=tool_schema(tool),
         on_invoke_tool=on_invoke,
         # Strict schemas demand every property be required; ours have defaults and are
         # validated here instead.

@@ -27,7 +27,9 @@ def check_tools(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             continue
         if schema.get("type") != "object":
             problems.append(Error(f"Tool {tool.name!r} arguments must be an object", obj=label, id="tools.E004"))
+    # MCP tools are known only once their servers run: with servers configured, a name that no
+    # app registers may be one of theirs.
     for name in settings.TOOLS_ENABLED or []:
-        if name not in registry:
+        if name not in registry and not settings.MCP_SERVERS:
             problems.append(Warning(f"TOOLS_ENABLED names {name!r}, which no app registers", id="tools.W001"))
     return problems
