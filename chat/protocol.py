@@ -69,9 +69,7 @@ def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame
     if isinstance(frame, ChatFrame):
         for name, value in (("message", frame.message), ("model", frame.model)):
             if value is not None and not text_storable(value):
-                raise FrameError(
-                    "invalid_message", f"The {name} holds a NUL character or a lone UTF-16 surrogate."
-                )
+                raise FrameError("invalid_message", f"The {name} holds a NUL character or a lone UTF-16 surrogate.")
         if not frame.message.strip():
             raise FrameError("empty_message", "The message is empty.")
         if len(frame.message) > max_message_chars:

@@ -10,21 +10,23 @@ from chat.db import db_async
 from chat.exceptions import ConversationNotFound
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus
 from chat.services import turns_mark_interrupted
+from chat.visibility import owned
 
 TOOL_ICON = "🔧"
 
 
-def conversation_list() -> QuerySet[Conversation]:
-    return Conversation.objects.annotate(
+def conversation_list(*, owner_id: int | None = None) -> QuerySet[Conversation]:
+    conversations = owned(Conversation.objects, owner_id)
+    return conversations.annotate(
         message_count=Count(
             "turns__messages", filter=~Q(turns__messages__kind=MessageKind.ASSISTANT, turns__messages__content="")
         )
     ).order_by("-updated_at")
 
 
-def conversation_get(*, conversation_id: str) -> Conversation:
+def conversation_get(*, conversation_id: str, owner_id: int | None = None) -> Conversation:
     try:
-        return Conversation.objects.get(id=conversation_id)
+        return owned(Conversation.objects, owner_id).get(id=conversation_id)
     except Conversation.DoesNotExist as exc:
         raise ConversationNotFound(f"Conversation {conversation_id} not found") from exc
 
