@@ -20,6 +20,7 @@ from tools.workspace import Opened, Root, resolve_error, workspace_open_dir, wor
 
 SNIFF_BYTES = 8192
 
+
 def _workspace_hint() -> str:
     roots = workspace_roots()
     if len(roots) == 1:
