@@ -8,6 +8,7 @@ import logging
 import random
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
@@ -113,7 +114,7 @@ def _random_frame(rng: random.Random) -> dict:
     return {"text_data": json.dumps({"type": "ping"})}
 
 
-async def test_fuzz_frames_each_get_a_coded_answer_and_the_server_stays_healthy(provider, async_client, caplog):
+async def test_fuzz_frames_each_get_a_coded_answer_and_the_server_stays_healthy(provider, client, caplog):
     rng = random.Random(23)  # noqa: S311 - fixed seed: a failure replays
     with override_settings(RATE_LIMIT_FRAMES=None), caplog.at_level(logging.WARNING):
         ws = await connect("fuzz1")
@@ -130,4 +131,4 @@ async def test_fuzz_frames_each_get_a_coded_answer_and_the_server_stays_healthy(
         await ws.communicator.disconnect()
     assert not [r for r in caplog.records if r.exc_info]
     assert provider.requests == []
-    assert (await async_client.get("/health")).status_code == 200
+    assert (await sync_to_async(client.get)("/health")).status_code == 200
