@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -15,7 +14,6 @@ from accounts.limits import connection_acquire, connection_release
 
 logger = logging.getLogger("accounts")
 Scope = dict[str, Any]
-HTTP_RESPONSE = "websocket.http.response"  # ASGI extension: answer the handshake with a body
 
 
 class AccessGuard:
@@ -27,22 +25,23 @@ class AccessGuard:
             identity = await identify_scope(scope)
         except Refusal as refusal:
             logger.info(
-                "refused socket %s: %s",
+                "refused socket %s (%s): %s",
                 scope.get("path"),
                 refusal.status,
+                refusal.detail,
                 extra={"event": "ws_refused", "status": refusal.status, "client": scope.get("client")},
             )
-            await handshake_refuse(scope, receive, send, refusal.status, refusal.detail, code="unauthorized")
+            await handshake_refuse(receive, send)
             return
         slot = await connection_acquire(identity.address, settings.MAX_CONNECTIONS_PER_ADDRESS)
         if slot is None:
             logger.warning(
-                "too many sockets from %s",
+                "too many sockets from %s (MAX_CONNECTIONS_PER_ADDRESS=%s)",
                 identity.address,
+                settings.MAX_CONNECTIONS_PER_ADDRESS,
                 extra={"event": "ws_connection_limit", "client": identity.address},
             )
-            detail = f"Too many open connections from this address (at most {settings.MAX_CONNECTIONS_PER_ADDRESS})."
-            await handshake_refuse(scope, receive, send, 429, detail, code="rate_limited")
+            await handshake_refuse(receive, send)
             return
         try:
             await self.app(dict(scope, identity=identity), receive, send)
@@ -50,16 +49,11 @@ class AccessGuard:
             await connection_release(slot)
 
 
-async def handshake_refuse(scope: Scope, receive: Any, send: Any, status: int, detail: str, *, code: str) -> None:
-    """Refuse before accepting: with a JSON body where the server supports it (uvicorn), else
-    a bare 403 (Daphne); the log has the reason either way."""
+async def handshake_refuse(receive: Any, send: Any) -> None:
+    """Refuse before accepting: both servers answer the handshake with HTTP 403, and the log
+    line before it says why. (uvicorn could send a JSON body through the ASGI
+    `websocket.http.response` extension, but 0.54 then logs "ASGI callable returned without
+    completing handshake" as an ERROR for every refusal: a log flood an attacker controls.)"""
     message = await receive()
-    if message["type"] != "websocket.connect":
-        return  # the client left already
-    if HTTP_RESPONSE in scope.get("extensions", {}):
-        body = json.dumps({"detail": detail, "code": code}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": body})
-        return
-    await send({"type": "websocket.close", "code": 1008})
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})

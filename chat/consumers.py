@@ -37,7 +37,9 @@ from chat.wire import TurnFrames, json_encode, timestamp_now
 logger = logging.getLogger("chat.websocket")
 CLOSE_INVALID_ID = 4400  # application close code: the conversation id is malformed
 CLOSE_TOO_BIG = 1009  # RFC 6455: message too big
-CLOSE_POLICY = 1008  # RFC 6455: policy violation (a frame flood far past RATE_LIMIT_FRAMES)
+# A frame flood far past RATE_LIMIT_FRAMES. An application code: Daphne (autobahn) refuses to
+# send 1008 or any code but 1000 and 3000-4999 from the application, and raises instead.
+CLOSE_FLOOD = 4429
 CLOSE_NOT_FOUND = 4404  # application close code: another user's conversation (refused at the handshake)
 
 
@@ -91,6 +93,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.state is not ConnectionState.OPEN:
+            return  # frames the server had queued before this socket was closed
         verdict, retry_after = self.frames.hit(time.monotonic())
         if verdict == "drop":
             return
@@ -99,7 +103,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._lone_error("rate_limited", message, retryable=True, retry_after=retry_after)
             return
         if verdict == "close":
-            await self.close(code=CLOSE_POLICY)
+            await self._close(CLOSE_FLOOD)
             return
         if text_data is None:
             await self._lone_error("invalid_message", "Binary frames are not supported; send JSON text frames.")
@@ -108,7 +112,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # A character is at most four bytes in UTF-8: encode only frames that could be too big.
         if len(text_data) > limit // 4 and len(text_data.encode()) > limit:
             await self._lone_error("message_too_large", "The frame is larger than 1 MiB.")
-            await self.close(code=CLOSE_TOO_BIG)
+            await self._close(CLOSE_TOO_BIG)
             return
         try:
             frame = frame_parse(text_data, max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS)
@@ -168,6 +172,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         task.cancel()
         # The turn catches the cancel, records it and sends stream_end; wait for that.
         await asyncio.gather(task, return_exceptions=True)
+
+    async def _close(self, code: int) -> None:
+        """Close from our side, once: a server must not be sent a second close."""
+        self.state = ConnectionState.CLOSED
+        await self.close(code=code)
 
     async def _lone_error(
         self, code: str, message: str, *, retryable: bool = False, retry_after: float | None = None
