@@ -21,13 +21,14 @@ def unique_loopback() -> str:
 async def open_socket(
     path: str = "/ws/acct1",
     *,
-    address: str | None = "127.0.0.1",
+    address: str | None = None,
     headers: list[tuple[bytes, bytes]] | None = None,
     subprotocols: list[str] | None = None,
 ) -> tuple[bool, int | None, WebsocketCommunicator]:
-    """(accepted, close code or accepted subprotocol, communicator)."""
+    """(accepted, close code or accepted subprotocol, communicator). By default from a loopback
+    address of its own: a socket a test leaves open (a refused one whose app still waits for the
+    disconnect) must not count against another test's address, in Redis either."""
     communicator = WebsocketCommunicator(application, path, headers=headers, subprotocols=subprotocols)
-    if address is not None:
-        communicator.scope["client"] = (address, next(_ports))
+    communicator.scope["client"] = (address or unique_loopback(), next(_ports))
     accepted, detail = await communicator.connect(timeout=5)
     return accepted, detail, communicator

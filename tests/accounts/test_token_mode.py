@@ -60,7 +60,7 @@ async def test_a_socket_with_the_token_in_a_header_or_none():
     assert accepted is True and subprotocol is None
     await socket.disconnect()
     for subprotocols in ([], ["bearer"], [TOKEN], ["chat", TOKEN]):
-        refused, _code, _ = await open_socket(address="127.0.0.1", subprotocols=subprotocols)
+        refused, _code, _ = await open_socket(subprotocols=subprotocols)
         assert refused is False, subprotocols
 
 
