@@ -21,6 +21,10 @@ BEARER = "bearer"
 # whatever address the proxy connected from.
 FORWARDED_HEADERS = frozenset({"forwarded", "x-forwarded-for", "x-real-ip"})
 LOCAL = "local"  # the address of a client the server names none of (a UNIX socket, in-process)
+UNAUTHORIZED = (
+    "Authentication required: send 'Authorization: Bearer <token>' (on a WebSocket, the subprotocols "
+    "'bearer, <token>')."
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,9 +95,3 @@ def shared_token_valid(presented: str | None) -> bool:
         return False
     # Constant time: the comparison must not tell how many leading characters were right.
     return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), expected.encode())
-
-
-UNAUTHORIZED = (
-    "Authentication required: send 'Authorization: Bearer <token>' (on a WebSocket, the subprotocols "
-    "'bearer, <token>')."
-)

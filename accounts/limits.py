@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 PREFIX = "dreamytin:limit:"
 CONNECTION_TTL = 90.0
 REFRESH_EVERY = CONNECTION_TTL / 3
-_LOCAL_WINDOW_KEYS = 100_000  # bound on in-process counters (old windows are dropped past it)
+_LOCAL_COUNTERS = 100_000  # bound on in-process counters: one per (limit, who) seen
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def _redis() -> aioredis.Redis | None:
 
 # -- rate limits ------------------------------------------------------------------------------
 
-_windows: dict[str, int] = {}
+_windows: dict[tuple[str, str], tuple[int, int]] = {}  # (limit, who) -> (window's end, count)
 
 
 async def rate_hit(name: str, who: str, rate: Rate | None) -> Verdict:
@@ -68,13 +68,19 @@ async def rate_hit(name: str, who: str, rate: Rate | None) -> Verdict:
     now = time.time()
     window = int(now // rate.seconds)
     retry_after = max(1.0, math.ceil((window + 1) * rate.seconds - now))
-    key = f"{PREFIX}{name}:{who}:{window}"
     client = _redis()
     if client is None:
-        if len(_windows) >= _LOCAL_WINDOW_KEYS:
-            _windows.clear()  # a flood of distinct keys: forget (old windows are most of them)
-        count = _windows[key] = _windows.get(key, 0) + 1
+        end = (window + 1) * rate.seconds
+        if len(_windows) >= _LOCAL_COUNTERS:
+            # Only ended windows go: a live window's count must not be reset by a flood of
+            # other callers.
+            for stale in [k for k, (ends, _count) in _windows.items() if ends <= now]:
+                del _windows[stale]
+        ends, count = _windows.get((name, who), (end, 0))
+        count = count + 1 if ends == end else 1
+        _windows[(name, who)] = (end, count)
     else:
+        key = f"{PREFIX}{name}:{who}:{window}"
         try:
             async with client.pipeline(transaction=True) as pipe:
                 count, _ = await pipe.incr(key).expire(key, rate.seconds + 1).execute()

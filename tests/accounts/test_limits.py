@@ -98,3 +98,17 @@ def test_the_window_says_when_to_retry():
     assert rate.hit(101.0) == ("refuse", 9.0)
     assert rate.hit(102.0)[0] == "drop"
     assert rate.hit(110.0) == ("ok", 0.0)  # a new window
+
+
+async def test_in_process_counters_drop_ended_windows_never_live_ones(monkeypatch):
+    if settings.REDIS_URL:
+        pytest.skip("the in-process counters are used without REDIS_URL")
+    monkeypatch.setattr(limits, "_windows", {})
+    monkeypatch.setattr(limits, "_LOCAL_COUNTERS", 10)
+    rate = Rate(1, 3600)
+    assert (await limits.rate_hit("t", "victim", rate)).allowed
+    limits._windows[("old", "gone")] = (1, 5)  # a window that ended long ago
+    for i in range(20):
+        await limits.rate_hit("t", f"flood{i}", rate)
+    assert ("old", "gone") not in limits._windows
+    assert not (await limits.rate_hit("t", "victim", rate)).allowed
