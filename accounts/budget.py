@@ -51,6 +51,8 @@ abudget_left = db_async(budget_left)
 
 async def budget_exceeded(identity: Identity) -> str | None:
     """The message of a `budget_exceeded` error, or None when the turn may start."""
+    if identity.user_id is None and settings.BUDGET_USD_PER_DAY is None:
+        return None  # no limit can apply: no trip to the database thread on every turn
     reached = await abudget_left(user_id=identity.user_id)
     if reached is None:
         return None
