@@ -78,6 +78,8 @@ def server_env(tmp: Path, fake_url: str) -> dict[str, str]:
         "TOOLS_ALLOWED_DIRS": str(tmp / "ws"),
         "PROVIDER_RETRIES": "0",
         "LOG_LEVEL": "WARNING",
+        # Every benchmark client connects from 127.0.0.1: K = 200 is past the default 100.
+        "MAX_CONNECTIONS_PER_ADDRESS": "100000",
     }
     env.pop("REDIS_URL", None)
     env.pop("DJANGO_SETTINGS_MODULE", None)

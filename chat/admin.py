@@ -52,9 +52,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyAdmin):
-    list_display = ("id", "title", "model", "created_at", "updated_at")
-    search_fields = ("id", "title")
-    list_filter = ("model", "turns__status", "created_at")
+    list_display = ("id", "title", "owner", "model", "created_at", "updated_at")
+    search_fields = ("id", "title", "owner__username")
+    list_filter = ("owner", "model", "turns__status", "created_at")
     date_hierarchy = "created_at"
     inlines = (TurnInline, SessionItemInline)
 
@@ -91,8 +91,9 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "cost_usd",
         "estimated",
         "conversation",
+        "user",
     )
-    list_filter = ("model", "provider", "estimated", "created_at")
+    list_filter = ("user", "model", "provider", "estimated", "created_at")
     search_fields = ("conversation__id", "model")
     date_hierarchy = "created_at"
 

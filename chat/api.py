@@ -34,6 +34,11 @@ def _title(conversation: Any) -> str:
     return conversation.title or UNTITLED
 
 
+def _owner(request: HttpRequest) -> int | None:
+    """The caller's user id in AUTH_MODE=django (accounts.middleware identified it), else None."""
+    return request.identity.owner_id  # type: ignore[attr-defined]
+
+
 def _iso(value: Any) -> str:
     return value.isoformat()
 
@@ -65,7 +70,7 @@ def conversation_list(request: HttpRequest) -> dict[str, Any]:
                 "message_count": conversation.message_count,
                 "model": conversation.model,
             }
-            for conversation in selectors.conversation_list()
+            for conversation in selectors.conversation_list(owner_id=_owner(request))
         ]
     }
 
@@ -78,7 +83,9 @@ def conversation_create(request: HttpRequest, payload: ConversationCreateIn) -> 
     # Never refused over its model: the frontend creates a conversation on first load with a
     # built-in default the catalog may lack. The response's `model` says what it got.
     model = requested.id if requested is not None and requested.usable else catalog.usable_default()
-    conversation, created = services.conversation_create(conversation_id=payload.session_id, model=model)
+    conversation, created = services.conversation_create(
+        conversation_id=payload.session_id, model=model, owner_id=_owner(request)
+    )
     body = _conversation_body(conversation)
     return JsonResponse(body, status=201 if created else 200, json_dumps_params={"ensure_ascii": False})
 
@@ -86,14 +93,14 @@ def conversation_create(request: HttpRequest, payload: ConversationCreateIn) -> 
 @router.get("/conversations/{conversation_id}", tags=["conversations"], summary="One conversation and its messages")
 def conversation_detail(request: HttpRequest, conversation_id: str) -> JsonResponse:
     _check_id(conversation_id)
-    conversation = selectors.conversation_get(conversation_id=conversation_id)
+    conversation = selectors.conversation_get(conversation_id=conversation_id, owner_id=_owner(request))
     return JsonResponse(_conversation_body(conversation), json_dumps_params={"ensure_ascii": False})
 
 
 @router.delete("/conversations/{conversation_id}", tags=["conversations"], summary="Delete a conversation")
 def conversation_delete(request: HttpRequest, conversation_id: str) -> dict[str, str]:
     _check_id(conversation_id)
-    services.conversation_delete(conversation_id=conversation_id)
+    services.conversation_delete(conversation_id=conversation_id, owner_id=_owner(request))
     return {"message": f"Conversation {conversation_id} deleted"}
 
 
@@ -117,5 +124,9 @@ class UsageFilters(Schema):
 
 @router.get("/usage", tags=["usage"], summary="Token and cost totals, by model and by day")
 def usage(request: HttpRequest, filters: Query[UsageFilters]) -> dict[str, Any]:
-    report = usage_report(start=filters.start, end=filters.end, conversation_id=filters.conversation_id)
+    if filters.conversation_id is not None:
+        _check_id(filters.conversation_id)
+    report = usage_report(
+        start=filters.start, end=filters.end, conversation_id=filters.conversation_id, user_id=_owner(request)
+    )
     return {**report["totals"], "by_model": report["by_model"], "by_day": report["by_day"]}

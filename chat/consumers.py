@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from enum import Enum
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from accounts.budget import budget_exceeded
+from accounts.identity import BEARER, Identity
+from accounts.limits import FrameRate, rate_hit
 from chat.exceptions import ChatError
 from chat.ids import conversation_id_valid
 from chat.protocol import (
@@ -27,11 +31,16 @@ from chat.protocol import (
     frame_parse,
 )
 from chat.runs import Emit, TurnPlan, turn_begin, turn_run
+from chat.visibility import aconversation_foreign
 from chat.wire import TurnFrames, json_encode, timestamp_now
 
 logger = logging.getLogger("chat.websocket")
 CLOSE_INVALID_ID = 4400  # application close code: the conversation id is malformed
 CLOSE_TOO_BIG = 1009  # RFC 6455: message too big
+# A frame flood far past RATE_LIMIT_FRAMES. An application code: Daphne (autobahn) refuses to
+# send 1008 or any code but 1000 and 3000-4999 from the application, and raises instead.
+CLOSE_FLOOD = 4429
+CLOSE_NOT_FOUND = 4404  # application close code: another user's conversation (refused at the handshake)
 
 
 class ConnectionState(Enum):
@@ -50,13 +59,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.state = ConnectionState.CONNECTING
         self.conversation_id = ""
         self.turn_task: asyncio.Task[None] | None = None
+        self.frames = FrameRate(settings.RATE_LIMIT_FRAMES)
+
+    @property
+    def identity(self) -> Identity:
+        return self.scope["identity"]  # accounts.websocket.AccessGuard admitted it
 
     async def connect(self) -> None:
         self.conversation_id = self.scope["url_route"]["kwargs"]["client_id"]
         if not conversation_id_valid(self.conversation_id):
             await self.close(code=CLOSE_INVALID_ID)
             return
-        await self.accept()
+        # Refused like a malformed id: never joined, and nothing of it is sent.
+        if await aconversation_foreign(conversation_id=self.conversation_id, owner_id=self.identity.owner_id):
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        # A client that sent its token as the subprotocols `bearer, <token>` expects one back.
+        await self.accept(subprotocol=BEARER if self.identity.via_subprotocol else None)
         self.state = ConnectionState.OPEN
         logger.info(
             "connect %s", self.conversation_id, extra={"event": "ws_connect", "conversation_id": self.conversation_id}
@@ -74,6 +93,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.state is not ConnectionState.OPEN:
+            return  # frames the server had queued before this socket was closed
+        verdict, retry_after = self.frames.hit(time.monotonic())
+        if verdict == "drop":
+            return
+        if verdict == "refuse":
+            message = f"Too many frames; slow down (frames are ignored for {retry_after:.1f} s)."
+            await self._lone_error("rate_limited", message, retryable=True, retry_after=retry_after)
+            return
+        if verdict == "close":
+            await self._close(CLOSE_FLOOD)
+            return
         if text_data is None:
             await self._lone_error("invalid_message", "Binary frames are not supported; send JSON text frames.")
             return
@@ -81,7 +112,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # A character is at most four bytes in UTF-8: encode only frames that could be too big.
         if len(text_data) > limit // 4 and len(text_data.encode()) > limit:
             await self._lone_error("message_too_large", "The frame is larger than 1 MiB.")
-            await self.close(code=CLOSE_TOO_BIG)
+            await self._close(CLOSE_TOO_BIG)
             return
         try:
             frame = frame_parse(text_data, max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS)
@@ -101,10 +132,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "busy", "A reply is still being generated; wait for it or cancel it.", retryable=True
             )
             return
+        limited = await rate_hit("turns", self.identity.limit_key, settings.RATE_LIMIT_TURNS)
+        if not limited.allowed:
+            message = f"Too many messages; retry in {limited.retry_after:.0f} seconds."
+            await self._lone_error("rate_limited", message, retryable=True, retry_after=limited.retry_after)
+            return
         try:
-            plan = await turn_begin(conversation_id=self.conversation_id, message=frame.message, model_id=frame.model)
+            over_budget = await budget_exceeded(self.identity)
+            if over_budget is not None:
+                await self._lone_error("budget_exceeded", over_budget)
+                return
+            plan = await turn_begin(
+                conversation_id=self.conversation_id,
+                message=frame.message,
+                model_id=frame.model,
+                owner_id=self.identity.owner_id,
+            )
         except ChatError as exc:
-            await self._lone_error(exc.code, exc.message, retryable=exc.retryable)
+            await self._lone_error(exc.code, exc.message, retryable=exc.retryable, retry_after=exc.retry_after)
             return
         except Exception:
             logger.exception("could not start a turn", extra={"event": "turn_start_failed"})
@@ -128,10 +173,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # The turn catches the cancel, records it and sends stream_end; wait for that.
         await asyncio.gather(task, return_exceptions=True)
 
-    async def _lone_error(self, code: str, message: str, *, retryable: bool = False) -> None:
-        await self._send(
-            {"type": "error", "error": message, "code": code, "retryable": retryable, "timestamp": timestamp_now()}
-        )
+    async def _close(self, code: int) -> None:
+        """Close from our side, once: a server must not be sent a second close."""
+        self.state = ConnectionState.CLOSED
+        await self.close(code=code)
+
+    async def _lone_error(
+        self, code: str, message: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
+        event = {"type": "error", "error": message, "code": code, "retryable": retryable, "timestamp": timestamp_now()}
+        if retry_after is not None:
+            event["retry_after"] = round(retry_after, 1)
+        await self._send(event)
 
     async def _send(self, payload: dict[str, Any]) -> None:
         await self._send_text(json_encode(payload))

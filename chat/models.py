@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 
 class Conversation(models.Model):
     id = models.CharField(primary_key=True, max_length=64)
+    # AUTH_MODE=django: the user it belongs to (no one else sees it). Null: made without users.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="conversations"
+    )
     title = models.CharField(max_length=200, blank=True, default="")
     model = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -117,6 +122,11 @@ class UsageRecord(models.Model):
         Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage"
     )
     turn = models.ForeignKey(Turn, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage")
+    # Whose spending it is (AUTH_MODE=django): kept when the conversation is deleted, so a
+    # user's daily budget cannot be reset by deleting conversations.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage"
+    )
     model = models.CharField(max_length=200, db_index=True)
     provider = models.CharField(max_length=40)
     input_tokens = models.PositiveIntegerField(default=0)  # includes the cached part

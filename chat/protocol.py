@@ -49,6 +49,10 @@ def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FrameError("invalid_json", f"The frame is not valid JSON ({exc.msg}).") from exc
+    except RecursionError as exc:  # a few thousand nested `[`: the parser's own depth limit
+        raise FrameError("invalid_json", "The frame is nested too deeply.") from exc
+    except ValueError as exc:  # an integer past Python's digit limit (int_max_str_digits)
+        raise FrameError("invalid_json", "The frame holds a number too large to read.") from exc
     if not isinstance(data, dict):
         raise FrameError("invalid_message", "A frame must be a JSON object.")
     # The existing frontend sends chat frames with no `type`.
@@ -63,6 +67,9 @@ def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame
         )
         raise FrameError("invalid_message", f"Invalid {data['type']} frame: {problems}.") from exc
     if isinstance(frame, ChatFrame):
+        for name, value in (("message", frame.message), ("model", frame.model)):
+            if value is not None and not text_storable(value):
+                raise FrameError("invalid_message", f"The {name} holds a NUL character or a lone UTF-16 surrogate.")
         if not frame.message.strip():
             raise FrameError("empty_message", "The message is empty.")
         if len(frame.message) > max_message_chars:
@@ -71,6 +78,18 @@ def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame
                 f"The message is {len(frame.message)} characters long; the limit is {max_message_chars}.",
             )
     return frame
+
+
+def text_storable(value: str) -> bool:
+    """Whether every database stores it: PostgreSQL refuses NUL in text, and a lone surrogate
+    ("\\ud800", valid in JSON) is no Unicode text at all (SQLite's driver cannot encode it)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # Server events. `type` is a class constant; the emitter adds timestamp, model and the turn's

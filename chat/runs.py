@@ -46,9 +46,12 @@ class TurnPlan:
     model: CatalogModel
     message: str
     history: list[dict[str, Any]]  # the replay items when the turn started
+    owner_id: int | None = None  # the user whose conversation and spending it is (AUTH_MODE=django)
 
 
-async def turn_begin(*, conversation_id: str, message: str, model_id: str | None) -> TurnPlan:
+async def turn_begin(
+    *, conversation_id: str, message: str, model_id: str | None, owner_id: int | None = None
+) -> TurnPlan:
     """Check the model and store the user's message; raise a `ChatError` for a lone error."""
     catalog = catalog_get()
     chosen = (
@@ -61,8 +64,17 @@ async def turn_begin(*, conversation_id: str, message: str, model_id: str | None
         raise ModelUnavailable(
             f"The model {chosen!r} is not available: its provider ({model.provider}) has no API key configured."
         )
-    turn, history = await services.aturn_start(conversation_id=conversation_id, model=model.id, user_message=message)
-    return TurnPlan(conversation_id=conversation_id, turn_id=turn.id, model=model, message=message, history=history)
+    turn, history = await services.aturn_start(
+        conversation_id=conversation_id, model=model.id, user_message=message, owner_id=owner_id
+    )
+    return TurnPlan(
+        conversation_id=conversation_id,
+        turn_id=turn.id,
+        model=model,
+        message=message,
+        history=history,
+        owner_id=owner_id,
+    )
 
 
 @lru_cache(maxsize=4)
@@ -205,7 +217,11 @@ class _Turn:
 
     def _usage_add(self, usage: RequestUsage) -> None:
         row = usage_row(
-            conversation_id=self.plan.conversation_id, turn_id=self.plan.turn_id, model=self.plan.model, usage=usage
+            conversation_id=self.plan.conversation_id,
+            turn_id=self.plan.turn_id,
+            model=self.plan.model,
+            usage=usage,
+            user_id=self.plan.owner_id,
         )
         self.usage_rows.append(row)
         self.unsaved_usage.append(row)

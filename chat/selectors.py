@@ -10,6 +10,7 @@ from chat.db import db_async
 from chat.exceptions import ConversationNotFound
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus
 from chat.services import turns_mark_interrupted
+from chat.visibility import owned
 
 TOOL_ICON = "🔧"
 
@@ -17,10 +18,10 @@ TOOL_ICON = "🔧"
 FAILED_TURN = (TurnStatus.ERROR, TurnStatus.INTERRUPTED)
 
 
-def conversation_list() -> QuerySet[Conversation]:
+def conversation_list(*, owner_id: int | None = None) -> QuerySet[Conversation]:
     """Newest first, each with the number of messages its display list shows (a failed turn's
     error entry among them)."""
-    return Conversation.objects.annotate(
+    return owned(Conversation.objects, owner_id).annotate(
         message_count=Count(
             "turns__messages",
             filter=~Q(turns__messages__kind=MessageKind.ASSISTANT, turns__messages__content=""),
@@ -30,9 +31,9 @@ def conversation_list() -> QuerySet[Conversation]:
     ).order_by("-updated_at")
 
 
-def conversation_get(*, conversation_id: str) -> Conversation:
+def conversation_get(*, conversation_id: str, owner_id: int | None = None) -> Conversation:
     try:
-        return Conversation.objects.get(id=conversation_id)
+        return owned(Conversation.objects, owner_id).get(id=conversation_id)
     except Conversation.DoesNotExist as exc:
         raise ConversationNotFound(f"Conversation {conversation_id} not found") from exc
 

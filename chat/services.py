@@ -12,6 +12,7 @@ from chat.db import db_async
 from chat.exceptions import ConversationBusy, ConversationNotFound
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
 from chat.sql import column_values, objects_insert, rows_update
+from chat.visibility import owned
 
 # A running turn refreshes its heartbeat every HEARTBEAT_SECONDS; one not refreshed for
 # STALE_AFTER belongs to a process that died.
@@ -28,12 +29,19 @@ class TextSegment(NamedTuple):
     new: bool  # nothing saved it before: one insert stores it
 
 
-def conversation_create(*, conversation_id: str, model: str) -> tuple[Conversation, bool]:
-    return Conversation.objects.get_or_create(id=conversation_id, defaults={"model": model})
+def conversation_create(*, conversation_id: str, model: str, owner_id: int | None = None) -> tuple[Conversation, bool]:
+    """`owner_id` (AUTH_MODE=django): the new conversation is theirs, and another user's is
+    not found, as if it did not exist."""
+    conversation, created = Conversation.objects.get_or_create(
+        id=conversation_id, defaults={"model": model, "owner_id": owner_id}
+    )
+    if owner_id is not None and conversation.owner_id != owner_id:
+        raise ConversationNotFound(f"Conversation {conversation_id} not found")
+    return conversation, created
 
 
-def conversation_delete(*, conversation_id: str) -> None:
-    deleted, _ = Conversation.objects.filter(id=conversation_id).delete()
+def conversation_delete(*, conversation_id: str, owner_id: int | None = None) -> None:
+    deleted, _ = owned(Conversation.objects.filter(id=conversation_id), owner_id).delete()
     if not deleted:
         raise ConversationNotFound(f"Conversation {conversation_id} not found")
 
@@ -54,26 +62,33 @@ def turns_mark_interrupted(*, conversation_id: str | None = None) -> int:
 
 
 @transaction.atomic
-def turn_start(*, conversation_id: str, model: str, user_message: str) -> tuple[Turn, list[dict[str, Any]]]:
+def turn_start(
+    *, conversation_id: str, model: str, user_message: str, owner_id: int | None = None
+) -> tuple[Turn, list[dict[str, Any]]]:
     """Store the user's message before the model is called; refuse when a live turn runs.
     Returns the turn and the conversation's replay items so far (read in the same trip).
 
     Every turn starts here, so it costs as few queries as it can (its writes go through
     `chat.sql`): the update also locks the conversation's row (PostgreSQL), against a second
-    turn starting beside this one.
+    turn starting beside this one. With `owner_id`, another user's conversation is not found
+    (never joined).
     """
     history: list[dict[str, Any]] = []
     new_title = title_from_message(user_message)
 
+    mine = {"id": conversation_id} if owner_id is None else {"id": conversation_id, "owner_id": owner_id}
+
     def touched() -> bool:
         values = {"model": model, "updated_at": timezone.now()}
-        return bool(rows_update(Conversation, where={"id": conversation_id}, values=values))
+        return bool(rows_update(Conversation, where=mine, values=values))
 
     existed = touched()
     if not existed:
-        conversation = Conversation(id=conversation_id, model=model, title=new_title)
+        conversation = Conversation(id=conversation_id, model=model, title=new_title, owner_id=owner_id)
         created = objects_insert([conversation], ignore_conflicts=True)
         existed = not created and touched()  # not created: another worker created it this instant
+        if not created and not existed:  # it is another user's
+            raise ConversationNotFound(f"Conversation {conversation_id} not found")
     if existed:
         _turns_check_idle(conversation_id=conversation_id)
         history = column_values(SessionItem, "data", where={"conversation_id": conversation_id}, order_by="id")

@@ -44,12 +44,15 @@ def _per_million(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(value)) * PER_MILLION
 
 
-def usage_row(*, conversation_id: str | None, turn_id: Any, model: CatalogModel, usage: RequestUsage) -> UsageRecord:
+def usage_row(
+    *, conversation_id: str | None, turn_id: Any, model: CatalogModel, usage: RequestUsage, user_id: int | None = None
+) -> UsageRecord:
     """A ledger row, not yet saved: a turn writes its rows with its next database trip."""
     price = model.price
     return UsageRecord(
         conversation_id=conversation_id,
         turn_id=turn_id,
+        user_id=user_id,
         model=model.id,
         provider=model.provider,
         input_tokens=usage.input_tokens,
@@ -72,9 +75,16 @@ def usage_row(*, conversation_id: str | None, turn_id: Any, model: CatalogModel,
 
 
 def usage_rows(
-    *, conversation_id: str | None = None, turn_id: Any = None, start: date | None = None, end: date | None = None
+    *,
+    conversation_id: str | None = None,
+    turn_id: Any = None,
+    start: date | None = None,
+    end: date | None = None,
+    user_id: int | None = None,
 ) -> QuerySet[UsageRecord]:
     rows = UsageRecord.objects.all()
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
     if conversation_id is not None:
         rows = rows.filter(conversation_id=conversation_id)
     if turn_id is not None:

@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from accounts.websocket import AccessGuard  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from dreamytin.startup import LifespanApp, twisted_hooks_install  # noqa: E402
 from dreamytin.websocket_origin import OriginCheckMiddleware  # noqa: E402
@@ -18,9 +19,9 @@ from dreamytin.websocket_origin import OriginCheckMiddleware  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # No session or auth middleware: the chat socket is open to whoever passes the origin
-        # check (the contract has no login), and each would wrap every frame sent.
-        "websocket": OriginCheckMiddleware(URLRouter(websocket_urlpatterns)),
+        # The origin check first (a cross-site page never gets to use a session cookie), then
+        # who may connect and how many sockets (accounts.websocket), once at the handshake.
+        "websocket": OriginCheckMiddleware(AccessGuard(URLRouter(websocket_urlpatterns))),
         # uvicorn sends lifespan events; Daphne does not: there the reactor starts and stops them.
         "lifespan": LifespanApp(),
     }

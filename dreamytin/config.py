@@ -9,8 +9,10 @@ instead of patching the process environment.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,27 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
 DEFAULT_CORS_ORIGINS = ("http://localhost:1420", "http://127.0.0.1:1420", "tauri://localhost")
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+AUTH_MODES = ("none", "token", "django")
+MIN_TOKEN_CHARS = 32
+# The token also travels as a WebSocket subprotocol, whose value must be an HTTP token (RFC 9110).
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_PERIODS = {
+    **dict.fromkeys(("s", "sec", "second"), 1),
+    **dict.fromkeys(("m", "min", "minute"), 60),
+    **dict.fromkeys(("h", "hour"), 3600),
+    **dict.fromkeys(("d", "day"), 86400),
+}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most `count` events in each window of `seconds`."""
+
+    count: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds}s"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +83,14 @@ class Config:
     secure_hsts_seconds: int
     log_level: str
     log_format: str
+    tools_allow_hardlinks: bool
+    auth_mode: str
+    auth_token: str | None
+    rate_limit_turns: Rate | None
+    rate_limit_requests: Rate | None
+    rate_limit_frames: Rate | None
+    max_connections_per_address: int
+    budget_usd_per_day: Decimal | None
 
 
 def _optional(env: environ.Env, name: str) -> str | None:
@@ -84,6 +115,8 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
                 )
             secret_key = DEV_SECRET_KEY
         tools_enabled = env.list("TOOLS_ENABLED", default=[])
+        auth_mode = _choice(env.str("AUTH_MODE", default="none").strip().lower(), "AUTH_MODE", AUTH_MODES)
+        auth_token = _auth_token(_optional(env, "AUTH_TOKEN"), auth_mode)
         return Config(
             debug=debug,
             secret_key=secret_key,
@@ -124,6 +157,16 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             secure_hsts_seconds=env.int("SECURE_HSTS_SECONDS", default=0),
             log_level=env.str("LOG_LEVEL", default="INFO").upper(),
             log_format=_choice(env.str("LOG_FORMAT", default="text"), "LOG_FORMAT", ("text", "json")),
+            tools_allow_hardlinks=env.bool("TOOLS_ALLOW_HARDLINKS", default=False),
+            auth_mode=auth_mode,
+            auth_token=auth_token,
+            rate_limit_turns=_rate(env.str("RATE_LIMIT_TURNS", default=""), "RATE_LIMIT_TURNS"),
+            rate_limit_requests=_rate(env.str("RATE_LIMIT_REQUESTS", default=""), "RATE_LIMIT_REQUESTS"),
+            rate_limit_frames=_rate(env.str("RATE_LIMIT_FRAMES", default="30/sec"), "RATE_LIMIT_FRAMES"),
+            max_connections_per_address=_positive(
+                env.int("MAX_CONNECTIONS_PER_ADDRESS", default=100), "MAX_CONNECTIONS_PER_ADDRESS"
+            ),
+            budget_usd_per_day=_money(env.str("BUDGET_USD_PER_DAY", default=""), "BUDGET_USD_PER_DAY"),
         )
     except ValueError as exc:  # django-environ's casts raise ValueError with the bad value
         raise ImproperlyConfigured(f"Invalid configuration: {exc}") from exc
@@ -164,3 +207,42 @@ def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _auth_token(token: str | None, mode: str) -> str | None:
+    if mode != "token":
+        return None
+    if token is None or len(token) < MIN_TOKEN_CHARS:
+        raise ImproperlyConfigured(
+            f"AUTH_MODE=token needs AUTH_TOKEN of at least {MIN_TOKEN_CHARS} characters (generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
+        )
+    if not _TOKEN_CHARS.fullmatch(token):
+        raise ImproperlyConfigured(
+            "AUTH_TOKEN may hold only letters, digits and !#$%&'*+-.^_`|~ (it travels as a WebSocket subprotocol)."
+        )
+    return token
+
+
+def _rate(value: str, name: str) -> Rate | None:
+    """`20/min` (also s, sec, second, m, minute, h, hour, d, day); empty or `off`: no limit."""
+    value = value.strip().lower()
+    if value in ("", "off", "0"):
+        return None
+    count, _, period = value.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _PERIODS:
+        raise ImproperlyConfigured(f"{name} must look like 20/min (a count per s, min, hour or day), got {value!r}")
+    return Rate(count=int(count), seconds=_PERIODS[period])
+
+
+def _money(value: str, name: str) -> Decimal | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as exc:
+        raise ImproperlyConfigured(f"{name} must be an amount in US dollars, got {value!r}") from exc
+    if not amount.is_finite() or amount < 0:
+        raise ImproperlyConfigured(f"{name} must be an amount of 0 or more US dollars, got {value!r}")
+    return amount

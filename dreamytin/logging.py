@@ -30,6 +30,14 @@ class RedactSecretsFilter(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """The plain format, redacted as a whole: a traceback's exception messages (a provider's
+    error that echoes the key) are formatted here, after the filter saw the record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line; `extra={...}` fields become keys."""
 

@@ -15,7 +15,7 @@ logger = logging.getLogger("dreamytin.request")
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
-class _AsyncMiddleware:
+class AsyncMiddleware:
     """Async-only middleware base: Django adapts the sync test client to it."""
 
     async_capable = True
@@ -27,7 +27,7 @@ class _AsyncMiddleware:
             markcoroutinefunction(self)
 
 
-class RequestLogMiddleware(_AsyncMiddleware):
+class RequestLogMiddleware(AsyncMiddleware):
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = await self.get_response(request)
@@ -48,7 +48,7 @@ class RequestLogMiddleware(_AsyncMiddleware):
         return response
 
 
-class JsonErrorMiddleware(_AsyncMiddleware):
+class JsonErrorMiddleware(AsyncMiddleware):
     """Turn any non-JSON error page (Django's 404/500 pages, DEBUG's technical pages, a bare 405)
     into the contract's `{"detail": ...}` body, keeping the status code."""
 
@@ -58,7 +58,33 @@ class JsonErrorMiddleware(_AsyncMiddleware):
             return response
         if response.get("Content-Type", "").startswith("application/json"):
             return response
-        return json_error(response.status_code, _detail(response))
+        replaced = json_error(response.status_code, _detail(response))
+        if response.has_header("Allow"):  # RFC 9110: a 405 must say which methods are allowed
+            replaced["Allow"] = response["Allow"]
+        return replaced
+
+
+class JsonBodyMiddleware(AsyncMiddleware):
+    """Request bodies of the API must be JSON (415 otherwise; a request with no body is left to
+    the view, which refuses a missing one with a 400). A cross-site page can send a
+    form or `text/plain` body without a CORS preflight; `application/json` needs one, which
+    only the configured origins pass. The admin's forms have Django's CSRF protection."""
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _has_body(request) and not request.path.startswith("/admin/"):
+            content_type = request.content_type or ""
+            if content_type != "application/json":
+                return json_error(
+                    415,
+                    f"Unsupported media type {content_type or '(none)'!r}: send application/json.",
+                    code="unsupported_media_type",
+                )
+        return await self.get_response(request)
+
+
+def _has_body(request: HttpRequest) -> bool:
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    return "HTTP_TRANSFER_ENCODING" in request.META or not length.isdigit() or int(length) > 0
 
 
 def _detail(response: HttpResponse) -> str:

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "ninja",
     "channels",
+    "accounts",
     "tools",
     "chat",
 ]
@@ -44,6 +45,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After the session and the user are known: who may call the API, and how often.
+    "accounts.middleware.AccessMiddleware",
+    "dreamytin.middleware.JsonBodyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -132,6 +136,19 @@ MCP_SERVERS = CONFIG.mcp_servers
 MCP_TIMEOUT = CONFIG.mcp_timeout
 MCP_START_TIMEOUT = CONFIG.mcp_start_timeout
 
+TOOLS_ALLOW_HARDLINKS = CONFIG.tools_allow_hardlinks
+
+# Who may connect, and how much (accounts/, docs/security.md).
+AUTH_MODE = CONFIG.auth_mode
+AUTH_TOKEN = CONFIG.auth_token
+RATE_LIMIT_TURNS = CONFIG.rate_limit_turns
+RATE_LIMIT_REQUESTS = CONFIG.rate_limit_requests
+RATE_LIMIT_FRAMES = CONFIG.rate_limit_frames
+MAX_CONNECTIONS_PER_ADDRESS = CONFIG.max_connections_per_address
+BUDGET_USD_PER_DAY = CONFIG.budget_usd_per_day
+# Rate-limit and connection counters live in Redis when it is set (shared by the workers).
+REDIS_URL = CONFIG.redis_url
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -155,7 +172,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"()": "dreamytin.logging.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "dreamytin.logging.JsonFormatter"},
     },
     "filters": {"redact": {"()": "dreamytin.logging.RedactSecretsFilter"}},

@@ -31,7 +31,11 @@ def server_command(kind: str, port: int) -> list[str]:
     if kind == "runserver":
         return [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
     if kind == "daphne":
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dreamytin.asgi:application"]
+        # 1 MiB is Daphne 4.2's default too; spelled out, as the documented command does.
+        return [
+            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+            "--websocket-max-message-size", "1048576", "dreamytin.asgi:application",
+        ]  # fmt: skip
     name, _, workers = kind.partition(":")
     if name != "uvicorn":
         raise ValueError(f"unknown server {kind!r}")

@@ -123,11 +123,22 @@ def _read_bounded(opened: Opened, limit: int) -> tuple[bytes, bool]:
     return data[:limit], len(data) > limit
 
 
-def _decode(data: bytes, encoding: str, truncated: bool) -> str:
+def _text_codec(encoding: str) -> codecs.CodecInfo:
     try:
-        decoder = codecs.getincrementaldecoder(encoding)()
+        codec = codecs.lookup(encoding)
     except LookupError as exc:
         raise ToolError(f"Unknown encoding {encoding!r}.") from exc
+    # Codecs that are not text encodings (zlib_codec, bz2_codec, base64_codec, rot_13...) turn
+    # bytes into bytes: a crafted 1 MiB file inflates to hundreds of MB. `_is_text_encoding` is
+    # the flag the str.encode/bytes.decode methods themselves check (undocumented, stable since 3.4).
+    if not codec._is_text_encoding:
+        raise ToolError(f"{codec.name!r} is not a text encoding; give a text encoding such as 'utf-8'.")
+    return codec
+
+
+def _decode(data: bytes, codec: codecs.CodecInfo, truncated: bool) -> str:
+    encoding = codec.name
+    decoder = codec.incrementaldecoder()
     try:
         # A cut may fall inside a multi-byte character: only a complete file must end cleanly.
         return decoder.decode(data, final=not truncated)
@@ -139,6 +150,7 @@ def _decode(data: bytes, encoding: str, truncated: bool) -> str:
 
 
 def _read_file(args: ReadFileArgs) -> ToolResult:
+    codec = _text_codec(args.encoding)
     try:
         opened = workspace_open_file(args.path)
     except OSError as exc:
@@ -148,7 +160,9 @@ def _read_file(args: ReadFileArgs) -> ToolResult:
         data, truncated = _read_bounded(opened, limit)
     if b"\x00" in data[:SNIFF_BYTES]:
         raise ToolError(f"{opened.display} looks like a binary file; only text files can be read.")
-    text = _decode(data, args.encoding, truncated)
+    text = _decode(data, codec, truncated)
+    if "\x00" in text:  # past the sniffed bytes: no text holds NUL, and PostgreSQL stores none
+        raise ToolError(f"{opened.display} holds NUL characters; only text files can be read.")
     all_lines = text.splitlines(keepends=True)
     end = None if args.lines is None else args.offset + args.lines
     selected = all_lines[args.offset : end]

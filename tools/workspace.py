@@ -228,6 +228,14 @@ def _open_final(dir_fd: int, name: str, root: Root, parts: list[str], roots: lis
         os.close(fd)
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         raise ToolError(f"{display} is {kind}.")
+    # A hard link is the same file as its other names, and one of them may be outside the
+    # workspace (a link made to /etc/shadow's inode by anyone who can write here).
+    if st.st_nlink > 1 and not settings.TOOLS_ALLOW_HARDLINKS:
+        os.close(fd)
+        raise ToolError(
+            f"Access denied: {display} has {st.st_nlink} hard links, and another of its names may be outside "
+            "the workspace (the operator can allow this with TOOLS_ALLOW_HARDLINKS)."
+        )
     return Opened(fd=fd, display=display, st=st)
 
 

@@ -157,3 +157,10 @@ async def test_usage_totals_grouped_and_filtered(async_client, provider):
     assert (await async_client.get("/usage", {"from": day, "to": day})).json()["requests"] == 2
     assert (await async_client.get("/usage", {"to": "2000-01-01"})).json()["requests"] == 0
     assert (await async_client.get("/usage", {"from": "yesterday"})).status_code == 400
+
+
+@pytest.mark.parametrize("conversation_id", ["a%00b", "a%20b", "x" * 65, "%ED%A0%80", "%FF"])
+def test_usage_of_a_malformed_conversation_id_is_400(client, conversation_id):
+    response = client.get(f"/usage?conversation_id={conversation_id}")
+    assert response.status_code == 400
+    assert "Conversation ids are" in response.json()["detail"]

@@ -375,14 +375,16 @@ async def test_malformed_conversation_id_is_refused_at_the_handshake(bad_id):
         (b"http://localhost:1420", True),
         (b"http://127.0.0.1:1420", True),
         (b"tauri://localhost", True),
-        (b"http://localhost:8000", True),  # host in ALLOWED_HOSTS
+        (b"http://localhost:8000", True),  # this server's own page: the Host, in ALLOWED_HOSTS
+        (b"http://localhost:5173", False),  # another local server's page
+        (b"http://127.0.0.1:8000", False),  # another origin than the Host it was served from
         (b"https://evil.example", False),
         (b"http://localhost.evil.example", False),
         (b"null", False),
     ],
 )
 async def test_origin_check(origin, admitted):
-    headers = [(b"origin", origin)] if origin else []
+    headers = [(b"host", b"localhost:8000"), *([(b"origin", origin)] if origin else [])]
     communicator = WebsocketCommunicator(application, "/ws/origin1", headers=headers)
     connected, _ = await communicator.connect(timeout=5)
     assert connected is admitted

@@ -92,3 +92,27 @@ def test_openapi_docs(client):
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     assert {"/", "/health", "/models", "/conversations", "/conversations/{conversation_id}"} <= set(schema["paths"])
+
+
+def test_a_405_keeps_its_allow_header(client):
+    response = client.put("/health")
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+)
+def test_request_bodies_must_be_json(client, content_type):
+    # What a cross-site page can send without a CORS preflight.
+    response = client.generic("POST", "/conversations", b'{"session_id": "csrf1"}', content_type=content_type)
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+    from chat.models import Conversation
+
+    assert not Conversation.objects.filter(id="csrf1").exists()
+
+
+def test_a_body_with_no_content_type_is_refused(client):
+    response = client.generic("POST", "/conversations", b'{"session_id": "csrf2"}', content_type="")
+    assert response.status_code == 415

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from dreamytin.config import DEV_SECRET_KEY, config_from_env
+from dreamytin.config import DEV_SECRET_KEY, Rate, config_from_env
 
 BASE = Path("/srv/app")
 
@@ -102,3 +103,41 @@ def test_a_broken_catalog_stops_start_up_naming_the_file(tmp_path):
     )
     assert out.returncode != 0
     assert f"Model catalog {broken} is not valid JSON" in out.stderr
+
+
+def test_access_defaults_are_loopback_only_with_generous_limits():
+    config = config_from_env({}, base_dir=BASE)
+    assert config.auth_mode == "none" and config.auth_token is None
+    assert config.rate_limit_turns is None and config.rate_limit_requests is None
+    assert config.rate_limit_frames == Rate(30, 1)
+    assert config.max_connections_per_address == 100
+    assert config.budget_usd_per_day is None and config.tools_allow_hardlinks is False
+
+
+@pytest.mark.parametrize("token", [None, "", "short", "x" * 31])
+def test_token_mode_without_a_long_token_fails_at_start_up(token):
+    env = {"AUTH_MODE": "token"} | ({"AUTH_TOKEN": token} if token is not None else {})
+    with pytest.raises(ImproperlyConfigured, match="AUTH_TOKEN of at least 32"):
+        config_from_env(env, base_dir=BASE)
+
+
+def test_a_token_that_cannot_be_a_subprotocol_is_refused():
+    with pytest.raises(ImproperlyConfigured, match="AUTH_TOKEN may hold only"):
+        config_from_env({"AUTH_MODE": "token", "AUTH_TOKEN": "a token with spaces, and a comma!!"}, base_dir=BASE)
+    config = config_from_env({"AUTH_MODE": "Token", "AUTH_TOKEN": "k" * 32}, base_dir=BASE)
+    assert config.auth_mode == "token" and config.auth_token == "k" * 32
+
+
+def test_limits_and_budget_are_parsed_and_bad_ones_named():
+    config = config_from_env(
+        {"RATE_LIMIT_TURNS": "20/min", "RATE_LIMIT_REQUESTS": "600/hour", "RATE_LIMIT_FRAMES": "off",
+         "BUDGET_USD_PER_DAY": "2.50", "AUTH_MODE": "django"},
+        base_dir=BASE,
+    )  # fmt: skip
+    assert config.rate_limit_turns == Rate(20, 60) and config.rate_limit_requests == Rate(600, 3600)
+    assert config.rate_limit_frames is None and config.budget_usd_per_day == Decimal("2.50")
+    for name, value in [("RATE_LIMIT_TURNS", "20"), ("RATE_LIMIT_TURNS", "x/min"), ("RATE_LIMIT_FRAMES", "5/week"),
+                        ("BUDGET_USD_PER_DAY", "lots"), ("BUDGET_USD_PER_DAY", "-1"), ("BUDGET_USD_PER_DAY", "NaN"),
+                        ("AUTH_MODE", "open"), ("MAX_CONNECTIONS_PER_ADDRESS", "0")]:  # fmt: skip
+        with pytest.raises(ImproperlyConfigured, match=name):
+            config_from_env({name: value}, base_dir=BASE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from dreamytin.logging import JsonFormatter, RedactSecretsFilter
+from dreamytin.logging import JsonFormatter, RedactSecretsFilter, TextFormatter
 
 
 def test_keys_are_redacted_and_lines_are_json(monkeypatch):
@@ -31,3 +31,15 @@ def test_a_request_logs_one_line(client, caplog):
     lines = [r for r in caplog.records if r.name == "dreamytin.request"]
     assert len(lines) == 1
     assert (lines[0].method, lines[0].path, lines[0].status) == ("GET", "/", 200)
+
+
+def test_the_text_format_redacts_keys_in_tracebacks_too():
+    try:
+        raise RuntimeError("provider said: invalid key sk-proj-abcdefghijklmnop")
+    except RuntimeError as exc:
+        record = logging.makeLogRecord(
+            {"name": "chat", "levelname": "ERROR", "msg": "failed", "exc_info": (type(exc), exc, exc.__traceback__)}
+        )
+    assert RedactSecretsFilter().filter(record)
+    line = TextFormatter("%(levelname)s %(message)s").format(record)
+    assert "RuntimeError" in line and "sk-proj" not in line and "[redacted]" in line

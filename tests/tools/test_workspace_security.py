@@ -3,6 +3,7 @@ in the answer, and nothing hangs or reads without bound."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import socket
@@ -224,3 +225,37 @@ async def test_path_swapped_for_a_symlink_between_check_and_open(layout, monkeyp
 
     monkeypatch.setattr(workspace, "_open_final", swap_then_open)
     assert_denied(await read("inside.txt"), tmp_path)
+
+
+async def test_a_hard_link_to_a_file_outside_is_refused_unless_allowed(layout):
+    root, tmp_path = layout
+    os.link(tmp_path / "outside" / "secret.txt", root / "linked.txt")
+    refused = await read("linked.txt")
+    assert_denied(refused, tmp_path)
+    assert "hard links" in refused.content and "TOOLS_ALLOW_HARDLINKS" in refused.content
+    with override_settings(TOOLS_ALLOW_HARDLINKS=True):
+        assert (await read("linked.txt")).content == SECRET
+
+
+@pytest.mark.parametrize("codec", ["zlib_codec", "zlib", "bz2_codec", "base64", "hex", "rot13", "uu_codec"])
+async def test_codecs_that_are_not_text_encodings_are_refused_by_name(layout, codec):
+    root, _tmp = layout
+    # Bytes-to-bytes codecs expand their input (a crafted zlib file: ~320 MB from 1 MiB); the
+    # codec is refused before the file is read.
+    (root / "plain.txt").write_bytes(b"78da" * 1000)
+    result = await read("plain.txt", encoding=codec)
+    assert result.ok is False
+    assert f"{codecs.lookup(codec).name!r} is not a text encoding" in result.content
+
+
+async def test_text_encodings_are_still_read(layout):
+    root, _tmp = layout
+    (root / "latin.txt").write_bytes("café".encode("cp1252"))
+    assert (await read("latin.txt", encoding="cp1252")).content == "café"
+
+
+async def test_a_nul_past_the_sniffed_bytes_is_refused(layout):
+    root, _tmp = layout
+    (root / "late-nul.txt").write_bytes(b"a" * 10_000 + b"\x00tail")
+    result = await read("late-nul.txt")
+    assert result.ok is False and "NUL" in result.content

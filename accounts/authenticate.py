@@ -1,0 +1,71 @@
+"""Identify an HTTP request or a WebSocket handshake by AUTH_MODE (accounts.identity)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.auth import get_user
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+from django.http import HttpRequest
+from django.http.cookie import parse_cookie
+from django.utils.module_loading import import_string
+
+from accounts.identity import (
+    UNAUTHORIZED,
+    Identity,
+    Refusal,
+    client_address,
+    credentials,
+    local_only,
+    shared_token_valid,
+)
+from accounts.tokens import token_user
+from chat.db import db_async
+
+atoken_user = db_async(token_user)
+
+
+async def identify_request(request: HttpRequest) -> Identity:
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    address = client_address((request.META.get("REMOTE_ADDR"),))
+    if settings.AUTH_MODE == "none":
+        local_only(address, headers)
+        return Identity(address=address)
+    presented, _ = credentials(headers, [])
+    if settings.AUTH_MODE == "token":
+        if not shared_token_valid(presented):
+            raise Refusal(401, UNAUTHORIZED)
+        return Identity(address=address)
+    user = await atoken_user(presented) if presented is not None else await request.auser()
+    if user is None or not user.is_authenticated:
+        raise Refusal(401, UNAUTHORIZED + " Or log in at /admin/.")
+    return Identity(address=address, user_id=user.pk)
+
+
+async def identify_scope(scope: dict[str, Any]) -> Identity:
+    headers = {bytes(name).decode("latin1").lower(): bytes(value).decode("latin1") for name, value in scope["headers"]}
+    address = client_address(scope.get("client"))
+    if settings.AUTH_MODE == "none":
+        local_only(address, headers)
+        return Identity(address=address)
+    presented, via_subprotocol = credentials(headers, list(scope.get("subprotocols") or []))
+    if settings.AUTH_MODE == "token":
+        if not shared_token_valid(presented):
+            raise Refusal(401, UNAUTHORIZED)
+        return Identity(address=address, via_subprotocol=via_subprotocol)
+    user = await atoken_user(presented) if presented is not None else await _session_user(headers)
+    if user is None or not user.is_authenticated:
+        raise Refusal(401, UNAUTHORIZED)
+    return Identity(address=address, user_id=user.pk, via_subprotocol=via_subprotocol)
+
+
+async def _session_user(headers: dict[str, str]) -> Any:
+    """The user of the admin's session cookie. (Only once, at the handshake: Channels' session
+    and auth middleware would wrap every frame the socket sends.) A cross-site page cannot
+    use the cookie: the origin check runs first."""
+    session_key = parse_cookie(headers.get("cookie", "")).get(settings.SESSION_COOKIE_NAME)
+    if not session_key:
+        return None
+    store: type[SessionBase] = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    return await get_user({"session": store(session_key=session_key)})

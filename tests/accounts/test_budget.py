@@ -1,0 +1,72 @@
+"""BUDGET_USD_PER_DAY (and a user's own in the admin): past it, a turn is refused before any
+provider call, with a lone `budget_exceeded` error."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import override_settings
+from django.utils import timezone
+
+from accounts.models import UserLimits
+from accounts.tokens import token_create
+from chat.models import UsageRecord
+from tests.accounts.sockets import open_socket
+from tests.fake_provider import text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def spend(amount: str, *, user=None, days_ago: int = 0) -> None:
+    row = await UsageRecord.objects.acreate(model="gpt-4o", provider="openai", cost_usd=Decimal(amount), user=user)
+    if days_ago:
+        when = timezone.now() - timedelta(days=days_ago)
+        await UsageRecord.objects.filter(pk=row.pk).aupdate(created_at=when)
+
+
+async def chat(socket, provider) -> dict:
+    provider.script(text("ok"))
+    await socket.send_json_to({"message": "hi"})
+    return await socket.receive_json_from(timeout=10)
+
+
+async def test_without_users_the_budget_is_the_servers(provider):
+    await spend("0.60", days_ago=1)  # yesterday's spending does not count
+    with override_settings(BUDGET_USD_PER_DAY=Decimal("0.50")):
+        _accepted, _sub, socket = await open_socket("/ws/budget1")
+        await socket.receive_json_from()
+        first = await chat(socket, provider)
+        assert first["type"] == "stream"
+        while (await socket.receive_json_from(timeout=10))["type"] != "stream_end":
+            pass
+        await spend("0.50")
+        refused = await chat(socket, provider)
+        assert refused["type"] == "error" and refused["code"] == "budget_exceeded"
+        assert "$0.50" in refused["error"] and refused["retryable"] is False
+        assert await socket.receive_nothing(timeout=0.1)  # a lone error, no stream_end
+        assert len(provider.requests) == 1
+        await socket.disconnect()
+
+
+async def test_in_django_mode_the_budget_is_per_user_with_an_override(provider, django_user_model):
+    alice = await django_user_model.objects.acreate(username="alice")
+    bob = await django_user_model.objects.acreate(username="bob")
+    _, alice_raw = await sync_to_async(token_create)(user=alice)
+    _, bob_raw = await sync_to_async(token_create)(user=bob)
+    await spend("2.00", user=alice)
+    await UserLimits.objects.acreate(user=bob, budget_usd_per_day=Decimal("0"))
+    with override_settings(AUTH_MODE="django", BUDGET_USD_PER_DAY=Decimal("1.00")):
+        _, _sub, alice_socket = await open_socket("/ws/budget-a", subprotocols=["bearer", alice_raw])
+        await alice_socket.receive_json_from()
+        assert (await chat(alice_socket, provider))["code"] == "budget_exceeded"
+        _, _sub, bob_socket = await open_socket("/ws/budget-b", subprotocols=["bearer", bob_raw])
+        await bob_socket.receive_json_from()
+        assert (await chat(bob_socket, provider))["code"] == "budget_exceeded"  # his own limit: $0
+        await UserLimits.objects.filter(user=bob).aupdate(budget_usd_per_day=Decimal("5"))
+        assert (await chat(bob_socket, provider))["type"] == "stream"  # alice's spending is not his
+        assert len(provider.requests) == 1
+        await alice_socket.disconnect()
+        await bob_socket.disconnect()
