@@ -70,14 +70,16 @@ def _instructions(path: Path) -> str:
 
 
 def agent_build(model: CatalogModel) -> Agent[Any]:
-    tools = [function_tool(tool) for tool in registry.enabled()] if model.supports_tools else []
+    offered = registry.enabled() if model.supports_tools else []
     resolved = model_resolve(model)
+    # Only the offered tools' paragraphs: a model must not be told to cite notes it cannot search.
+    paragraphs = [tool.instructions for tool in offered if tool.instructions]
     return Agent(
         name="DreamyTin",
-        instructions=_instructions(Path(settings.SYSTEM_PROMPT_FILE)),
+        instructions="\n\n".join([_instructions(Path(settings.SYSTEM_PROMPT_FILE)), *paragraphs]),
         model=resolved.model,
         model_settings=resolved.settings,
-        tools=tools,
+        tools=[function_tool(tool) for tool in offered],
     )
 
 
