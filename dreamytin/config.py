@@ -1,6 +1,6 @@
 """Typed configuration, read once from the environment (django-environ).
 
-Relative paths (MODELS_FILE, SYSTEM_PROMPT_FILE, TOOLS_ALLOWED_DIRS) are taken from the
+Relative paths (MODELS_FILE, SYSTEM_PROMPT_FILE, TOOLS_ALLOWED_DIRS, KNOWLEDGE_DIRS) are taken from the
 project folder, so the server finds them whatever directory it is started from.
 
 `settings.py` turns this into Django settings; tests build a `Config` from a plain mapping
@@ -50,6 +50,10 @@ class Config:
     tools_max_entries: int
     tools_max_read_bytes: int
     tools_timeout: float
+    knowledge_dirs: list[str]
+    knowledge_max_file_bytes: int
+    knowledge_max_files: int
+    knowledge_scan_interval: float
     agents_tracing: bool
     secure_ssl_redirect: bool
     secure_hsts_seconds: int
@@ -111,6 +115,14 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
                 env.int("TOOLS_MAX_READ_BYTES", default=1024 * 1024), "TOOLS_MAX_READ_BYTES"
             ),
             tools_timeout=env.float("TOOLS_TIMEOUT", default=15.0),
+            knowledge_dirs=[_root_spec(spec, base_dir) for spec in env.list("KNOWLEDGE_DIRS", default=[])],
+            knowledge_max_file_bytes=_positive(
+                env.int("KNOWLEDGE_MAX_FILE_BYTES", default=1024 * 1024), "KNOWLEDGE_MAX_FILE_BYTES"
+            ),
+            knowledge_max_files=_positive(env.int("KNOWLEDGE_MAX_FILES", default=50_000), "KNOWLEDGE_MAX_FILES"),
+            knowledge_scan_interval=_non_negative(
+                env.float("KNOWLEDGE_SCAN_INTERVAL", default=2.0), "KNOWLEDGE_SCAN_INTERVAL"
+            ),
             agents_tracing=env.bool("AGENTS_TRACING", default=False),
             secure_ssl_redirect=env.bool("SECURE_SSL_REDIRECT", default=False),
             secure_hsts_seconds=env.int("SECURE_HSTS_SECONDS", default=0),
@@ -132,6 +144,12 @@ def _root_spec(spec: str, base_dir: Path) -> str:
 def _positive(value: int, name: str) -> int:
     if value < 1:
         raise ImproperlyConfigured(f"{name} must be a positive integer, got {value}")
+    return value
+
+
+def _non_negative(value: float, name: str) -> float:
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative, got {value}")
     return value
 
 

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "channels",
     "tools",
     "chat",
+    "knowledge",
 ]
 
 MIDDLEWARE = [
@@ -127,6 +128,12 @@ TOOLS_ALLOWED_DIRS = CONFIG.tools_allowed_dirs
 TOOLS_MAX_ENTRIES = CONFIG.tools_max_entries
 TOOLS_MAX_READ_BYTES = CONFIG.tools_max_read_bytes
 TOOLS_TIMEOUT = CONFIG.tools_timeout
+
+# Knowledge base (the `search_knowledge` tool).
+KNOWLEDGE_DIRS = CONFIG.knowledge_dirs
+KNOWLEDGE_MAX_FILE_BYTES = CONFIG.knowledge_max_file_bytes
+KNOWLEDGE_MAX_FILES = CONFIG.knowledge_max_files
+KNOWLEDGE_SCAN_INTERVAL = CONFIG.knowledge_scan_interval
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
