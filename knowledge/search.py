@@ -1,0 +1,109 @@
+"""Searching the index (the selectors: reads only).
+
+The user's query is never handed to the database's query language: it is cut into words
+(letters and digits), each word quoted (FTS5) or passed as a plain lexeme (PostgreSQL), and
+the words are OR-ed, so quotes, `*`, `NEAR(`, `-` or `:` are just characters. Ranking decides:
+a passage with more of the rarer words ranks first (BM25 on SQLite, `ts_rank` on PostgreSQL),
+and words in the file's name, title and headings count more than words in the body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.db import connection
+
+from tools.base import ToolError
+
+MAX_QUERY_CHARS = 2000
+MAX_TERMS = 24
+MAX_TERM_CHARS = 64
+# Candidates fetched per passage asked for: overlapping passages of one note are merged.
+OVERSAMPLE = 4
+_WORD = re.compile(r"\w+", re.UNICODE)
+# Words that match nearly every passage: they only slow the search down (FTS5 would visit
+# every row holding "the") and add nothing to the ranking.
+STOPWORDS = frozenset(
+    """a about an and are as at be but by can could did do does for from had has have how i if in
+    into is it its me my of on or our s so than that the their them then there these they this to
+    was we were what when where which who whom why will with would you your""".split()
+)
+
+SQLITE_SEARCH = """
+SELECT d.root, d.path, c.start_line, c.heading, c.body, f.rank
+FROM knowledge_chunk_fts f
+JOIN knowledge_chunk c ON c.id = f.rowid
+JOIN knowledge_document d ON d.id = c.document_id
+WHERE knowledge_chunk_fts MATCH %s
+ORDER BY f.rank
+LIMIT %s
+"""
+POSTGRES_SEARCH = """
+SELECT d.root, d.path, c.start_line, c.heading, c.body, -ts_rank(c.search, q, 1) AS rank
+FROM knowledge_chunk c
+JOIN knowledge_document d ON d.id = c.document_id,
+     to_tsquery('english', %s) AS q
+WHERE c.search @@ q
+ORDER BY rank
+LIMIT %s
+"""
+
+
+@dataclass(frozen=True)
+class Hit:
+    root: str
+    path: str
+    line: int  # the passage's line that best matches the query: the one to cite
+    start_line: int
+    heading: str
+    lines: list[str]
+    rank: float  # lower is better
+
+
+def query_terms(query: str) -> list[str]:
+    """The query's searchable words, lower-cased, de-duplicated; a tool error when there are none."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise ToolError(f"The query is too long ({len(query)} characters; at most {MAX_QUERY_CHARS}). Use a few words.")
+    words = list(dict.fromkeys(word.lower()[:MAX_TERM_CHARS] for word in _WORD.findall(query)))
+    if not words:
+        raise ToolError("The query has no words to search for; give a few keywords.")
+    terms = [word for word in words if word not in STOPWORDS] or words
+    return terms[:MAX_TERMS]
+
+
+def search_passages(terms: list[str], limit: int) -> list[Hit]:
+    """The best `limit` passages for the terms, best first, at most one per region of a note."""
+    if connection.vendor == "postgresql":
+        sql, expression = POSTGRES_SEARCH, " | ".join(f"'{term}'" for term in terms)
+    else:
+        sql, expression = SQLITE_SEARCH, " OR ".join(f'"{term}"' for term in terms)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [expression, limit * OVERSAMPLE])
+        rows = cursor.fetchall()
+    hits: list[Hit] = []
+    taken: dict[tuple[str, str], list[int]] = {}
+    for root, path, start_line, heading, body, rank in rows:
+        lines = body.split("\n")
+        line = start_line + _best_line(lines, terms)
+        # Overlapping passages of a note share lines: the better-ranked one stands for both.
+        if any(abs(line - other) < len(lines) for other in taken.get((root, path), [])):
+            continue
+        taken.setdefault((root, path), []).append(line)
+        hits.append(Hit(root, path, line, start_line, heading, lines, float(rank)))
+        if len(hits) == limit:
+            break
+    return hits
+
+
+def _best_line(lines: list[str], terms: list[str]) -> int:
+    """Index of the line holding the most query words (by a short prefix, to meet the stemmer
+    half-way: "herons" matches "heron"); the first line when none does."""
+    prefixes = [term[:5] for term in terms]
+    best, best_score = 0, 0
+    for index, line in enumerate(lines):
+        words = [word.lower() for word in _WORD.findall(line)]
+        score = sum(1 for prefix in prefixes if any(word.startswith(prefix) for word in words))
+        if score > best_score:
+            best, best_score = index, score
+    return best
