@@ -41,6 +41,18 @@ start finish forget remember plan book cancel order return borrow lend share kee
 north south east west left right near far above below inside outside before after during
 """.split()
 
+_SYLLABLES = "ka lo mi ner tas vel dor quin bra sel mon rik tal fen gor lis pra dun wex zo hal bren cor".split()
+
+
+# The long tail of real notes: names, places, jargon. Each is rare; together they are 15% of
+# the words (a vocabulary of only common words would make every word match most passages).
+def _tail(count: int, seed: int = 3) -> list[str]:
+    rng = random.Random(seed)
+    return sorted({"".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))) for _ in range(count)})
+
+
+TAIL = _tail(30_000)
+
 HEADINGS = ["Notes", "Ideas", "To do", "Log", "Details", "Plans", "Links", "Questions", "Summary", "Thoughts"]
 FOLDERS = ["journal", "work", "home", "travel", "recipes", "people", "health", "money", "projects", "reading"]
 
@@ -58,7 +70,9 @@ def questions() -> list[Question]:
 
 def _paragraph(rng: random.Random, words: int) -> list[str]:
     # Zipf-like: index ~ len * u**3 favours the first (most common) words of the list.
-    chosen = [WORDS[int(len(WORDS) * rng.random() ** 3)] for _ in range(words)]
+    chosen = [
+        rng.choice(TAIL) if rng.random() < 0.15 else WORDS[int(len(WORDS) * rng.random() ** 3)] for _ in range(words)
+    ]
     lines, line = [], []
     for word in chosen:
         line.append(word)

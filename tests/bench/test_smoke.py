@@ -111,3 +111,11 @@ def test_instruction_count_smoke_run_counts_the_sdk_and_the_server(tmp_path):
     assert sdk["chunks"] == server["chunks"] == 5
     assert 0 < sdk["instructions"] < 10**9 and 0 < server["instructions"] < 10**9
     assert server["own_layer_pct"] is not None
+
+
+def test_knowledge_smoke_run_indexes_searches_and_measures_recall(tmp_path):
+    printed, report = bench_run("knowledge", tmp_path / "knowledge.json", "--smoke", timeout=120)
+    assert "recall@5" in printed
+    assert report["database"] == "sqlite" and report["notes"] == report["documents"] == 350
+    assert report["searches"] == 100 and set(report["search_by_kind"]) == {"question", "keywords", "common"}
+    assert report["questions"] == 50 and 0 <= report["recall_at_5"] <= 1

@@ -96,3 +96,20 @@ async def test_overlapping_passages_of_a_note_are_one_result(notes):
     (notes / "long.md").write_text("".join(f"line {n} heron\n" for n in range(30)))
     lines = [int(citation.split(":")[1]) for citation in citations(await search("heron", limit=10))]
     assert len(lines) == len(set(lines)) and all(abs(a - b) >= 7 for a in lines for b in lines if a != b)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the frequent-word plan is SQLite's (FTS5)")
+async def test_frequent_words_give_way_to_rare_ones(notes, monkeypatch):
+    monkeypatch.setattr("knowledge.search.FREQUENT_PASSAGES", 3)
+    for number in range(5):
+        (notes / f"day{number}.md").write_text(f"A day of garden work, number {number}.\n")
+    (notes / "heron.md").write_text("A heron came to the garden.\n")
+    for number in range(4):
+        (notes / f"owl{number}.md").write_text(f"An owl sat in oak {number}.\n")
+    # "garden" is in 6 passages: left out, so the one passage with the rare word is all there is.
+    assert citations(await search("garden heron")) == ["heron.md:1"]
+    # Only frequent words: the passages that hold all of them...
+    assert citations(await search("garden work day", limit=10))[0].startswith("day")
+    assert "heron.md:1" not in citations(await search("garden work day", limit=10))
+    # ...or, when none holds them all, any of them.
+    assert len(citations(await search("garden owl", limit=20))) == 10
