@@ -98,7 +98,6 @@ async def test_overlapping_passages_of_a_note_are_one_result(notes):
     assert len(lines) == len(set(lines)) and all(abs(a - b) >= 7 for a in lines for b in lines if a != b)
 
 
-@pytest.mark.skipif(connection.vendor != "sqlite", reason="the frequent-word plan is SQLite's (FTS5)")
 async def test_frequent_words_give_way_to_rare_ones(notes, monkeypatch):
     monkeypatch.setattr("knowledge.search.FREQUENT_PASSAGES", 3)
     for number in range(5):
