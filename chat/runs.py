@@ -102,14 +102,16 @@ def run_config_build(agent: Agent[Any]) -> RunConfig:
 
 def agent_build(model: CatalogModel, mcp_tools: Sequence[FunctionTool] = ()) -> Agent[Any]:
     """The turn's agent: the enabled built-in tools, then the MCP servers' (`mcp_tools`)."""
-    tools = [*(function_tool(tool) for tool in registry.enabled()), *mcp_tools] if model.supports_tools else []
+    offered = registry.enabled() if model.supports_tools else []
     resolved = model_resolve(model)
+    # Only the offered tools' paragraphs: a model must not be told to cite notes it cannot search.
+    paragraphs = [tool.instructions for tool in offered if tool.instructions]
     return Agent(
         name="DreamyTin",
-        instructions=_instructions(Path(settings.SYSTEM_PROMPT_FILE)),
+        instructions="\n\n".join([_instructions(Path(settings.SYSTEM_PROMPT_FILE)), *paragraphs]),
         model=resolved.model,
         model_settings=resolved.settings,
-        tools=tools,
+        tools=[*(function_tool(tool) for tool in offered), *(mcp_tools if model.supports_tools else ())],
     )
 
 

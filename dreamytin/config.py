@@ -1,7 +1,8 @@
 """Typed configuration, read once from the environment (django-environ).
 
-Relative paths (MODELS_FILE, SYSTEM_PROMPT_FILE, TOOLS_ALLOWED_DIRS, MCP_SERVERS_FILE) are taken from the
-project folder, so the server finds them whatever directory it is started from.
+Relative paths (MODELS_FILE, SYSTEM_PROMPT_FILE, TOOLS_ALLOWED_DIRS, MCP_SERVERS_FILE,
+KNOWLEDGE_DIRS) are taken from the project folder, so the server finds them whatever directory it
+is started from.
 
 `settings.py` turns this into Django settings; tests build a `Config` from a plain mapping
 instead of patching the process environment.
@@ -78,6 +79,10 @@ class Config:
     mcp_servers: dict[str, McpEntry]
     mcp_timeout: float
     mcp_start_timeout: float
+    knowledge_dirs: list[str]
+    knowledge_max_file_bytes: int
+    knowledge_max_files: int
+    knowledge_scan_interval: float
     agents_tracing: bool
     secure_ssl_redirect: bool
     secure_hsts_seconds: int
@@ -152,6 +157,14 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             mcp_servers=_mcp_servers(_optional(env, "MCP_SERVERS_FILE"), base_dir, environment),
             mcp_timeout=_positive_seconds(env.float("MCP_TIMEOUT", default=30.0), "MCP_TIMEOUT"),
             mcp_start_timeout=_positive_seconds(env.float("MCP_START_TIMEOUT", default=60.0), "MCP_START_TIMEOUT"),
+            knowledge_dirs=[_root_spec(spec, base_dir) for spec in env.list("KNOWLEDGE_DIRS", default=[])],
+            knowledge_max_file_bytes=_positive(
+                env.int("KNOWLEDGE_MAX_FILE_BYTES", default=1024 * 1024), "KNOWLEDGE_MAX_FILE_BYTES"
+            ),
+            knowledge_max_files=_positive(env.int("KNOWLEDGE_MAX_FILES", default=50_000), "KNOWLEDGE_MAX_FILES"),
+            knowledge_scan_interval=_non_negative(
+                env.float("KNOWLEDGE_SCAN_INTERVAL", default=2.0), "KNOWLEDGE_SCAN_INTERVAL"
+            ),
             agents_tracing=env.bool("AGENTS_TRACING", default=False),
             secure_ssl_redirect=env.bool("SECURE_SSL_REDIRECT", default=False),
             secure_hsts_seconds=env.int("SECURE_HSTS_SECONDS", default=0),
@@ -200,6 +213,12 @@ def _positive_seconds(value: float, name: str) -> float:
 def _positive(value: int, name: str) -> int:
     if value < 1:
         raise ImproperlyConfigured(f"{name} must be a positive integer, got {value}")
+    return value
+
+
+def _non_negative(value: float, name: str) -> float:
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative, got {value}")
     return value
 
 

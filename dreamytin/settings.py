@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "accounts",
     "tools",
     "chat",
+    "knowledge",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +149,12 @@ MAX_CONNECTIONS_PER_ADDRESS = CONFIG.max_connections_per_address
 BUDGET_USD_PER_DAY = CONFIG.budget_usd_per_day
 # Rate-limit and connection counters live in Redis when it is set (shared by the workers).
 REDIS_URL = CONFIG.redis_url
+
+# Knowledge base (the `search_knowledge` tool).
+KNOWLEDGE_DIRS = CONFIG.knowledge_dirs
+KNOWLEDGE_MAX_FILE_BYTES = CONFIG.knowledge_max_file_bytes
+KNOWLEDGE_MAX_FILES = CONFIG.knowledge_max_files
+KNOWLEDGE_SCAN_INTERVAL = CONFIG.knowledge_scan_interval
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

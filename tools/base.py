@@ -49,10 +49,16 @@ class BaseTool(ABC, Generic[ArgsT]):
     args_model: ClassVar[type[ToolArgs]]
     # Seconds; None uses TOOLS_TIMEOUT.
     timeout: ClassVar[float | None] = None
+    # A paragraph added to the system prompt while the tool is offered (how to use its output).
+    instructions: ClassVar[str] = ""
 
     @abstractmethod
     async def execute(self, args: ArgsT) -> ToolResult:
         """Run the tool. Raise `ToolError` for failures the model should read."""
+
+    def available(self) -> bool:
+        """Whether the tool is offered to the model now (e.g. it needs a folder configured)."""
+        return True
 
     def describe(self) -> str:
         """The description the model sees; a tool may add run-time facts (e.g. its roots)."""

@@ -57,9 +57,13 @@ class ToolRegistry:
         return iter(self._registry.values())
 
     def enabled(self) -> list[BaseTool[ToolArgs]]:
-        """Registered tools that `TOOLS_ENABLED` allows (None: all), in registration order."""
+        """Registered, available tools that `TOOLS_ENABLED` allows (None: all), in registration order."""
         allowed = settings.TOOLS_ENABLED
-        return [tool for name, tool in self._registry.items() if allowed is None or name in allowed]
+        return [
+            tool
+            for name, tool in self._registry.items()
+            if (allowed is None or name in allowed) and tool.available()
+        ]
 
     def autodiscover(self) -> None:
         autodiscover_modules("tools", register_to=self)

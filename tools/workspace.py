@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -53,7 +54,12 @@ class Opened:
 
 
 def workspace_roots() -> list[Root]:
-    return list(_roots(tuple(settings.TOOLS_ALLOWED_DIRS)))
+    return roots_from_specs(settings.TOOLS_ALLOWED_DIRS)
+
+
+def roots_from_specs(specs: Sequence[str]) -> list[Root]:
+    """Roots from `path` or `name=path` specs: the tools' workspace, or another app's folders."""
+    return list(_roots(tuple(specs)))
 
 
 @lru_cache(maxsize=16)
@@ -162,6 +168,12 @@ def workspace_open_file(raw: str) -> Opened:
     root, parts = _split_input(raw.strip() or ".", roots)
     if root is None:
         raise ToolError("The top of the workspace is not a file; give the path of a file inside a workspace.")
+    return _open(root, parts, roots, want="file")
+
+
+def open_file_in(root: Root, parts: list[str], roots: list[Root]) -> Opened:
+    """Open a regular file of `root` by its path components, with every check `read_file` has
+    (for apps that walk their own roots, such as the knowledge base's indexer)."""
     return _open(root, parts, roots, want="file")
 
 

@@ -122,3 +122,11 @@ def test_startup_smoke_run_compares_each_server_with_the_bare_imports(tmp_path):
     for kind in ("uvicorn", "daphne"):
         assert 0 < report[kind]["cold_start_s"] <= report[kind]["warm_s"]
         assert report[kind]["cold_over_bare_import"] > 0
+
+
+def test_knowledge_smoke_run_indexes_searches_and_measures_recall(tmp_path):
+    printed, report = bench_run("knowledge", tmp_path / "knowledge.json", "--smoke", timeout=120)
+    assert "recall@5" in printed
+    assert report["database"] == "sqlite" and report["notes"] == report["documents"] == 350
+    assert report["searches"] == 100 and set(report["search_by_kind"]) == {"question", "keywords", "common"}
+    assert report["questions"] == 50 and 0 <= report["recall_at_5"] <= 1

@@ -1,0 +1,199 @@
+"""The knowledge base: index a generated folder of notes, then time searches and measure recall.
+
+    python3 -m bench.knowledge                 # 10,000 notes of ~5 KB (~50 MB), 1,000 searches
+    python3 -m bench.knowledge --smoke         # 300 small notes, 100 searches: seconds
+    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/kb_bench python3 -m bench.knowledge
+
+It runs on a SQLite file of its own (or BENCH_DATABASE_URL), never on the server's database.
+Figures: the full index (seconds, files/s, peak memory of the process, database size), a scan
+that finds nothing changed and one that finds one changed file (what a search pays once per
+KNOWLEDGE_SCAN_INTERVAL), search latency p50/p99 over the queries (the 50 questions of
+bench/knowledge_questions.json, keywords with one rarer word, common words only), and
+recall@5 / recall@1 of
+the 50 questions (the fact's note among the first 5 / first cited notes) and how often the
+cited line is the fact's own line. Prints them and writes JSON (bench/results/knowledge.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.knowledge_corpus import TAIL, WORDS, corpus_write, fact_line
+from bench.measure import percentile, results_write
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def setup_django(database_url: str, notes: Path) -> None:
+    # DEBUG off, as in production: in DEBUG Django keeps the text of the last 9,000 queries,
+    # the index's bulk inserts among them.
+    os.environ.update(
+        DATABASE_URL=database_url,
+        KNOWLEDGE_DIRS=str(notes),
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="dreamytin.settings",
+        DEBUG="0",
+        SECRET_KEY="bench-only",
+    )
+    os.environ.pop("REDIS_URL", None)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def database_bytes() -> int:
+    from django.conf import settings
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        name = settings.DATABASES["default"]["NAME"]
+        return sum(
+            Path(f"{name}{suffix}").stat().st_size for suffix in ("", "-wal") if Path(f"{name}{suffix}").exists()
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_total_relation_size('knowledge_chunk') + pg_total_relation_size('knowledge_document')"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def queries(count: int, questions: list[Any], seed: int = 11) -> list[tuple[str, str]]:
+    """(class, query): 40% the questions, 40% keywords (common words and one rarer word, as a
+    model searches for a name), 20% common words only, the worst case for ranking."""
+    rng = random.Random(seed)
+    mixed = []
+    for number in range(count):
+        common = [rng.choice(WORDS) for _ in range(rng.randint(1, 3))]
+        if number % 5 in (0, 1):
+            mixed.append(("question", questions[number % len(questions)].question))
+        elif number % 5 in (2, 3):
+            mixed.append(("keywords", " ".join([*common, rng.choice(TAIL)])))
+        else:
+            mixed.append(("common", " ".join([*common, rng.choice(WORDS)])))
+    return mixed
+
+
+def measure(notes_dir: Path, notes: int, note_bytes: int, searches: int) -> dict[str, Any]:
+    from knowledge.indexer import index_update
+    from knowledge.models import Chunk, Document
+    from knowledge.search import query_terms, search_passages
+
+    started = time.monotonic()
+    questions = corpus_write(notes_dir, notes, note_bytes=note_bytes)
+    corpus_bytes = sum(path.stat().st_size for path in notes_dir.rglob("*.md"))
+    generated_s = time.monotonic() - started
+    time.sleep(1.1)  # past the indexer's racy-mtime window, so the scans below read nothing again
+
+    rss_before = rss_kib()
+    started = time.monotonic()
+    report = index_update(rebuild=True)
+    index_s = time.monotonic() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    files = report.added
+
+    started = time.monotonic()
+    unchanged = index_update()
+    scan_unchanged_s = time.monotonic() - started
+    changed_note = notes_dir / questions[0].note
+    changed_note.write_text(changed_note.read_text() + "\nOne more line.\n")
+    started = time.monotonic()
+    index_update()
+    scan_one_changed_s = time.monotonic() - started
+    assert unchanged.unchanged == files, unchanged
+
+    timings: dict[str, list[float]] = {}
+    for kind, query in queries(searches, questions):
+        started = time.perf_counter()
+        search_passages(query_terms(query), 5)
+        timings.setdefault(kind, []).append((time.perf_counter() - started) * 1000)
+    every = [ms for kind in timings.values() for ms in kind]
+
+    at5 = at1 = line_exact = 0
+    for question in questions:
+        hits = search_passages(query_terms(question.question), 5)
+        paths = [hit.path for hit in hits]
+        at5 += question.note in paths
+        at1 += bool(paths) and paths[0] == question.note
+        line_exact += any(hit.path == question.note and hit.line == fact_line(notes_dir, question) for hit in hits)
+    return {
+        "notes": files,
+        "corpus_mb": round(corpus_bytes / 1e6, 1),
+        "chunks": Chunk.objects.count(),
+        "documents": Document.objects.count(),
+        "generate_s": round(generated_s, 1),
+        "index_s": round(index_s, 1),
+        "index_files_per_s": round(files / index_s),
+        "index_rss_growth_mib": round((peak_kib - rss_before) / 1024, 1),
+        "peak_rss_mib": round(peak_kib / 1024, 1),
+        "database_mb": round(database_bytes() / 1e6, 1),
+        "scan_unchanged_ms": round(scan_unchanged_s * 1000, 1),
+        "scan_one_changed_ms": round(scan_one_changed_s * 1000, 1),
+        "searches": len(every),
+        "search_p50_ms": round(percentile(every, 50), 2),
+        "search_p99_ms": round(percentile(every, 99), 2),
+        "search_max_ms": round(max(every), 2),
+        "search_by_kind": {
+            kind: {"n": len(ms), "p50_ms": round(percentile(ms, 50), 2), "p99_ms": round(percentile(ms, 99), 2)}
+            for kind, ms in timings.items()
+        },
+        "questions": len(questions),
+        "recall_at_5": at5 / len(questions),
+        "recall_at_1": at1 / len(questions),
+        "cited_fact_line": line_exact / len(questions),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--notes", type=int, default=10_000)
+    parser.add_argument("--note-bytes", type=int, default=5000, help="approximate size of a generated note")
+    parser.add_argument("--searches", type=int, default=1000)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "knowledge.json"))
+    args = parser.parse_args()
+    if args.smoke:
+        args.notes, args.note_bytes, args.searches = 300, 600, 100
+    with tempfile.TemporaryDirectory(prefix="bench-knowledge-") as temp:
+        notes_dir = Path(temp) / "notes"
+        notes_dir.mkdir()
+        database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{temp}/bench.sqlite3"
+        setup_django(database_url, notes_dir)
+        from django.db import connection
+
+        result = {"database": connection.vendor, **measure(notes_dir, args.notes, args.note_bytes, args.searches)}
+        connection.close()
+    print(
+        f"{result['database']}: {result['notes']} notes ({result['corpus_mb']} MB, {result['chunks']} passages) "
+        f"indexed in {result['index_s']} s ({result['index_files_per_s']} files/s), "
+        f"peak RSS {result['peak_rss_mib']} MiB (+{result['index_rss_growth_mib']}), "
+        f"database {result['database_mb']} MB\n"
+        f"scan: nothing changed {result['scan_unchanged_ms']} ms, one file changed {result['scan_one_changed_ms']} ms\n"
+        f"search over {result['searches']} queries: p50 {result['search_p50_ms']} ms, "
+        f"p99 {result['search_p99_ms']} ms, max {result['search_max_ms']} ms ("
+        + ", ".join(f"{kind} p50/p99 {v['p50_ms']}/{v['p99_ms']}" for kind, v in result["search_by_kind"].items())
+        + ")\n"
+        f"{result['questions']} questions: recall@5 {result['recall_at_5']:.2f}, recall@1 {result['recall_at_1']:.2f}, "
+        f"fact's own line cited {result['cited_fact_line']:.2f}"
+    )
+    results_write(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
