@@ -5,6 +5,11 @@ modules (and builds their pydantic models) on first use, and the Agents SDK buil
 its first run. One complete turn on the real SDK model, whose HTTP is answered in process
 (`httpx.MockTransport`: no network), pays that at start-up instead.
 
+When the local model is the default (no provider key), a second warm-up loads it and reads
+the system prompt and tools that begin every turn into its cache (one reply of one token, on a
+thread of its own): start-up does not wait for it, and the first reply then starts within a
+second instead of after reading them (9 s on the 2-core VM, docs/local-model.md).
+
 Then the collector is set for a long-running server (`chat.heap`).
 """
 
@@ -19,9 +24,12 @@ import time
 import httpx
 from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner
 
+from chat.catalog import catalog_get
 from chat.events import EventMapper
 from chat.heap import heap_settle
+from chat.local_model import LOCAL_MODEL_ID
 from chat.openai_client import LeanOpenAI
+from chat.runs import agent_build
 from chat.wire import TurnFrames
 from tools.adapter import function_tool
 from tools.registry import registry
@@ -71,6 +79,8 @@ def warmup() -> None:
     here would replace."""
     thread = threading.Thread(target=_run, args=(time.perf_counter(),), name="warmup")
     thread.start()
+    if catalog_get().usable_default() == LOCAL_MODEL_ID:
+        threading.Thread(target=_run_local, name="local-model-warmup", daemon=True).start()
     thread.join()
     heap_settle()
 
@@ -82,3 +92,24 @@ def _run(started: float) -> None:
         logger.warning("warm-up failed; the first turn will be slower", exc_info=True)
         return
     logger.info("warm-up done in %.2fs", time.perf_counter() - started, extra={"event": "warmup"})
+
+
+async def _warm_local_model() -> None:
+    # The server's own agent: the same instructions and tools, so the same prompt, as every turn.
+    agent = agent_build(catalog_get().models[LOCAL_MODEL_ID])
+    agent = agent.clone(model_settings=agent.model_settings.resolve(ModelSettings(max_tokens=1)))
+    result = Runner.run_streamed(agent, "hello", run_config=RunConfig(tracing_disabled=True))
+    async for _ in result.stream_events():
+        pass
+
+
+def _run_local() -> None:
+    started = time.perf_counter()
+    try:
+        asyncio.run(_warm_local_model())
+    except Exception:
+        logger.warning("local model warm-up failed; the first local turn will be slower", exc_info=True)
+        return
+    logger.info(
+        "local model warm-up done in %.2fs", time.perf_counter() - started, extra={"event": "warmup_local_model"}
+    )

@@ -11,6 +11,8 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 
+from chat.local_model import LoadState, local_engine
+
 logger = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 3.0
 Status = Literal["healthy", "degraded", "unhealthy"]
@@ -63,4 +65,20 @@ async def health_check() -> HealthReport:
         status = "degraded"
     if database["status"] != "up":
         status = "unhealthy"
-    return HealthReport(status=status, services={"database": database, "channel_layer": channel_layer})
+    services = {"database": database, "channel_layer": channel_layer}
+    local = _local_model()
+    if local is not None:
+        services["local_model"] = local
+        if local["status"] != "up" and status == "healthy":
+            status = "degraded"  # hosted models still answer
+    return HealthReport(status=status, services=services)
+
+
+def _local_model() -> dict[str, str] | None:
+    """Whether the local model is loaded (never loads it: that is the first turn's or the
+    warm-up's job). A model not loaded yet is up; one that failed to load is down."""
+    engine = local_engine()
+    if engine is None:
+        return None
+    failed = engine.state is LoadState.FAILED
+    return {"status": "down" if failed else "up", "backend": "llama.cpp", "state": engine.state.value}
