@@ -101,7 +101,7 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             gemini_base_url=_optional(env, "GEMINI_BASE_URL"),
             local_model=env.bool("LOCAL_MODEL", default=True),
             local_model_path=_optional_path(env, "LOCAL_MODEL_PATH", base_dir),
-            local_model_context=_positive(env.int("LOCAL_MODEL_CONTEXT", default=8192), "LOCAL_MODEL_CONTEXT"),
+            local_model_context=_positive(env.int("LOCAL_MODEL_CONTEXT", default=4096), "LOCAL_MODEL_CONTEXT"),
             # 0: half the cores, as llama.cpp does (chat.local_model says why).
             local_model_threads=env.int("LOCAL_MODEL_THREADS", default=0),
             local_model_max_tokens=_positive(env.int("LOCAL_MODEL_MAX_TOKENS", default=1024), "LOCAL_MODEL_MAX_TOKENS"),
