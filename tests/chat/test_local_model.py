@@ -65,6 +65,7 @@ async def test_the_local_model_streams_real_text_offline(local):
 
 
 async def test_cancel_stops_the_generation_within_half_a_second(local):
+    await idle(local, within=60)  # the warm-up's generation, when it still runs
     ws = await connect("local2")
     with override_settings(LOCAL_MODEL_MAX_TOKENS=1000):
         await ws.send({"message": "Write a long story about a dragon who learns to cook."})
@@ -76,6 +77,23 @@ async def test_cancel_stops_the_generation_within_half_a_second(local):
     await ws.communicator.disconnect()
     assert events[-1]["finish_reason"] == "cancelled"
     assert "error" not in [event["type"] for event in events]
+    assert await idle(local, within=2) < 0.5
+
+
+async def test_cancel_while_the_model_reads_a_long_prompt_stops_it_too(local):
+    await idle(local, within=60)  # the warm-up's generation, when it still runs
+    ws = await connect("local5")
+    # About 1,500 new tokens: seconds of reading, which llama.cpp would do in one call.
+    await ws.send({"message": " ".join(f"item{number}" for number in range(700))})
+    deadline = time.monotonic() + 30
+    while not local.generating and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)
+    await ws.send({"type": "cancel"})
+    events = await ws.until_end(timeout=10)
+    await ws.communicator.disconnect()
+    assert [event["type"] for event in events] == ["stream_end"]
+    assert events[0]["finish_reason"] == "cancelled"
     assert await idle(local, within=2) < 0.5
 
 
