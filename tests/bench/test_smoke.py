@@ -111,3 +111,13 @@ def test_instruction_count_smoke_run_counts_the_sdk_and_the_server(tmp_path):
     assert sdk["chunks"] == server["chunks"] == 5
     assert 0 < sdk["instructions"] < 10**9 and 0 < server["instructions"] < 10**9
     assert server["own_layer_pct"] is not None
+
+
+@pytest.mark.local_model
+@pytest.mark.timeout(300)
+def test_local_model_smoke_run_measures_load_speed_and_memory(tmp_path):
+    printed, report = bench_run("local_model", tmp_path / "local.json", "--smoke", timeout=300)
+    assert "tokens/s" in printed
+    assert report["load_s"] > 0 and report["rss_peak_mib"] >= report["rss_loaded_mib"] > 0
+    hello = report["hello"][0]
+    assert hello["output_tokens"] > 0 and hello["ttft_s"] is not None and hello["reply_s"] >= hello["ttft_s"]
