@@ -15,10 +15,10 @@ import atexit
 import importlib.util
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -116,9 +116,15 @@ class LocalEngine:
         self.state = LoadState.NOT_LOADED
         self.load_seconds: float | None = None
         self.generating = False  # a generation runs on the worker thread
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._closing = threading.Event()
+        self._running_stop: threading.Event | None = None  # the running generation's
+        # A daemon thread, so that a server that exits does not first wait for a reply to end
+        # (a pool's worker is joined at exit); `close`, at exit, stops its generation.
+        threading.Thread(target=self._work, name="local-model", daemon=True).start()
+        atexit.register(self.close)
         self._llama: Any = None
         self._formatter: Any = None
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
         self._turn_lock = asyncio.Lock()
         self._turns = 0  # turns holding the model or waiting for it
 
@@ -126,7 +132,7 @@ class LocalEngine:
     def load_in_background(self) -> None:
         if self.state is LoadState.NOT_LOADED:
             self.state = LoadState.LOADING
-            self._worker.submit(self._load_quietly)
+            self._jobs.put(self._load_quietly)
 
     def _load_quietly(self) -> None:
         try:
@@ -143,14 +149,20 @@ class LocalEngine:
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
 
+            _llama_logs_to_logging()
             llama = Llama(
                 model_path=str(self.path),
                 n_ctx=self.context,
                 n_threads=self.threads,
                 n_threads_batch=self.threads,  # its default is every core (see above)
-                verbose=False,
+                # Not quiet while loading: `verbose=False` silences llama.cpp by pointing the
+                # process's stdout and stderr at /dev/null meanwhile, which on this thread took
+                # every other thread's output with it (a crash's traceback, the server's logs,
+                # pytest's capture). Its log lines go to `logging` instead; a few lines about
+                # the chat template are printed once.
+                verbose=True,
             )
-            atexit.register(llama.close)  # freed before the interpreter tears its modules down
+            llama.verbose = False  # quiet from now on: no timings printed for every reply
             token_text = llama.detokenize
             self._formatter = Jinja2ChatFormatter(
                 # A GGUF file without a template gets ChatML, the most common one.
@@ -192,19 +204,19 @@ class LocalEngine:
         """`Started`, the reply's text piece by piece, then `Finished`. Raises `LoadFailed` or
         `ContextExceeded` before `Started`. Leaving early stops the generation."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Started | str | Finished | BaseException] = asyncio.Queue()
+        items: asyncio.Queue[Started | str | Finished | BaseException] = asyncio.Queue()
         stop = threading.Event()
 
         def put(item: Started | str | Finished | BaseException) -> None:
             try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+                loop.call_soon_threadsafe(items.put_nowait, item)
             except RuntimeError:  # the loop is closed: nobody reads any more
                 stop.set()
 
-        self._worker.submit(self._generate, request, stop, put)
+        self._jobs.put(lambda: self._generate(request, stop, put))
         try:
             while True:
-                item = await queue.get()
+                item = await items.get()
                 if isinstance(item, BaseException):
                     raise item
                 yield item
@@ -214,11 +226,30 @@ class LocalEngine:
             # Cancelled, closed early or failed: the worker stops at its next token.
             stop.set()
 
+    def _work(self) -> None:  # the worker thread
+        while True:
+            job = self._jobs.get()
+            if not self._closing.is_set():
+                job()
+
+    def close(self) -> None:
+        """At exit: stop the generation in progress at its next token, then free the model
+        (before the interpreter tears down the modules its destructor needs)."""
+        self._closing.set()
+        if self._running_stop is not None:
+            self._running_stop.set()
+        deadline = time.monotonic() + 2
+        while self.generating and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._llama is not None and not self.generating:
+            self._llama.close()
+
     def _generate(
         self, request: GenerationRequest, stop: threading.Event, put: Callable[[Any], None]
     ) -> None:  # worker thread
-        if stop.is_set():
-            return  # cancelled while it waited for the worker
+        self._running_stop = stop
+        if stop.is_set() or self._closing.is_set():
+            return  # cancelled while it waited for the worker, or the process exits
         self.generating = True
         try:
             put(self._run(request, stop, put))
@@ -287,6 +318,24 @@ class LocalEngine:
                 return False
             llama.eval(tokens[start : start + PROMPT_SLICE])
         return True
+
+
+_llama_log_callback: Any = None  # referenced for as long as llama.cpp may call it
+
+
+def _llama_logs_to_logging() -> None:
+    """llama.cpp's log lines to this module's logger, at DEBUG (its own callback prints them)."""
+    global _llama_log_callback
+    if _llama_log_callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: Any) -> None:
+        logger.debug("llama.cpp: %s", text.decode(errors="replace").rstrip())
+
+    llama_cpp.llama_log_set(callback, None)
+    _llama_log_callback = callback
 
 
 _engines: dict[tuple[Path, int, int], LocalEngine] = {}
