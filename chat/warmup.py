@@ -79,9 +79,10 @@ def warmup() -> None:
     here would replace."""
     thread = threading.Thread(target=_run, args=(time.perf_counter(),), name="warmup")
     thread.start()
-    if catalog_get().usable_default() == LOCAL_MODEL_ID:
-        threading.Thread(target=_run_local, name="local-model-warmup", daemon=True).start()
     thread.join()
+    if catalog_get().usable_default() == LOCAL_MODEL_ID:
+        # After the first warm-up: the lazy imports of the SDK's first run are done by then.
+        threading.Thread(target=_run_local, name="local-model-warmup", daemon=True).start()
     heap_settle()
 
 
