@@ -78,6 +78,8 @@ def server_env(tmp: Path, fake_url: str) -> dict[str, str]:
         "TOOLS_ALLOWED_DIRS": str(tmp / "ws"),
         "PROVIDER_RETRIES": "0",
         "LOG_LEVEL": "WARNING",
+        # The relay is measured, not the local model (bench.local_model): keep it out of the catalog.
+        "LOCAL_MODEL": "0",
     }
     env.pop("REDIS_URL", None)
     env.pop("DJANGO_SETTINGS_MODULE", None)
