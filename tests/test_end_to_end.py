@@ -26,11 +26,14 @@ def database_url(tmp_path: Path) -> str:
     configured = os.environ.get("DATABASE_URL", "")
     if not configured.startswith("postgres"):
         return f"sqlite:///{tmp_path / 'e2e.sqlite3'}"
-    base, _, _ = configured.rpartition("/")
+    base, _, name = configured.rpartition("/")
+    # Named after the configured database: runs on other databases of the server (other
+    # checkouts' suites) must not drop each other's.
+    e2e = f"{name}_e2e"
     with psycopg.connect(configured, autocommit=True) as connection:
-        connection.execute("DROP DATABASE IF EXISTS dreamytin_e2e WITH (FORCE)")
-        connection.execute("CREATE DATABASE dreamytin_e2e")
-    return f"{base}/dreamytin_e2e"
+        connection.execute(f'DROP DATABASE IF EXISTS "{e2e}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{e2e}"')
+    return f"{base}/{e2e}"
 
 
 @pytest.fixture
