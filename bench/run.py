@@ -80,6 +80,8 @@ def server_env(tmp: Path, fake_url: str) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         # Every benchmark client connects from 127.0.0.1: K = 200 is past the default 100.
         "MAX_CONNECTIONS_PER_ADDRESS": "100000",
+        # The relay is measured, not the local model (bench.local_model): keep it out of the catalog.
+        "LOCAL_MODEL": "0",
     }
     env.pop("REDIS_URL", None)
     env.pop("DJANGO_SETTINGS_MODULE", None)

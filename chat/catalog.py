@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
@@ -19,14 +19,17 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Provider = Literal["openai", "anthropic", "google", "openai_compatible"]
-PROVIDERS: tuple[Provider, ...] = ("openai", "anthropic", "google", "openai_compatible")
+from chat.local_model import LOCAL_MODEL_ID, bundled_model_file, local_model_file
+
+Provider = Literal["openai", "anthropic", "google", "openai_compatible", "local"]
+PROVIDERS: tuple[Provider, ...] = ("openai", "anthropic", "google", "openai_compatible", "local")
 # LiteLLM's route prefix for each provider.
 _LITELLM_PREFIX: dict[Provider, str] = {
     "openai": "openai",
     "anthropic": "anthropic",
     "google": "gemini",
     "openai_compatible": "openai",
+    "local": "local",
 }
 PER_MILLION = 1_000_000
 
@@ -48,11 +51,14 @@ class CatalogEntry(BaseModel):
     cached_input_cost_per_million: float | None = Field(default=None, alias="cachedInputCostPerMillion", ge=0)
     supports_tools: bool | None = Field(default=None, alias="supportsTools")
     supports_vision: bool | None = Field(default=None, alias="supportsVision")
+    description: str | None = None  # what to expect of the model, for people choosing one
 
     @model_validator(mode="after")
     def _compatible_needs_url(self) -> CatalogEntry:
         if self.provider == "openai_compatible" and not self.base_url:
             raise ValueError("an openai_compatible model needs a base_url")
+        if self.provider == "local":
+            raise ValueError("the local model is set with LOCAL_MODEL and LOCAL_MODEL_PATH, not in the catalog")
         return self
 
 
@@ -110,13 +116,18 @@ class CatalogModel:
         return _flag(self.entry.supports_vision, self._known, "supports_vision", default=False)
 
     @property
+    def description(self) -> str | None:
+        return self.entry.description
+
+    @property
     def api_key(self) -> str | None:
         return self.entry_api_key or provider_api_key(self.provider)
 
     @property
     def usable(self) -> bool:
-        # A local OpenAI-compatible server (Ollama, llama.cpp, vLLM) needs no key.
-        return self.provider == "openai_compatible" or self.api_key is not None
+        # A local OpenAI-compatible server (Ollama, llama.cpp, vLLM) needs no key; the local
+        # model is in the catalog only when it can run.
+        return self.provider in ("openai_compatible", "local") or self.api_key is not None
 
     def as_public_dict(self) -> dict[str, object]:
         price = self.price
@@ -129,7 +140,7 @@ class CatalogModel:
             "inputCostPerMillion": _per_million(price.input if price else None),
             "outputCostPerMillion": _per_million(price.output if price else None),
             "cachedInputCostPerMillion": _per_million(price.cached_input if price else None),
-        }
+        } | ({"description": self.description} if self.description else {})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +169,7 @@ def provider_api_key(provider: Provider) -> str | None:
         "anthropic": settings.ANTHROPIC_API_KEY,
         "google": settings.GOOGLE_API_KEY,
         "openai_compatible": None,
+        "local": None,
     }
     return keys[provider]
 
@@ -168,13 +180,20 @@ def provider_base_url(model: CatalogModel) -> str | None:
         "anthropic": settings.ANTHROPIC_BASE_URL,
         "google": settings.GEMINI_BASE_URL,
         "openai_compatible": None,
+        "local": None,
     }
     return model.base_url or overrides[model.provider]
 
 
 def catalog_get() -> Catalog:
-    """The catalog named by `MODELS_FILE` (parsed once per path)."""
-    return catalog_load(Path(settings.MODELS_FILE))
+    """The catalog named by `MODELS_FILE` (parsed once per path), with the local model last
+    when it can run: the default only when no model of the file is usable."""
+    catalog = catalog_load(Path(settings.MODELS_FILE))
+    path = local_model_file()
+    if path is None:
+        return catalog
+    local = local_catalog_model(path, settings.LOCAL_MODEL_CONTEXT)
+    return replace(catalog, models={**catalog.models, local.id: local})
 
 
 @lru_cache(maxsize=8)
@@ -256,3 +275,41 @@ def _flag(override: bool | None, known: dict[str, object], key: str, *, default:
 
 def _per_million(per_token: float | None) -> float | None:
     return None if per_token is None else round(per_token * PER_MILLION, 6)
+
+
+LOCAL_DESCRIPTION = (
+    "Runs on this server with llama.cpp: no key, no network, no cost. {size} Expect short, simple "
+    "answers that are often wrong on facts; it seldom calls tools and may get their arguments "
+    "wrong (the tool then says what was wrong). Add a provider key for a capable model."
+)
+
+
+@lru_cache(maxsize=8)
+def local_catalog_model(path: Path, context: int) -> CatalogModel:
+    bundled = path == bundled_model_file()
+    name = "SmolLM2 135M (local)" if bundled else f"{path.stem} (local)"
+    size = "A very small model (135 million parameters)." if bundled else "A model from a local GGUF file."
+    # Not validated: an entry of a catalog file may not name the local provider (it is set up
+    # with LOCAL_MODEL and LOCAL_MODEL_PATH); this one is the server's own.
+    entry = CatalogEntry.model_construct(
+        provider="local",
+        name=name,
+        max_tokens=context,
+        input_cost_per_million=0.0,
+        output_cost_per_million=0.0,
+        cached_input_cost_per_million=0.0,
+        supports_tools=True,
+        supports_vision=False,
+        description=LOCAL_DESCRIPTION.format(size=size),
+    )
+    return CatalogModel(
+        id=LOCAL_MODEL_ID,
+        provider="local",
+        name=name,
+        max_tokens=context,
+        provider_model=path.stem,
+        litellm_model=f"local/{path.stem}",
+        base_url=None,
+        entry_api_key=None,
+        entry=entry,
+    )

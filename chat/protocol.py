@@ -146,7 +146,17 @@ class ErrorEvent:
     retry_after: float | None = field(default=None)
 
 
-TurnEvent = Stream | ToolCall | ToolResult | FinalResponseStart | FinalStream | StreamEnd | ErrorEvent
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """*Extension*: the turn waits for a model that takes one turn at a time (the local model);
+    sent first, before any text. `ahead` turns are before it; `message` says so to people."""
+
+    type: ClassVar[str] = "queued"
+    ahead: int
+    message: str
+
+
+TurnEvent = Stream | ToolCall | ToolResult | FinalResponseStart | FinalStream | StreamEnd | ErrorEvent | Queued
 
 
 def event_fields(event: TurnEvent) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +22,8 @@ from django.conf import settings
 from openai import AsyncOpenAI
 
 from chat.catalog import CatalogModel, provider_base_url
+from chat.local_chat import LocalTransport
+from chat.local_model import LocalEngine, local_engine
 
 # The OpenAI client refuses to start without a key; local servers ignore it.
 KEYLESS_PLACEHOLDER = "not-needed"
@@ -135,8 +137,47 @@ def litellm_setup() -> ModuleType:
     return litellm
 
 
+# One client per local engine: its transport answers in process, so no pool is bound to a loop.
+_local_clients: dict[LocalEngine, AsyncOpenAI] = {}
+
+
+def _local_client(engine: LocalEngine) -> AsyncOpenAI:
+    if engine not in _local_clients:
+        from chat.openai_client import LeanOpenAI  # as in `_openai_client`: on first use
+
+        _local_clients[engine] = LeanOpenAI(
+            api_key=KEYLESS_PLACEHOLDER,
+            base_url="http://local-model.invalid/v1",  # never resolved: the transport answers
+            max_retries=0,
+            http_client=httpx.AsyncClient(transport=LocalTransport(engine)),
+        )
+    return _local_clients[engine]
+
+
+def _engine(model: CatalogModel) -> LocalEngine:
+    engine = local_engine()
+    if engine is None:  # the catalog lists the local model only while its engine can exist
+        raise RuntimeError(f"model {model.id!r} is local but no local model is configured")
+    return engine
+
+
+def provider_turn_slot(
+    model: CatalogModel, on_wait: Callable[[int], Awaitable[None]]
+) -> AbstractAsyncContextManager[None]:
+    """The local model runs one turn at a time per process (the others wait, and are told);
+    a hosted provider takes every turn at once."""
+    if model.provider == "local":
+        return _engine(model).turn_slot(on_wait)
+    return nullcontext()
+
+
 def model_resolve(model: CatalogModel) -> ResolvedModel:
     """The one place a catalog model becomes an Agents SDK model."""
+    if model.provider == "local":
+        return ResolvedModel(
+            model=OpenAIChatCompletionsModel(model=model.provider_model, openai_client=_local_client(_engine(model))),
+            settings=ModelSettings(include_usage=True),
+        )
     api_key = model.api_key or KEYLESS_PLACEHOLDER
     base_url = provider_base_url(model)
     if model.provider in NATIVE_PROVIDERS:

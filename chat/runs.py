@@ -25,8 +25,14 @@ from chat.catalog import CatalogModel, catalog_get
 from chat.events import EventMapper
 from chat.exceptions import ModelUnavailable, UnknownModel
 from chat.models import TurnStatus, UsageRecord
-from chat.protocol import ErrorEvent, FinalResponseStart, FinishReason, StreamEnd, TurnEvent
-from chat.providers import TurnFailure, failure_classify, model_resolve, provider_streams_closed
+from chat.protocol import ErrorEvent, FinalResponseStart, FinishReason, Queued, StreamEnd, TurnEvent
+from chat.providers import (
+    TurnFailure,
+    failure_classify,
+    model_resolve,
+    provider_streams_closed,
+    provider_turn_slot,
+)
 from chat.recorder import TurnRecorder
 from chat.session import ConversationSession
 from chat.usage import RequestUsage, request_usage, usage_estimate, usage_row, usage_sum
@@ -141,7 +147,7 @@ class _Turn:
         status, finish, failure = TurnStatus.COMPLETE, "stop", None
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            async with provider_streams_closed():
+            async with provider_turn_slot(self.plan.model, self._queued), provider_streams_closed():
                 await self._stream_with_retries()
         except asyncio.CancelledError:
             status, finish = TurnStatus.CANCELLED, "cancelled"
@@ -158,6 +164,11 @@ class _Turn:
             # items out of order): let it finish first.
             await asyncio.gather(self.beat, return_exceptions=True)
         await self._finish(status, finish, failure)
+
+    async def _queued(self, ahead: int) -> None:
+        # Not counted in `sent_events`: no model output reached the client, so a retry stays safe.
+        replies = "1 reply" if ahead == 1 else f"{ahead} replies"
+        await self.emit(Queued(ahead=ahead, message=f"Waiting for the local model: {replies} ahead of yours."))
 
     async def _stream_with_retries(self) -> None:
         attempt = 0

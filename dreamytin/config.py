@@ -65,6 +65,11 @@ class Config:
     openai_base_url: str | None
     anthropic_base_url: str | None
     gemini_base_url: str | None
+    local_model: bool
+    local_model_path: Path | None
+    local_model_context: int
+    local_model_threads: int
+    local_model_max_tokens: int
     models_file: Path
     system_prompt_file: Path
     chat_max_message_chars: int
@@ -137,6 +142,12 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             openai_base_url=_optional(env, "OPENAI_BASE_URL"),
             anthropic_base_url=_optional(env, "ANTHROPIC_BASE_URL"),
             gemini_base_url=_optional(env, "GEMINI_BASE_URL"),
+            local_model=env.bool("LOCAL_MODEL", default=True),
+            local_model_path=_optional_path(env, "LOCAL_MODEL_PATH", base_dir),
+            local_model_context=_positive(env.int("LOCAL_MODEL_CONTEXT", default=4096), "LOCAL_MODEL_CONTEXT"),
+            # 0: half the cores, as llama.cpp does (chat.local_model says why).
+            local_model_threads=env.int("LOCAL_MODEL_THREADS", default=0),
+            local_model_max_tokens=_positive(env.int("LOCAL_MODEL_MAX_TOKENS", default=1024), "LOCAL_MODEL_MAX_TOKENS"),
             models_file=base_dir / env.str("MODELS_FILE", default="chat/models.json"),
             system_prompt_file=base_dir / env.str("SYSTEM_PROMPT_FILE", default="chat/system_prompt.md"),
             chat_max_message_chars=_positive(
@@ -183,6 +194,11 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
         )
     except ValueError as exc:  # django-environ's casts raise ValueError with the bad value
         raise ImproperlyConfigured(f"Invalid configuration: {exc}") from exc
+
+
+def _optional_path(env: environ.Env, name: str, base_dir: Path) -> Path | None:
+    value = _optional(env, name)
+    return None if value is None else base_dir / Path(value).expanduser()
 
 
 def _root_spec(spec: str, base_dir: Path) -> str:

@@ -17,6 +17,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 
+from chat.local_model import LoadState, local_engine
 from tools.mcp.toolset import mcp_servers_status
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,11 @@ async def health_check() -> HealthReport:
     services: dict[str, dict[str, Any]] = {"database": database, "channel_layer": channel_layer}
     if settings.MCP_SERVERS:
         services["mcp"] = _mcp_service()
+    local = _local_model()
+    if local is not None:
+        services["local_model"] = local
+        if local["status"] != "up" and status == "healthy":
+            status = "degraded"  # hosted models still answer
     return HealthReport(status=status, services=services)
 
 
@@ -91,3 +97,13 @@ def _mcp_service() -> dict[str, Any]:
     else:
         status = "starting"
     return {"status": status, "backend": "mcp", "optional": True, "servers": servers}
+
+
+def _local_model() -> dict[str, str] | None:
+    """Whether the local model is loaded (never loads it: that is the first turn's or the
+    warm-up's job). A model not loaded yet is up; one that failed to load is down."""
+    engine = local_engine()
+    if engine is None:
+        return None
+    failed = engine.state is LoadState.FAILED
+    return {"status": "down" if failed else "up", "backend": "llama.cpp", "state": engine.state.value}

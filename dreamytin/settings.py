@@ -115,6 +115,12 @@ OPENAI_BASE_URL = CONFIG.openai_base_url
 ANTHROPIC_BASE_URL = CONFIG.anthropic_base_url
 GEMINI_BASE_URL = CONFIG.gemini_base_url
 MODELS_FILE = CONFIG.models_file
+# The bundled llama.cpp model (chat.local_model).
+LOCAL_MODEL = CONFIG.local_model
+LOCAL_MODEL_PATH = CONFIG.local_model_path
+LOCAL_MODEL_CONTEXT = CONFIG.local_model_context
+LOCAL_MODEL_THREADS = CONFIG.local_model_threads
+LOCAL_MODEL_MAX_TOKENS = CONFIG.local_model_max_tokens
 SYSTEM_PROMPT_FILE = CONFIG.system_prompt_file
 
 # Chat turns.

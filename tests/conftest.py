@@ -50,6 +50,17 @@ def _remove_sqlite_side_files() -> Iterator[None]:
             Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
+@pytest.fixture(autouse=True)
+def _local_model_only_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The bundled local model is installed, and so in the catalog of every test by default:
+    only tests marked `local_model` see it, the others keep the catalogs they write."""
+    if request.node.get_closest_marker("local_model"):
+        yield
+        return
+    with override_settings(LOCAL_MODEL=False):
+        yield
+
+
 @pytest.fixture(scope="session")
 def fake_server() -> Iterator[FakeProvider]:
     server = FakeProvider().start()

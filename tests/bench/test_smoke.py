@@ -130,3 +130,13 @@ def test_knowledge_smoke_run_indexes_searches_and_measures_recall(tmp_path):
     assert report["database"] == "sqlite" and report["notes"] == report["documents"] == 350
     assert report["searches"] == 100 and set(report["search_by_kind"]) == {"question", "keywords", "common"}
     assert report["questions"] == 50 and 0 <= report["recall_at_5"] <= 1
+
+
+@pytest.mark.local_model
+@pytest.mark.timeout(300)
+def test_local_model_smoke_run_measures_load_speed_and_memory(tmp_path):
+    printed, report = bench_run("local_model", tmp_path / "local.json", "--smoke", timeout=300)
+    assert "tokens/s" in printed
+    assert report["load_s"] > 0 and report["rss_peak_mib"] >= report["rss_loaded_mib"] > 0
+    hello = report["hello"][0]
+    assert hello["output_tokens"] > 0 and hello["ttft_s"] is not None and hello["reply_s"] >= hello["ttft_s"]

@@ -74,7 +74,7 @@ def test_models_lists_exactly_the_usable_ones(client, tmp_path, configured):
     with override_settings(MODELS_FILE=catalog_file(tmp_path, MODELS, "gpt-4o"), **keys):
         body = client.get("/models").json()
     assert {body["models"][m]["provider"] for m in body["models"]} == configured
-    assert body["providers"] == {p: p in configured for p in KEYS} | {"openai_compatible": False}
+    assert body["providers"] == {p: p in configured for p in KEYS} | {"openai_compatible": False, "local": False}
     if "openai" in configured or not configured:
         assert body["defaultModel"] == "gpt-4o"  # the catalog's default, usable or not
     else:

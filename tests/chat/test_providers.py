@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from django.test import override_settings
 
 from chat.catalog import catalog_get
 from chat.providers import model_resolve
+from tests.conftest import catalog_file, connect
 from tests.fake_provider import text, tools
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,3 +76,27 @@ async def test_a_tool_turn_through_each_route(ws, provider, workspace, model, pa
         }
         key = "Bearer sk-test-openai-key" if model == "gpt-4o" else "Bearer not-needed"
         assert second.headers["authorization"] == key
+
+
+async def test_an_openai_compatible_server_works_with_no_key_at_all(fake, tmp_path):
+    """The docs/local-model.md example: an Ollama-style entry, no provider key anywhere."""
+    models = {
+        "llama3.2": {"provider": "openai_compatible", "name": "Llama", "maxTokens": 8192, "base_url": f"{fake.url}/v1"}
+    }
+    with override_settings(
+        MODELS_FILE=catalog_file(tmp_path, models, "llama3.2"),
+        OPENAI_API_KEY=None,
+        ANTHROPIC_API_KEY=None,
+        GOOGLE_API_KEY=None,
+        OPENAI_BASE_URL=None,
+        PROVIDER_RETRIES=0,
+    ):
+        fake.script(text("Hi", "!"))
+        ws = await connect("keyless")
+        events = await ws.turn("hello")
+        await ws.communicator.disconnect()
+    assert [e["type"] for e in events] == ["stream", "stream", "stream_end"]
+    assert events[-1]["finish_reason"] == "stop" and events[-1]["model"] == "llama3.2"
+    assert fake.requests[0].body["model"] == "llama3.2"
+    # The client needs some key to start; the server is sent a placeholder, never a real key.
+    assert fake.requests[0].headers["authorization"] == "Bearer not-needed"

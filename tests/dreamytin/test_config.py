@@ -31,6 +31,16 @@ def test_defaults_are_a_development_server_on_sqlite():
     assert config.agents_tracing is False
 
 
+def test_the_local_model_is_on_by_default_and_its_file_can_be_any_gguf():
+    config = config_from_env({}, base_dir=BASE)
+    assert (config.local_model, config.local_model_path) == (True, None)  # None: the bundled file
+    assert (config.local_model_context, config.local_model_threads, config.local_model_max_tokens) == (4096, 0, 1024)
+    config = config_from_env({"LOCAL_MODEL": "0", "LOCAL_MODEL_PATH": "models/qwen.gguf"}, base_dir=BASE)
+    assert config.local_model is False and config.local_model_path == BASE / "models" / "qwen.gguf"
+    with pytest.raises(ImproperlyConfigured, match="LOCAL_MODEL_CONTEXT must be a positive integer"):
+        config_from_env({"LOCAL_MODEL_CONTEXT": "0"}, base_dir=BASE)
+
+
 def test_production_without_a_secret_key_is_refused():
     with pytest.raises(ImproperlyConfigured, match="SECRET_KEY must be set"):
         config_from_env({"DEBUG": "0"}, base_dir=BASE)
