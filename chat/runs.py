@@ -335,7 +335,8 @@ class _Turn:
         usage = await sync_to_async(usage_estimate, thread_sensitive=False)(
             model=self.plan.model,
             prompt_items=items + self.session.unsaved,
-            instructions=_instructions(Path(settings.SYSTEM_PROMPT_FILE)),
+            # The agent's own: the system prompt and its tools' paragraphs.
+            instructions=str(self.agent.instructions) if self.agent is not None else "",
             output_text=partial_text,
         )
         self._usage_add(usage)

@@ -17,7 +17,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 
-from chat.local_model import LoadState, local_engine
+from chat.catalog import catalog_get
+from chat.local_model import LOCAL_MODEL_ID, LoadState, local_engine
 from tools.mcp.toolset import mcp_servers_status
 
 logger = logging.getLogger(__name__)
@@ -78,8 +79,13 @@ async def health_check() -> HealthReport:
     local = _local_model()
     if local is not None:
         services["local_model"] = local
-        if local["status"] != "up" and status == "healthy":
-            status = "degraded"  # hosted models still answer
+        # A local model that failed to load is this server's trouble only while it is the
+        # default (no hosted provider has a key); otherwise it is optional, as MCP servers are,
+        # and a load balancer must not pull a worker whose hosted models answer.
+        if catalog_get().usable_default() != LOCAL_MODEL_ID:
+            local["optional"] = True
+        elif local["status"] != "up" and status == "healthy":
+            status = "degraded"
     return HealthReport(status=status, services=services)
 
 

@@ -36,8 +36,11 @@ async def _close_async_orm_connection(django_db_setup: None, django_db_blocker: 
 @pytest.fixture(scope="session", autouse=True)
 def _warmed_up() -> None:
     """The app's first call starts the warm-up in the background; here it runs once, up front,
-    so it never changes the collector in the middle of a test."""
-    warmup()
+    so it never changes the collector in the middle of a test. Without the local model, whose
+    own warm-up would otherwise run on through the first tests (the tests that use it turn it
+    on)."""
+    with override_settings(LOCAL_MODEL=False):
+        warmup()
 
 
 @pytest.fixture(scope="session", autouse=True)

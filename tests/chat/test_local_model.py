@@ -188,3 +188,24 @@ async def test_malformed_tool_json_from_the_model_becomes_a_tool_error(local):
     assert call.arguments == {"_raw": '{"path": "notes.txt"'}
     assert isinstance(result, ToolResult) and not result.ok
     assert result.result == "Error: Invalid arguments: not valid JSON."
+
+
+@pytest.mark.parametrize(
+    ("keys", "status", "code"), [({}, "degraded", 503), ({"OPENAI_API_KEY": "sk-test"}, "healthy", 200)]
+)
+def test_a_local_model_that_fails_to_load_degrades_only_the_server_it_is_the_default_of(
+    client, tmp_path, keys, status, code
+):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a model")
+    with override_settings(
+        MODELS_FILE=catalog_file(tmp_path, HOSTED, "gpt-4o"), LOCAL_MODEL_PATH=broken, **{**NO_KEYS, **keys}
+    ):
+        engine = local_engine()
+        engine.load_in_background()
+        deadline = time.monotonic() + 30
+        while engine.state is not LoadState.FAILED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        response = client.get("/health")
+    assert response.status_code == code and response.json()["status"] == status
+    assert response.json()["services"]["local_model"]["state"] == "failed"
