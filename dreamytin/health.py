@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -46,7 +47,9 @@ async def _check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel("health.")
+    # A plain channel, not `new_channel()`'s process-local one: channels-redis receives those
+    # through one shared reader per process, which a consumer on another event loop may hold.
+    channel = f"health.{uuid.uuid4().hex}"
     await asyncio.wait_for(layer.send(channel, {"type": "health.ping"}), CHECK_TIMEOUT_SECONDS)
     message = await asyncio.wait_for(layer.receive(channel), CHECK_TIMEOUT_SECONDS)
     if message.get("type") != "health.ping":
