@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -20,6 +21,7 @@ from tests.servers import PROJECT, Server
 
 TOKEN = "server-test-token-0123456789-abcdefghijkl"
 MAX_SOCKETS = 5
+OWN_REDIS_DB = 15
 
 
 @pytest.fixture(scope="module", params=["daphne", "uvicorn"])
@@ -36,6 +38,11 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         "LOG_LEVEL": "WARNING",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    if env.get("REDIS_URL"):
+        # A Redis database of its own, emptied: the socket counts of 127.0.0.1 must be this
+        # server's alone, not those of the suite's in-process sockets or of an earlier run.
+        env["REDIS_URL"] = env["REDIS_URL"].rpartition("/")[0] + f"/{OWN_REDIS_DB}"
+        redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=PROJECT, env=env, check=True)
     running = Server(request.param, env, tmp / "server.log")
     running.log = tmp / "server.log"  # type: ignore[attr-defined]
