@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
+
+from chat.routing import PathRefused
 
 Scope = dict[str, Any]
 
@@ -26,7 +27,7 @@ class OriginCheckMiddleware:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         origin = _header(scope, b"origin")
         if origin is not None and not origin_allowed(origin, host=_header(scope, b"host")):
-            await WebsocketDenier()(scope, receive, send)
+            await PathRefused()(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
