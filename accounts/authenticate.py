@@ -21,7 +21,7 @@ from accounts.identity import (
     shared_token_valid,
 )
 from accounts.tokens import token_user
-from chat.db import db_async
+from chat.store.db import db_async
 
 atoken_user = db_async(token_user)
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.identity import Identity
 from accounts.models import UserLimits
-from chat.db import db_async
+from chat.store.db import db_async
 from chat.models import UsageRecord
 
 

@@ -1,7 +1,7 @@
 """The library cost: the same Agents SDK runs as the server's, with no server, in a process of
 its own so its CPU can be measured. Prints one JSON object.
 
-"The same runs" means the server's own agent (`chat.runs.agent_build`: its instructions, tools
+"The same runs" means the server's own agent (`chat.turn.runner.agent_build`: its instructions, tools
 and model route, from the same settings) on the same conversations: with steady arrivals each
 client's second turn replays its first. The history is kept in a list in memory, so storing
 it is counted in the server's own layer, as are the consumer, the event mapping and JSON.
@@ -75,7 +75,7 @@ def server_agent(model_id: str, client: str) -> Agent[Any]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dreamytin.settings")
     django.setup()
     from chat.catalog import catalog_get  # these need Django set up
-    from chat.runs import agent_build
+    from chat.turn.runner import agent_build
 
     model = catalog_get().get(model_id)
     if model is None:

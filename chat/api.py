@@ -9,7 +9,7 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Query, Router, Schema
 from pydantic import Field
 
-from chat import selectors, services
+from chat.store import selectors, services
 from chat.catalog import PROVIDERS, catalog_get
 from chat.exceptions import InvalidConversationId
 from chat.ids import conversation_id_valid

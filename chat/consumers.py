@@ -30,7 +30,7 @@ from chat.protocol import (
     TurnEvent,
     frame_parse,
 )
-from chat.runs import Emit, TurnPlan, turn_begin, turn_run
+from chat.turn.runner import Emit, TurnPlan, turn_begin, turn_run
 from chat.visibility import aconversation_foreign
 from chat.wire import TurnFrames, json_encode, timestamp_now
 

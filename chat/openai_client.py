@@ -78,7 +78,7 @@ def openai_client_build(
     response_hook: Callable[[httpx.Response], Awaitable[None]] | None = None,
 ) -> LeanOpenAI:
     """A client on the asyncio network backend (`chat.asyncio_network`), with no retries of its
-    own: a turn retries only before anything reached the browser (`chat.runs`)."""
+    own: a turn retries only before anything reached the browser (`chat.turn.runner`)."""
     http_client = DefaultAsyncHttpxClient(event_hooks={"response": [response_hook] if response_hook else []})
     return LeanOpenAI(
         base_url=base_url,

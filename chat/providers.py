@@ -127,7 +127,7 @@ def litellm_setup() -> ModuleType:
     seconds, and OpenAI models never need it. Set up once for the process."""
     import litellm
 
-    # We retry ourselves, and only before the first token reached the client (chat.runs);
+    # We retry ourselves, and only before the first token reached the client (chat.turn.runner);
     # LiteLLM's own retries would re-send a request whose stream already reached the client.
     litellm.num_retries = 0
     litellm.suppress_debug_info = True

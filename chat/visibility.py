@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from django.db.models import Manager, QuerySet
 
-from chat.db import db_async
+from chat.store.db import db_async
 from chat.models import Conversation
 
 M = TypeVar("M", bound=Any)

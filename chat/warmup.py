@@ -29,11 +29,11 @@ from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, 
 from django.conf import settings
 
 from chat.catalog import catalog_get
-from chat.events import EventMapper
+from chat.turn.mapping import EventMapper
 from chat.heap import heap_settle
 from chat.local_model import LOCAL_MODEL_ID
 from chat.providers import NATIVE_PROVIDERS, litellm_setup
-from chat.runs import agent_build
+from chat.turn.runner import agent_build
 from chat.wire import TurnFrames
 from tools.adapter import function_tool
 from tools.registry import registry

@@ -1,5 +1,5 @@
 """Every tool the model can be offered: the registry's built-in tools and the MCP servers' tools,
-by the names the model sees. Turns (`chat.runs`) and `GET /tools` both read it from here."""
+by the names the model sees. Turns (`chat.turn.runner`) and `GET /tools` both read it from here."""
 
 from __future__ import annotations
 

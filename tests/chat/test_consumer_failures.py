@@ -11,7 +11,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from chat.events import EventMapper
+from chat.turn.mapping import EventMapper
 from chat.models import Turn
 from dreamytin.asgi import application
 from tests.chat.frontend import render, without_empty
@@ -164,7 +164,7 @@ async def test_an_internal_error_is_logged_once_with_its_cause(ws, provider, cap
 
     monkeypatch.setattr(EventMapper, "_tool_called", broken)
     provider.script(tools(("ls", {})))
-    with caplog.at_level(logging.ERROR, logger="chat.runs"):
+    with caplog.at_level(logging.ERROR, logger="chat.turn.runner"):
         events = await ws.turn("hi")
     assert next(e for e in events if e["type"] == "error")["code"] == "internal_error"
     logged = [r for r in caplog.records if getattr(r, "event", None) == "turn_internal_error"]
@@ -352,7 +352,7 @@ async def test_origin_check(origin, admitted):
 async def test_a_database_failure_at_the_end_still_ends_the_turn(ws, provider, monkeypatch):
     from django.db import OperationalError
 
-    from chat import services
+    from chat.store import services
 
     async def broken(**kwargs):
         raise OperationalError("disk I/O error")
@@ -367,7 +367,7 @@ async def test_a_database_failure_at_the_end_still_ends_the_turn(ws, provider, m
 async def test_a_database_failure_at_the_start_is_an_internal_error(ws, provider, monkeypatch):
     from django.db import OperationalError
 
-    from chat import services
+    from chat.store import services
 
     async def broken(**kwargs):
         raise OperationalError("database is locked /var/lib/secret")

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from chat import services
+from chat.store import services
 from chat.models import Conversation, SessionItem, Turn, TurnStatus
-from chat.session import ConversationSession
+from chat.turn.session import ConversationSession
 from tests.chat.frontend import render, without_empty
 from tests.conftest import connect
 from tests.fake_provider import error, text, tools

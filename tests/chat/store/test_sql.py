@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
-from chat.sql import column_values, objects_insert, rows_update
+from chat.store.sql import column_values, objects_insert, rows_update
 
 pytestmark = pytest.mark.django_db
 

@@ -20,9 +20,9 @@ from agents.result import RunResultStreaming
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from chat import selectors, services
+from chat.store import selectors, services
 from chat.catalog import CatalogModel, catalog_get
-from chat.events import EventMapper
+from chat.turn.mapping import EventMapper
 from chat.exceptions import ModelUnavailable, UnknownModel
 from chat.models import TurnStatus, UsageRecord
 from chat.protocol import ErrorEvent, FinalResponseStart, FinishReason, Queued, StreamEnd, TurnEvent
@@ -33,8 +33,8 @@ from chat.providers import (
     provider_streams_closed,
     provider_turn_slot,
 )
-from chat.recorder import TurnRecorder
-from chat.session import ConversationSession
+from chat.turn.journal import TurnRecorder
+from chat.turn.session import ConversationSession
 from chat.usage import RequestUsage, request_usage, usage_estimate, usage_row, usage_sum
 from tools.adapter import function_tool
 from tools.offered import mcp_function_tools

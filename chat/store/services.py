@@ -8,10 +8,10 @@ from typing import Any, NamedTuple
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat.db import db_async
+from chat.store.db import db_async
 from chat.exceptions import ConversationBusy, ConversationNotFound
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
-from chat.sql import column_values, objects_insert, rows_update
+from chat.store.sql import column_values, objects_insert, rows_update
 from chat.visibility import owned
 
 # A running turn refreshes its heartbeat every HEARTBEAT_SECONDS; one not refreshed for
@@ -69,7 +69,7 @@ def turn_start(
     Returns the turn and the conversation's replay items so far (read in the same trip).
 
     Every turn starts here, so it costs as few queries as it can (its writes go through
-    `chat.sql`): the update also locks the conversation's row (PostgreSQL), against a second
+    `chat.store.sql`): the update also locks the conversation's row (PostgreSQL), against a second
     turn starting beside this one. With `owner_id`, another user's conversation is not found
     (never joined).
     """

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from chat import services
+from chat.store import services
 from chat.models import MessageKind
 from chat.protocol import FinalResponseStart, FinalStream, Stream, ToolCall, ToolResult, TurnEvent
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
-from chat.db import db_async
+from chat.store.db import db_async
 from chat.exceptions import ConversationNotFound
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus
-from chat.services import turns_mark_interrupted
+from chat.store.services import turns_mark_interrupted
 from chat.visibility import owned
 
 TOOL_ICON = "🔧"

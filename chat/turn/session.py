@@ -7,7 +7,7 @@ from typing import Any
 
 from agents.memory.session_settings import SessionSettings
 
-from chat import selectors, services
+from chat.store import selectors, services
 from chat.history import history_trim
 
 

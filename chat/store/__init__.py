@@ -1,0 +1,1 @@
+"""Where conversations, turns and their messages are written (services) and read (selectors)."""
