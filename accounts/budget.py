@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from accounts.identity import Identity
 from accounts.models import UserLimits
-from chat.store.db import db_async
 from chat.models import UsageRecord
+from chat.store.db import db_async
 
 
 def budget_limit(*, user_id: int | None) -> Decimal | None:

@@ -9,10 +9,12 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Query, Router, Schema
 from pydantic import Field
 
-from chat.store import selectors, services
 from chat.catalog import PROVIDERS, catalog_get
 from chat.exceptions import InvalidConversationId
 from chat.ids import conversation_id_valid
+from chat.store import selectors, services
+from chat.turn.journal import journal_from_frames
+from chat.turn.relay import turn_frames
 from chat.usage import usage_report, usage_totals
 
 router = Router()
@@ -59,7 +61,6 @@ def models(request: HttpRequest) -> dict[str, Any]:
 
 @router.get("/conversations", tags=["conversations"], summary="All conversations, newest first")
 def conversation_list(request: HttpRequest) -> dict[str, Any]:
-    services.turns_mark_interrupted()
     return {
         "conversations": [
             {
@@ -105,15 +106,27 @@ def conversation_delete(request: HttpRequest, conversation_id: str) -> dict[str,
 
 
 def _conversation_body(conversation: Any) -> dict[str, Any]:
-    return {
+    body = {
         "id": conversation.id,
         "title": _title(conversation),
         "created_at": _iso(conversation.created_at),
         "updated_at": _iso(conversation.updated_at),
         "model": conversation.model,
-        "messages": selectors.conversation_display_messages(conversation_id=conversation.id),
-        "usage": usage_totals(conversation_id=conversation.id),
     }
+    # A turn in progress is shown as its event log has it, up to `live.seq`: a client that
+    # resumes after that seq misses nothing and is sent nothing twice.
+    turn_id = selectors.turn_in_progress(conversation_id=conversation.id)
+    live = None
+    if turn_id is not None:
+        frames = turn_frames(conversation.id, turn_id)
+        journal = journal_from_frames(turn_id=turn_id, conversation_id=conversation.id, frames=frames)
+        # Before its first text, an empty assistant entry, as the frontend shows a turn it just
+        # sent: the text that follows then goes into it after a reload too.
+        live = (turn_id, journal.display() or [{"role": "assistant", "content": ""}])
+        body["live"] = {"message_id": turn_id, "seq": len(frames)}
+    body["messages"] = selectors.conversation_display_messages(conversation_id=conversation.id, live=live)
+    body["usage"] = usage_totals(conversation_id=conversation.id)
+    return body
 
 
 class UsageFilters(Schema):

@@ -1,13 +1,13 @@
-"""The WebSocket endpoint `/ws/<client_id>`: parse frames, start or cancel a turn, send events.
+"""The WebSocket endpoint `/ws/<client_id>`: parse frames, start, cancel or resume a turn.
 
-Each turn runs in its own task owned by the connection: Channels hands a connection one
-message at a time, so streaming inside `receive` would leave `cancel` and disconnect waiting
-behind the stream.
+A socket watches its conversation: it is sent the events of every turn of it, whichever socket
+or worker runs the turn (chat/turn/live.py). A turn runs in its own task, owned by the
+conversation, not by this connection: Channels hands a connection one message at a time, and
+the turn outlives the socket that started it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from enum import Enum
@@ -27,12 +27,14 @@ from chat.protocol import (
     ChatFrame,
     FrameError,
     PingFrame,
-    TurnEvent,
+    ResumeFrame,
     frame_parse,
 )
-from chat.turn.runner import Emit, TurnPlan, turn_begin, turn_run
+from chat.turn.live import turn_cancel, turn_launch, turn_live, unwatch, watch
+from chat.turn.log import Watcher
+from chat.turn.runner import turn_begin
 from chat.visibility import aconversation_foreign
-from chat.wire import TurnFrames, json_encode, timestamp_now
+from chat.wire import json_encode, timestamp_now
 
 logger = logging.getLogger("chat.websocket")
 CLOSE_INVALID_ID = 4400  # application close code: the conversation id is malformed
@@ -50,15 +52,15 @@ class ConnectionState(Enum):
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    # A turn's events go only to the socket that started it: no channel-layer subscription,
-    # which would hold a receive on the layer for every open connection.
+    # Turn events reach sockets through the conversation's event log (chat/turn/log.py), not
+    # the channel layer, whose per-channel capacity a token stream would overflow.
     channel_layer_alias = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.state = ConnectionState.CONNECTING
         self.conversation_id = ""
-        self.turn_task: asyncio.Task[None] | None = None
+        self.watcher: Watcher | None = None
         self.frames = FrameRate(settings.RATE_LIMIT_FRAMES)
 
     @property
@@ -81,10 +83,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "connect %s", self.conversation_id, extra={"event": "ws_connect", "conversation_id": self.conversation_id}
         )
         await self._send({"type": "connected", "conversation_id": self.conversation_id, "protocol": PROTOCOL_VERSION})
+        self.watcher = await watch(self.conversation_id, self._send_text)
 
     async def disconnect(self, code: int) -> None:
         self.state = ConnectionState.CLOSED
-        await self._cancel_turn()
+        if self.watcher is not None:
+            # The turn goes on for TURN_DETACH_GRACE seconds if this was its last socket.
+            await unwatch(self.watcher)
         logger.info(
             "disconnect %s (%s)",
             self.conversation_id,
@@ -122,12 +127,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if isinstance(frame, PingFrame):
             await self._send({"type": "pong", "timestamp": timestamp_now()})
         elif isinstance(frame, CancelFrame):
-            await self._cancel_turn()
+            await turn_cancel(self.conversation_id)
+        elif isinstance(frame, ResumeFrame):
+            assert self.watcher is not None
+            self.watcher.resume(frame.after_seq)
         elif isinstance(frame, ChatFrame):
             await self._start_turn(frame)
 
     async def _start_turn(self, frame: ChatFrame) -> None:
-        if self.turn_task is not None and not self.turn_task.done():
+        # This process's turn, answered without a query; a turn on another worker is found by
+        # `turn_begin` (the conversation's row is locked while it looks).
+        if turn_live(self.conversation_id) is not None:
             await self._lone_error(
                 "busy", "A reply is still being generated; wait for it or cancel it.", retryable=True
             )
@@ -155,23 +165,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             logger.exception("could not start a turn", extra={"event": "turn_start_failed"})
             await self._lone_error("internal_error", "Something went wrong on the server; the message was not sent.")
             return
-        self.turn_task = asyncio.create_task(turn_run(plan, self._emitter(plan)))
-
-    def _emitter(self, plan: TurnPlan) -> Emit:
-        frames = TurnFrames(model=plan.model.id, conversation_id=plan.conversation_id, message_id=str(plan.turn_id))
-
-        async def emit(event: TurnEvent) -> None:
-            await self._send_text(frames.encode(event))
-
-        return emit
-
-    async def _cancel_turn(self) -> None:
-        task = self.turn_task
-        if task is None or task.done():
-            return
-        task.cancel()
-        # The turn catches the cancel, records it and sends stream_end; wait for that.
-        await asyncio.gather(task, return_exceptions=True)
+        turn_launch(plan)
 
     async def _close(self, code: int) -> None:
         """Close from our side, once: a server must not be sent a second close."""
@@ -191,5 +185,5 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _send_text(self, text: str) -> None:
         if self.state is not ConnectionState.OPEN:
-            return  # the client left; the turn still records its end
+            return  # the client left; the turn goes on without it
         await self.send(text_data=text)

@@ -40,11 +40,18 @@ class PingFrame(_Frame):
     type: Literal["ping"]
 
 
-Frame = Annotated[ChatFrame | CancelFrame | PingFrame, Field(discriminator="type")]
+class ResumeFrame(_Frame):
+    """*Extension*: send again the current (or last) turn's events after `after_seq`."""
+
+    type: Literal["resume"]
+    after_seq: int = Field(ge=0)
+
+
+Frame = Annotated[ChatFrame | CancelFrame | PingFrame | ResumeFrame, Field(discriminator="type")]
 _FRAME = TypeAdapter(Frame)
 
 
-def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame | PingFrame:
+def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame | PingFrame | ResumeFrame:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -57,8 +64,10 @@ def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame
         raise FrameError("invalid_message", "A frame must be a JSON object.")
     # The existing frontend sends chat frames with no `type`.
     data.setdefault("type", "chat")
-    if data["type"] not in ("chat", "cancel", "ping"):
-        raise FrameError("invalid_message", f"Unknown frame type {data['type']!r}; expected chat, cancel or ping.")
+    if data["type"] not in ("chat", "cancel", "ping", "resume"):
+        raise FrameError(
+            "invalid_message", f"Unknown frame type {data['type']!r}; expected chat, cancel, ping or resume."
+        )
     try:
         frame = _FRAME.validate_python(data)
     except ValidationError as exc:
@@ -166,3 +175,17 @@ def event_fields(event: TurnEvent) -> dict[str, Any]:
         if value is not None:
             payload[name] = value
     return payload
+
+
+_EVENT_TYPES: dict[str, type[Any]] = {
+    kind.type: kind
+    for kind in (Stream, ToolCall, ToolResult, FinalResponseStart, FinalStream, StreamEnd, ErrorEvent, Queued)
+}
+
+
+def event_from_fields(payload: dict[str, Any]) -> TurnEvent | None:
+    """A sent frame's event again (a turn rebuilt from its event log); None for any other type."""
+    kind = _EVENT_TYPES.get(payload.get("type", ""))
+    if kind is None:
+        return None
+    return kind(**{name: payload[name] for name in kind.__slots__ if name in payload})

@@ -122,6 +122,12 @@ def _shape(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def stream_end_usage(rows: list[UsageRecord]) -> dict[str, Any]:
+    """A turn's totals as its `stream_end` reports them."""
+    totals = usage_sum(rows)
+    return {key: totals[key] for key in ("requests", "input_tokens", "output_tokens", "total_tokens", "cost_usd")}
+
+
 def usage_sum(rows: list[UsageRecord]) -> dict[str, Any]:
     """Totals of ledger rows in hand (a turn's), in the shape of `usage_totals`."""
     costs = [row.cost_usd for row in rows if row.cost_usd is not None]

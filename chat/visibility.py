@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 from django.db.models import Manager, QuerySet
 
-from chat.store.db import db_async
 from chat.models import Conversation
+from chat.store.db import db_async
 
 M = TypeVar("M", bound=Any)
 

@@ -29,10 +29,10 @@ from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, 
 from django.conf import settings
 
 from chat.catalog import catalog_get
-from chat.turn.mapping import EventMapper
 from chat.heap import heap_settle
 from chat.local_model import LOCAL_MODEL_ID
 from chat.providers import NATIVE_PROVIDERS, litellm_setup
+from chat.turn.mapping import EventMapper
 from chat.turn.runner import agent_build
 from chat.wire import TurnFrames
 from tools.adapter import function_tool

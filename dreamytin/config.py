@@ -74,6 +74,8 @@ class Config:
     system_prompt_file: Path
     chat_max_message_chars: int
     agent_max_turns: int
+    turn_detach_grace: float
+    turn_drain_seconds: float
     provider_retries: int
     provider_timeout: float
     tools_enabled: list[str] | None
@@ -154,6 +156,8 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
                 env.int("CHAT_MAX_MESSAGE_CHARS", default=32_000), "CHAT_MAX_MESSAGE_CHARS"
             ),
             agent_max_turns=_positive(env.int("AGENT_MAX_TURNS", default=10), "AGENT_MAX_TURNS"),
+            turn_detach_grace=_non_negative(env.float("TURN_DETACH_GRACE", default=60.0), "TURN_DETACH_GRACE"),
+            turn_drain_seconds=_non_negative(env.float("TURN_DRAIN_SECONDS", default=25.0), "TURN_DRAIN_SECONDS"),
             provider_retries=env.int("PROVIDER_RETRIES", default=2),
             provider_timeout=env.float("PROVIDER_TIMEOUT", default=120.0),
             tools_enabled=tools_enabled or None,

@@ -128,6 +128,8 @@ CHAT_MAX_MESSAGE_CHARS = CONFIG.chat_max_message_chars
 # Frames larger than this are refused at the socket (close code 1009), before any parsing.
 CHAT_MAX_FRAME_BYTES = 1024 * 1024
 AGENT_MAX_TURNS = CONFIG.agent_max_turns
+TURN_DETACH_GRACE = CONFIG.turn_detach_grace
+TURN_DRAIN_SECONDS = CONFIG.turn_drain_seconds
 PROVIDER_RETRIES = CONFIG.provider_retries
 PROVIDER_TIMEOUT = CONFIG.provider_timeout
 AGENTS_TRACING = CONFIG.agents_tracing

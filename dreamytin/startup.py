@@ -1,5 +1,5 @@
 """Process start and exit: the warm-up begins and MCP servers start when the server starts;
-MCP servers close before it exits.
+running turns drain and MCP servers close before it exits.
 
 uvicorn sends ASGI lifespan events; Daphne (and `runserver`, which is Daphne's) never does, so
 under Twisted the same two steps hang on its reactor instead. Both run on the serving loop, so
@@ -15,6 +15,8 @@ import asyncio
 import sys
 from typing import Any
 
+from chat.turn.live import turns_drain
+from chat.turn.reaper import reaper_start
 from chat.warmup import warmup_start
 from tools.mcp.toolset import mcp_shutdown, mcp_start
 
@@ -23,6 +25,13 @@ def process_started() -> None:
     """On the serving loop, once it runs."""
     warmup_start()  # in the background: the server answers meanwhile
     mcp_start()
+    reaper_start()  # ends the turns of workers that died
+
+
+async def process_stopping() -> None:
+    """On the serving loop, once its sockets are closed."""
+    await turns_drain()
+    await mcp_shutdown()
 
 
 class LifespanApp:
@@ -33,13 +42,14 @@ class LifespanApp:
                 process_started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await mcp_shutdown()
+                await process_stopping()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
 def twisted_hooks_install() -> None:
-    """Under Daphne: start once the reactor runs, close the MCP servers before it stops."""
+    """Under Daphne: start once the reactor runs, drain turns and close the MCP servers before
+    it stops."""
     reactor = sys.modules.get("twisted.internet.reactor")
     if reactor is None:  # not under Twisted: uvicorn's lifespan does it
         return
@@ -49,5 +59,5 @@ def twisted_hooks_install() -> None:
     reactor.callLater(0, process_started)
     # A trigger that returns a Deferred holds the shutdown until it fires.
     reactor.addSystemEventTrigger(
-        "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(mcp_shutdown()))
+        "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(process_stopping()))
     )

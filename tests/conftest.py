@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connections
 from django.test import override_settings
 
+from chat.turn.live import turns_cancel_all
 from chat.warmup import warmup
 from dreamytin.asgi import application
 from tests.fake_provider import FakeProvider
@@ -64,6 +65,13 @@ def _local_model_only_when_marked(request: pytest.FixtureRequest) -> Iterator[No
         yield
 
 
+@pytest.fixture(autouse=True)
+async def _no_turn_outlives_its_test() -> AsyncIterator[None]:
+    """A turn outlives its socket (for TURN_DETACH_GRACE): not its test."""
+    yield
+    await turns_cancel_all()
+
+
 @pytest.fixture(scope="session")
 def fake_server() -> Iterator[FakeProvider]:
     server = FakeProvider().start()
@@ -72,9 +80,10 @@ def fake_server() -> Iterator[FakeProvider]:
 
 
 @pytest.fixture
-def fake(fake_server: FakeProvider) -> Iterator[FakeProvider]:
+async def fake(fake_server: FakeProvider) -> AsyncIterator[FakeProvider]:
     fake_server.reset()
     yield fake_server
+    await turns_cancel_all()  # before the reset: a turn left running must not reach the next test
     fake_server.reset()
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
-from chat.store.db import db_async
 from chat.exceptions import ConversationNotFound
-from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus
-from chat.store.services import turns_mark_interrupted
+from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
+from chat.store.db import db_async
+from chat.store.services import INTERRUPTED_ERROR, STALE_AFTER
+from chat.usage import stream_end_usage
 from chat.visibility import owned
 
 TOOL_ICON = "🔧"
@@ -18,17 +20,27 @@ TOOL_ICON = "🔧"
 FAILED_TURN = (TurnStatus.ERROR, TurnStatus.INTERRUPTED)
 
 
+def _failed(prefix: str = "") -> Q:
+    """Turns that failed, or whose lease lapsed (their worker died; the reaper will say so)."""
+    lapsed = Q(**{f"{prefix}status": TurnStatus.STREAMING, f"{prefix}heartbeat_at__lt": timezone.now() - STALE_AFTER})
+    return Q(**{f"{prefix}status__in": FAILED_TURN}) | lapsed
+
+
 def conversation_list(*, owner_id: int | None = None) -> QuerySet[Conversation]:
     """Newest first, each with the number of messages its display list shows (a failed turn's
     error entry among them)."""
-    return owned(Conversation.objects, owner_id).annotate(
-        message_count=Count(
-            "turns__messages",
-            filter=~Q(turns__messages__kind=MessageKind.ASSISTANT, turns__messages__content=""),
-            distinct=True,
+    return (
+        owned(Conversation.objects, owner_id)
+        .annotate(
+            message_count=Count(
+                "turns__messages",
+                filter=~Q(turns__messages__kind=MessageKind.ASSISTANT, turns__messages__content=""),
+                distinct=True,
+            )
+            + Count("turns", filter=_failed("turns__"), distinct=True)
         )
-        + Count("turns", filter=Q(turns__status__in=FAILED_TURN), distinct=True)
-    ).order_by("-updated_at")
+        .order_by("-updated_at")
+    )
 
 
 def conversation_get(*, conversation_id: str, owner_id: int | None = None) -> Conversation:
@@ -38,32 +50,51 @@ def conversation_get(*, conversation_id: str, owner_id: int | None = None) -> Co
         raise ConversationNotFound(f"Conversation {conversation_id} not found") from exc
 
 
-def conversation_display_messages(*, conversation_id: str) -> list[dict[str, Any]]:
-    """What the frontend showed while the turns streamed (contract's rendering rules)."""
-    turns_mark_interrupted(conversation_id=conversation_id)
+def turn_in_progress(*, conversation_id: str) -> str | None:
+    """The id of the conversation's turn that is running (its lease is current), if any."""
+    running = Turn.objects.filter(
+        conversation_id=conversation_id, status=TurnStatus.STREAMING, heartbeat_at__gte=timezone.now() - STALE_AFTER
+    )
+    turn_id = running.order_by("-created_at").values_list("id", flat=True).first()
+    return str(turn_id) if turn_id is not None else None
+
+
+def conversation_display_messages(
+    *, conversation_id: str, live: tuple[str, list[dict[str, Any]]] | None = None
+) -> list[dict[str, Any]]:
+    """What the frontend showed while the turns streamed (contract's rendering rules). `live`:
+    the turn in progress and its entries as its event log shows them (its rows lag behind)."""
     messages: list[dict[str, Any]] = []
     turns = Turn.objects.filter(conversation_id=conversation_id).prefetch_related("messages").order_by("created_at")
+    failed = set(Turn.objects.filter(_failed(), conversation_id=conversation_id).values_list("id", flat=True))
     for turn in turns:
+        if live is not None and str(turn.id) == live[0]:
+            messages.extend(_display_entry(message) for message in turn.messages.all() if message.position == 0)
+            messages.extend(live[1])
+            continue
         messages.extend(entry for message in turn.messages.all() if (entry := _display_entry(message)) is not None)
         # Live, the error has an entry of its own after whatever was streamed (PROTOCOL.md,
         # "Errors after output").
-        if turn.status in FAILED_TURN:
-            error = turn.error or "The reply was interrupted."
+        if turn.id in failed:
+            error = turn.error or INTERRUPTED_ERROR
             messages.append({"role": "assistant", "content": f"Error: {error}"})
     return messages
 
 
-def _display_entry(message: Message) -> dict[str, Any] | None:
-    if message.kind == MessageKind.TOOL:
-        return {
-            "role": "tool",
-            "content": f"{TOOL_ICON} {message.tool_name}",
-            "toolName": message.tool_name,
-            "toolResult": message.tool_result,
-        }
-    if message.kind == MessageKind.ASSISTANT and not message.content:
+def display_entry(
+    *, kind: str, content: str, tool_name: str = "", tool_result: str | None = None
+) -> dict[str, Any] | None:
+    if kind == MessageKind.TOOL:
+        return {"role": "tool", "content": f"{TOOL_ICON} {tool_name}", "toolName": tool_name, "toolResult": tool_result}
+    if kind == MessageKind.ASSISTANT and not content:
         return None
-    return {"role": message.kind, "content": message.content}
+    return {"role": kind, "content": content}
+
+
+def _display_entry(message: Message) -> dict[str, Any] | None:
+    return display_entry(
+        kind=message.kind, content=message.content, tool_name=message.tool_name, tool_result=message.tool_result
+    )
 
 
 def session_items(*, conversation_id: str) -> list[dict[str, Any]]:
@@ -76,5 +107,18 @@ def conversation_model(*, conversation_id: str) -> str | None:
     return Conversation.objects.filter(id=conversation_id).values_list("model", flat=True).first()
 
 
+def turns_orphaned() -> list[Turn]:
+    """Running turns whose lease lapsed: their worker died."""
+    stale = Turn.objects.filter(status=TurnStatus.STREAMING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
+    return list(stale.only("id", "conversation_id", "model"))
+
+
+def turn_usage(*, turn_id: Any) -> dict[str, Any]:
+    """What a turn's requests cost so far, as `stream_end` reports it."""
+    return stream_end_usage(list(UsageRecord.objects.filter(turn_id=turn_id)))
+
+
 asession_items = db_async(session_items)
+aturns_orphaned = db_async(turns_orphaned)
+aturn_usage = db_async(turn_usage)
 aconversation_model = db_async(conversation_model)

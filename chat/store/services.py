@@ -8,25 +8,18 @@ from typing import Any, NamedTuple
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat.store.db import db_async
 from chat.exceptions import ConversationBusy, ConversationNotFound
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
+from chat.store.db import db_async
 from chat.store.sql import column_values, objects_insert, rows_update
 from chat.visibility import owned
 
-# A running turn refreshes its heartbeat every HEARTBEAT_SECONDS; one not refreshed for
-# STALE_AFTER belongs to a process that died.
-HEARTBEAT_SECONDS = 15.0
-STALE_AFTER = timedelta(minutes=1)
+# A running turn renews its lease (its heartbeat) every HEARTBEAT_SECONDS; one not renewed for
+# STALE_AFTER belongs to a process that died (chat/turn/reaper.py).
+HEARTBEAT_SECONDS = 5.0
+STALE_AFTER = timedelta(seconds=15)
+INTERRUPTED_ERROR = "The server running this reply stopped before it finished; the partial reply is kept. Try again."
 TITLE_CHARS = 80
-
-
-class TextSegment(NamedTuple):
-    """An assistant text segment to store at `position` of its turn."""
-
-    position: int
-    text: str
-    new: bool  # nothing saved it before: one insert stores it
 
 
 def conversation_create(*, conversation_id: str, model: str, owner_id: int | None = None) -> tuple[Conversation, bool]:
@@ -53,12 +46,12 @@ def title_from_message(message: str) -> str:
     return words[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
 
 
-def turns_mark_interrupted(*, conversation_id: str | None = None) -> int:
-    """Mark `streaming` turns whose heartbeat is stale as `interrupted`."""
-    stale = Turn.objects.filter(status=TurnStatus.STREAMING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
-    if conversation_id is not None:
-        stale = stale.filter(conversation_id=conversation_id)
-    return stale.update(status=TurnStatus.INTERRUPTED, finish_reason="error", finished_at=timezone.now())
+def turn_claim_orphaned(*, turn_id: Any) -> bool:
+    """Mark a turn whose lease lapsed `interrupted`; False if it was renewed or another
+    process claimed it first."""
+    stale = Turn.objects.filter(id=turn_id, status=TurnStatus.STREAMING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
+    ended = {"status": TurnStatus.INTERRUPTED, "finish_reason": "error", "error_code": "interrupted"}
+    return bool(stale.update(**ended, error=INTERRUPTED_ERROR, finished_at=timezone.now()))
 
 
 @transaction.atomic
@@ -105,51 +98,58 @@ def _turns_check_idle(*, conversation_id: str) -> None:
     heartbeats = column_values(Turn, "heartbeat_at", where=streaming)
     if any(beat >= timezone.now() - STALE_AFTER for beat in heartbeats):
         raise ConversationBusy("A reply is still being generated in this conversation; wait for it or cancel it.")
-    if heartbeats:  # all stale: their processes died
-        turns_mark_interrupted(conversation_id=conversation_id)
+    # All stale: their processes died, and the reaper marks them interrupted; a new turn need
+    # not wait for it.
+
+
+class EntryWrite(NamedTuple):
+    """A display entry to store at `position` of its turn."""
+
+    position: int
+    fields: dict[str, Any]
+    new: bool  # nothing wrote it before: one insert stores it
+
+
+class TurnEnd(NamedTuple):
+    status: TurnStatus
+    finish_reason: str
+    error_code: str = ""
+    error: str = ""
 
 
 @transaction.atomic
-def turn_heartbeat(
+def turn_flush(
     *,
     turn_id: Any,
     conversation_id: str,
-    partial_segment: TextSegment | None = None,
-    session_items: list[dict[str, Any]] | None = None,
-    usage_rows: list[UsageRecord] | None = None,
+    entries: list[EntryWrite],
+    session_items: list[dict[str, Any]],
+    usage_rows: list[UsageRecord],
+    end: TurnEnd | None = None,
+    replay_items: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Mark a running turn alive and save what it has not saved yet: the open text segment so
-    far (a dying process loses little), its replay items and its ledger rows."""
-    _turn_progress_save(
-        turn_id=turn_id,
-        conversation_id=conversation_id,
-        segment=partial_segment,
-        session_items=session_items,
-        usage_rows=usage_rows,
-    )
-    rows_update(Turn, where={"id": turn_id, "status": TurnStatus.STREAMING}, values={"heartbeat_at": timezone.now()})
-
-
-def _turn_progress_save(
-    *,
-    turn_id: Any,
-    conversation_id: str,
-    segment: TextSegment | None,
-    session_items: list[dict[str, Any]] | None,
-    usage_rows: list[UsageRecord] | None,
-) -> None:
-    if segment is not None:
-        text_segment_save(turn_id=turn_id, segment=segment)
+    """Write what a turn's journal holds unsaved, in one transaction: its changed display
+    entries, replay items and ledger rows; then renew its lease (`end` None) or end it, with,
+    for an unfinished turn, the items the model will be replayed instead of what the SDK saved."""
+    for entry in entries:
+        message_save(turn_id=turn_id, position=entry.position, fields=entry.fields, new=entry.new)
     if session_items:
         session_items_add(conversation_id=conversation_id, turn_id=turn_id, items=session_items)
     if usage_rows:
         objects_insert(usage_rows)
+    if replay_items is not None:
+        session_turn_rebuild(conversation_id=conversation_id, turn_id=turn_id, items=replay_items)
+    now = timezone.now()
+    if end is None:
+        rows_update(Turn, where={"id": turn_id, "status": TurnStatus.STREAMING}, values={"heartbeat_at": now})
+        return
+    rows_update(Turn, where={"id": turn_id}, values={**end._asdict(), "finished_at": now})
+    rows_update(Conversation, where={"id": conversation_id}, values={"updated_at": now})
 
 
 def message_save(*, turn_id: Any, position: int, fields: dict[str, Any], new: bool = False) -> None:
-    """Create or update the display entry at `position` (text segments are saved when they
-    end, and their partial text with each heartbeat). With `new` the caller knows nothing is
-    there yet, and it is one insert; otherwise an update first, then an insert if it found
+    """Create or update the display entry at `position`. With `new` the caller knows nothing
+    is there yet, and it is one insert; otherwise an update first, then an insert if it found
     nothing."""
     if new:
         objects_insert([Message(turn_id=turn_id, position=position, **fields)])
@@ -160,45 +160,8 @@ def message_save(*, turn_id: Any, position: int, fields: dict[str, Any], new: bo
     try:
         with transaction.atomic():
             Message.objects.create(turn_id=turn_id, position=position, **fields)
-    except IntegrityError:  # the turn's heartbeat created it this instant (PostgreSQL)
+    except IntegrityError:  # another worker's flush created it this instant (PostgreSQL)
         entry.update(**fields)
-
-
-def text_segment_save(*, turn_id: Any, segment: TextSegment) -> None:
-    fields = {"kind": MessageKind.ASSISTANT, "content": segment.text}
-    message_save(turn_id=turn_id, position=segment.position, fields=fields, new=segment.new)
-
-
-@transaction.atomic
-def turn_finish(
-    *,
-    turn_id: Any,
-    conversation_id: str,
-    status: TurnStatus,
-    finish_reason: str,
-    error_code: str = "",
-    error: str = "",
-    last_segment: TextSegment | None = None,
-    session_items: list[dict[str, Any]] | None = None,
-    usage_rows: list[UsageRecord] | None = None,
-    replay_items: list[dict[str, Any]] | None = None,
-) -> None:
-    """End a turn in one transaction: its last text segment, the replay items and ledger rows
-    it has not saved yet, for an unfinished turn the items the model will be replayed instead,
-    and its status."""
-    _turn_progress_save(
-        turn_id=turn_id,
-        conversation_id=conversation_id,
-        segment=last_segment,
-        session_items=session_items,
-        usage_rows=usage_rows,
-    )
-    if replay_items is not None:
-        session_turn_rebuild(conversation_id=conversation_id, turn_id=turn_id, items=replay_items)
-    now = timezone.now()
-    ended = {"status": status, "finish_reason": finish_reason, "error_code": error_code, "error": error}
-    rows_update(Turn, where={"id": turn_id}, values={**ended, "finished_at": now})
-    rows_update(Conversation, where={"id": conversation_id}, values={"updated_at": now})
 
 
 def session_items_add(
@@ -237,10 +200,8 @@ def session_turn_rebuild(*, conversation_id: str, turn_id: Any, items: list[dict
 
 aconversation_create = db_async(conversation_create)
 aturn_start = db_async(turn_start)
-aturn_heartbeat = db_async(turn_heartbeat)
-amessage_save = db_async(message_save)
-atext_segment_save = db_async(text_segment_save)
-aturn_finish = db_async(turn_finish)
+aturn_flush = db_async(turn_flush)
+aturn_claim_orphaned = db_async(turn_claim_orphaned)
 asession_item_pop = db_async(session_item_pop)
 asession_items_clear = db_async(session_items_clear)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -20,11 +20,9 @@ from agents.result import RunResultStreaming
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from chat.store import selectors, services
 from chat.catalog import CatalogModel, catalog_get
-from chat.turn.mapping import EventMapper
 from chat.exceptions import ModelUnavailable, UnknownModel
-from chat.models import TurnStatus, UsageRecord
+from chat.models import TurnStatus
 from chat.protocol import ErrorEvent, FinalResponseStart, FinishReason, Queued, StreamEnd, TurnEvent
 from chat.providers import (
     TurnFailure,
@@ -33,15 +31,17 @@ from chat.providers import (
     provider_streams_closed,
     provider_turn_slot,
 )
-from chat.turn.journal import TurnRecorder
+from chat.store import selectors, services
+from chat.turn.journal import Journal
+from chat.turn.mapping import EventMapper
 from chat.turn.session import ConversationSession
-from chat.usage import RequestUsage, request_usage, usage_estimate, usage_row, usage_sum
+from chat.usage import RequestUsage, request_usage, stream_end_usage, usage_estimate, usage_row
 from tools.adapter import function_tool
 from tools.offered import mcp_function_tools
 from tools.registry import registry
 
 logger = logging.getLogger(__name__)
-Emit = Callable[[TurnEvent], Awaitable[None]]
+Emit = Callable[[TurnEvent], None]  # sends the event to every socket on the conversation
 RETRY_BACKOFF_SECONDS = 0.5
 
 
@@ -129,17 +129,15 @@ class _Turn:
         self.emit = emit
         self.agent: Agent[Any] | None = None  # built inside `run`, so a failure ends the turn
         self.mapper = EventMapper()
-        self.recorder = TurnRecorder(turn_id=plan.turn_id)
+        self.journal = Journal(turn_id=plan.turn_id, conversation_id=plan.conversation_id)
         self.session = ConversationSession(
             conversation_id=plan.conversation_id,
-            turn_id=plan.turn_id,
+            journal=self.journal,
             max_tokens=plan.model.max_tokens,
             history=plan.history,
         )
         self.result: RunResultStreaming | None = None
         self.sent_events = 0
-        self.usage_rows: list[UsageRecord] = []  # every ledger row of the turn (stream_end sums them)
-        self.unsaved_usage: list[UsageRecord] = []  # those its next database trip writes
         self.beat: asyncio.Task[None] | None = None  # the heartbeat's latest write
         self.started = time.perf_counter()
 
@@ -159,16 +157,12 @@ class _Turn:
             finish = "max_turns" if failure.code == "max_turns_exceeded" else "error"
         finally:
             heartbeat.cancel()
-        if self.beat is not None:
-            # A beat's write still running would land after the end's (text overwritten, replay
-            # items out of order): let it finish first.
-            await asyncio.gather(self.beat, return_exceptions=True)
         await self._finish(status, finish, failure)
 
     async def _queued(self, ahead: int) -> None:
         # Not counted in `sent_events`: no model output reached the client, so a retry stays safe.
         replies = "1 reply" if ahead == 1 else f"{ahead} replies"
-        await self.emit(Queued(ahead=ahead, message=f"Waiting for the local model: {replies} ahead of yours."))
+        self.emit(Queued(ahead=ahead, message=f"Waiting for the local model: {replies} ahead of yours."))
 
     async def _stream_with_retries(self) -> None:
         attempt = 0
@@ -185,8 +179,7 @@ class _Turn:
                 logger.warning(
                     "retrying turn after %s (attempt %s)", failure.code, attempt, extra={"event": "turn_retry"}
                 )
-                self.session.take_unsaved()
-                await services.asession_items_delete_turn(turn_id=self.plan.turn_id)
+                await self.journal.items_forget()
                 await asyncio.sleep(failure.retry_after or RETRY_BACKOFF_SECONDS * attempt)
 
     async def _stream_once(self) -> None:
@@ -217,8 +210,8 @@ class _Turn:
         async for sdk_event in self.result.stream_events():
             for event in self.mapper.feed(sdk_event):
                 self.sent_events += 1
-                await self.recorder.observe(event)
-                await self.emit(event)
+                self.journal.observe(event)
+                self.emit(event)
             if self.mapper.completed:
                 self._record_completed()
 
@@ -236,34 +229,21 @@ class _Turn:
             usage=usage,
             user_id=self.plan.owner_id,
         )
-        self.usage_rows.append(row)
-        self.unsaved_usage.append(row)
-
-    def _take_unsaved_usage(self) -> list[UsageRecord]:
-        rows, self.unsaved_usage = self.unsaved_usage, []
-        return rows
+        self.journal.usage_add(row)
 
     async def _heartbeat(self) -> None:
+        """Renew the turn's lease and write what it has not written yet."""
         while True:
             await asyncio.sleep(services.HEARTBEAT_SECONDS)
             self.beat = asyncio.create_task(self._beat())
             await asyncio.shield(self.beat)  # cancelling the heartbeat must not cut a write short
 
     async def _beat(self) -> None:
-        items, rows = self.session.take_unsaved(), self._take_unsaved_usage()
         try:
-            await services.aturn_heartbeat(
-                turn_id=self.plan.turn_id,
-                conversation_id=self.plan.conversation_id,
-                partial_segment=self.recorder.heartbeat_segment(),
-                session_items=items,
-                usage_rows=rows,
-            )
+            await self.journal.flush()
         except Exception:
-            # The turn goes on and its end saves them; a missed beat only matters if it stays
-            # missed for a minute.
-            self.session.unsaved[:0] = items
-            self.unsaved_usage[:0] = rows
+            # The turn goes on and the next flush writes it all; missed beats only matter once
+            # they outlast the lease (another worker then marks the turn interrupted).
             logger.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
 
     async def _finish(self, status: TurnStatus, finish: FinishReason, failure: TurnFailure | None) -> None:
@@ -280,8 +260,8 @@ class _Turn:
                 # The frontend writes an error over the last assistant message: give it an
                 # entry of its own, so the text and tools already shown stay (PROTOCOL.md,
                 # "Errors after output"), as the restored conversation shows them.
-                await self.emit(FinalResponseStart())
-            await self.emit(
+                self.emit(FinalResponseStart())
+            self.emit(
                 ErrorEvent(
                     error=failure.message,
                     code=failure.code,
@@ -289,8 +269,8 @@ class _Turn:
                     retry_after=failure.retry_after,
                 )
             )
-        usage = usage_sum(self.usage_rows)
-        await self.emit(StreamEnd(finish_reason=finish, usage=_stream_end_usage(usage)))
+        usage = stream_end_usage(self.journal.usage)
+        self.emit(StreamEnd(finish_reason=finish, usage=usage))
         logger.info(
             "turn %s ended: %s",
             self.plan.turn_id,
@@ -305,23 +285,12 @@ class _Turn:
         )
 
     async def _record_end(self, status: TurnStatus, finish: FinishReason, failure: TurnFailure | None) -> None:
-        last_segment = self.recorder.take_segment()
-        unfinished = status != TurnStatus.COMPLETE
-        if unfinished:
-            await self._estimate_unreported(failure, last_segment.text if last_segment else "")
-        await services.aturn_finish(
-            turn_id=self.plan.turn_id,
-            conversation_id=self.plan.conversation_id,
-            status=status,
-            finish_reason=finish,
-            error_code=failure.code if failure else "",
-            error=failure.message if failure else "",
-            last_segment=last_segment,
-            session_items=self.session.take_unsaved(),
-            usage_rows=self._take_unsaved_usage(),
-            # Leave a history the next request can replay, whatever point the turn stopped at.
-            replay_items=self.recorder.replay_items() if unfinished else None,
+        if status != TurnStatus.COMPLETE:
+            await self._estimate_unreported(failure, self.journal.open_text_so_far())
+        end = services.TurnEnd(
+            status, finish, error_code=failure.code if failure else "", error=failure.message if failure else ""
         )
+        await self.journal.flush(end)
 
     async def _estimate_unreported(self, failure: TurnFailure | None, partial_text: str) -> None:
         """A request in flight when the turn stopped was billed but never reported its usage."""
@@ -334,7 +303,7 @@ class _Turn:
         items = await selectors.asession_items(conversation_id=self.plan.conversation_id)
         usage = await sync_to_async(usage_estimate, thread_sensitive=False)(
             model=self.plan.model,
-            prompt_items=items + self.session.unsaved,
+            prompt_items=items + self.journal.items_unsaved(),
             # The agent's own: the system prompt and its tools' paragraphs.
             instructions=str(self.agent.instructions) if self.agent is not None else "",
             output_text=partial_text,
@@ -342,10 +311,6 @@ class _Turn:
         self._usage_add(usage)
 
 
-def _stream_end_usage(totals: dict[str, Any]) -> dict[str, Any]:
-    keys = ("requests", "input_tokens", "output_tokens", "total_tokens", "cost_usd")
-    return {key: totals[key] for key in keys}
-
-
 async def turn_run(plan: TurnPlan, emit: Emit) -> None:
+    """Run the turn to its end, sending its events through `emit`; ends with `stream_end`."""
     await _Turn(plan, emit).run()

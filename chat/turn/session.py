@@ -7,8 +7,9 @@ from typing import Any
 
 from agents.memory.session_settings import SessionSettings
 
-from chat.store import selectors, services
 from chat.history import history_trim
+from chat.store import selectors, services
+from chat.turn.journal import Journal
 
 
 def _plain(item: Any) -> dict[str, Any]:
@@ -19,45 +20,42 @@ def _plain(item: Any) -> dict[str, Any]:
 
 
 class ConversationSession:
-    """One conversation's history. New items are attributed to `turn_id`; what is replayed
-    is trimmed to `max_tokens` (the model's context window).
-
-    New items stay in memory until the turn's next database trip takes them (`take_unsaved`:
-    its heartbeat or its end), so a turn costs two trips, not one more per step.
-    """
+    """One conversation's history; what is replayed is trimmed to `max_tokens` (the model's
+    context window). New items go to the turn's journal, which writes them with its next flush
+    (its heartbeat or its end), so a turn costs no database trip per step."""
 
     session_settings: SessionSettings | None = None
 
     def __init__(
-        self, *, conversation_id: str, turn_id: Any, max_tokens: int, history: list[dict[str, Any]] | None = None
+        self,
+        *,
+        conversation_id: str,
+        journal: Journal,
+        max_tokens: int,
+        history: list[dict[str, Any]] | None = None,
     ) -> None:
         self.session_id = conversation_id
-        self.turn_id = turn_id
+        self.journal = journal
         self.max_tokens = max_tokens
         # Items read when the turn started (same database trip); used for the first read only,
         # since the run writes to the session afterwards.
         self._history = history
-        self.unsaved: list[dict[str, Any]] = []
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
         items, self._history = self._history, None
         if items is None:
             items = await selectors.asession_items(conversation_id=self.session_id)
-        items = history_trim(items + self.unsaved, max_tokens=self.max_tokens)
+        items = history_trim(items + self.journal.items_unsaved(), max_tokens=self.max_tokens)
         return items[-limit:] if limit else items
 
     async def add_items(self, items: list[Any]) -> None:
-        self.unsaved.extend(_plain(item) for item in items)
-
-    def take_unsaved(self) -> list[dict[str, Any]]:
-        items, self.unsaved = self.unsaved, []
-        return items
+        self.journal.items_add([_plain(item) for item in items])
 
     async def pop_item(self) -> Any | None:
-        if self.unsaved:
-            return self.unsaved.pop()
+        if self.journal.items_unsaved():
+            return self.journal.items.pop()
         return await services.asession_item_pop(conversation_id=self.session_id)
 
     async def clear_session(self) -> None:
-        self.unsaved = []
+        await self.journal.items_forget()
         await services.asession_items_clear(conversation_id=self.session_id)

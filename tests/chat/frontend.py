@@ -12,6 +12,13 @@ def render(
     shown = list(messages or [])
     shown.append({"role": "user", "content": message})
     shown.append({"role": "assistant", "content": ""})
+    return reload_render(events, shown)
+
+
+def reload_render(events: list[dict[str, Any]], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """After a reload: the restored messages (`GET /conversations/<id>`), then the events the
+    new socket receives, applied to them as they are."""
+    shown = [dict(message) for message in messages]
     for event in events:
         kind = event["type"]
         if kind in ("stream", "final_stream"):

@@ -11,8 +11,8 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from chat.turn.mapping import EventMapper
 from chat.models import Turn
+from chat.turn.mapping import EventMapper
 from dreamytin.asgi import application
 from tests.chat.frontend import render, without_empty
 from tests.conftest import connect
@@ -99,6 +99,7 @@ async def test_cancel_during_a_running_tool_records_a_synthetic_output(ws, provi
     assert "cancelled" in replay[3]["content"]
 
 
+@override_settings(TURN_DETACH_GRACE=0)
 async def test_disconnect_during_text_closes_the_provider_stream_within_a_second(provider):
     ws = await connect("leaver")
     provider.script(text(*[f"w{i} " for i in range(500)], interval=0.02))
@@ -357,7 +358,7 @@ async def test_a_database_failure_at_the_end_still_ends_the_turn(ws, provider, m
     async def broken(**kwargs):
         raise OperationalError("disk I/O error")
 
-    monkeypatch.setattr(services, "aturn_finish", broken)
+    monkeypatch.setattr(services, "aturn_flush", broken)
     provider.script(text("hello"))
     events = await ws.turn("hi")
     assert events[-1]["type"] == "stream_end" and events[-1]["finish_reason"] == "stop"

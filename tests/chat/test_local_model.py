@@ -15,9 +15,9 @@ from agents.exceptions import MaxTurnsExceeded
 from django.test import override_settings
 
 from chat.catalog import catalog_get
-from chat.turn.mapping import EventMapper
 from chat.local_model import LOCAL_MODEL_ID, LoadState, LocalEngine, local_engine, local_model_file
 from chat.protocol import ToolCall, ToolResult
+from chat.turn.mapping import EventMapper
 from chat.turn.runner import agent_build
 from tests.conftest import catalog_file, connect
 

@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from chat.store import services
 from chat.models import Conversation, SessionItem, Turn, TurnStatus
+from chat.store import services
+from chat.turn.journal import Journal
 from chat.turn.session import ConversationSession
 from tests.chat.frontend import render, without_empty
 from tests.conftest import connect
@@ -80,22 +81,29 @@ async def test_a_cancelled_tool_turn_is_stored_and_replayable(ws, provider, asyn
     assert replay[4]["content"].startswith("xx")
 
 
-async def test_an_interrupted_turn_is_found_by_its_stale_heartbeat(async_client, provider):
+async def test_a_turn_whose_lease_lapsed_reads_as_interrupted_and_blocks_nothing(async_client, provider):
     turn, _ = await services.aturn_start(conversation_id="dead1", model="gpt-4o", user_message="are you there?")
-    await services.amessage_save(turn_id=turn.id, position=1, fields={"kind": "assistant", "content": "I was say"})
-    # A live turn (fresh heartbeat) blocks another turn, from any worker.
+    await services.aturn_flush(
+        turn_id=turn.id,
+        conversation_id="dead1",
+        entries=[services.EntryWrite(1, {"kind": "assistant", "content": "I was say"}, new=True)],
+        session_items=[],
+        usage_rows=[],
+    )
+    # A live turn (current lease) blocks another turn, from any worker.
     socket = await connect("dead1")
     await socket.send({"message": "hello?"})
     assert (await socket.receive())["code"] == "busy"
-    # A minute without heartbeat: the process died.
-    await Turn.objects.filter(id=turn.id).aupdate(heartbeat_at=timezone.now() - timedelta(minutes=2))
+    # Its lease lapsed: the process died. A read says so without writing (the reaper will).
+    await Turn.objects.filter(id=turn.id).aupdate(heartbeat_at=timezone.now() - timedelta(seconds=20))
     body = await detail(async_client, "dead1")
     assert body["messages"] == [
         {"role": "user", "content": "are you there?"},
         {"role": "assistant", "content": "I was say"},
-        {"role": "assistant", "content": "Error: The reply was interrupted."},
+        {"role": "assistant", "content": f"Error: {services.INTERRUPTED_ERROR}"},
     ]
-    assert (await Turn.objects.aget(id=turn.id)).status == TurnStatus.INTERRUPTED
+    assert "live" not in body
+    assert (await Turn.objects.aget(id=turn.id)).status == TurnStatus.STREAMING
     provider.script(text("back"))
     events = await socket.turn("hello?")
     assert events[-1]["finish_reason"] == "stop"
@@ -124,16 +132,14 @@ async def test_a_heartbeat_write_still_running_at_the_end_does_not_overwrite_the
     # A database call keeps running in its thread when the awaiting task is cancelled; model
     # that with a slow write the heartbeat's cancel cannot stop.
     monkeypatch.setattr(services, "HEARTBEAT_SECONDS", 0.05)
-    original = services.aturn_heartbeat
+    original = services.aturn_flush
 
-    async def slow_heartbeat(**kwargs):
-        async def write():
+    async def slow_flush(**kwargs):
+        if kwargs["end"] is None:
             await asyncio.sleep(0.3)
-            await original(**kwargs)
+        await original(**kwargs)
 
-        await asyncio.shield(asyncio.create_task(write()))
-
-    monkeypatch.setattr(services, "aturn_heartbeat", slow_heartbeat)
+    monkeypatch.setattr(services, "aturn_flush", slow_flush)
     provider.script(text("Hello", " world", interval=0.04))
     events = await ws.turn("hi")
     assert events[-1]["finish_reason"] == "stop"
@@ -147,8 +153,13 @@ async def test_a_heartbeat_write_still_running_at_the_end_does_not_overwrite_the
 async def test_the_first_message_titles_a_conversation_once():
     await services.aconversation_create(conversation_id="t1", model="gpt-4o")  # POST /conversations: no title
     first, _ = await services.aturn_start(conversation_id="t1", model="gpt-4o", user_message="How do  I\nbake bread?")
-    await services.aturn_finish(
-        turn_id=first.id, conversation_id="t1", status=TurnStatus.COMPLETE, finish_reason="stop"
+    await services.aturn_flush(
+        turn_id=first.id,
+        conversation_id="t1",
+        entries=[],
+        session_items=[],
+        usage_rows=[],
+        end=services.TurnEnd(TurnStatus.COMPLETE, "stop"),
     )
     second_started = timezone.now()
     await services.aturn_start(conversation_id="t1", model="gpt-4o-mini", user_message="And cake?")
@@ -159,7 +170,9 @@ async def test_the_first_message_titles_a_conversation_once():
 
 async def test_session_round_trip():
     await services.aturn_start(conversation_id="s1", model="gpt-4o", user_message="hi")
-    session = ConversationSession(conversation_id="s1", turn_id=None, max_tokens=100_000)
+    session = ConversationSession(
+        conversation_id="s1", journal=Journal(turn_id=None, conversation_id="s1"), max_tokens=100_000
+    )
     assert await session.get_items() == []
     await session.add_items([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
     await session.add_items([{"type": "function_call", "call_id": "c1", "name": "ls", "arguments": "{}"}])

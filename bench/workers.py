@@ -1,0 +1,440 @@
+"""Turns owned by the conversation, across workers: what a second socket on another worker gets
+and costs (issue 20).
+
+    python3 -m bench.workers              # K = 200 steady, rounds fan-out, single, single, fan-out
+    python3 -m bench.workers --smoke      # a few seconds; tests/bench/test_workers.py runs this
+    python3 -m bench.workers --baseline /tmp/before   # the single-socket rounds on another checkout
+
+Two uvicorn servers (one worker each) share a PostgreSQL database and a Redis database of this
+benchmark's own (made anew, dropped at the end), against the fake provider (stamped chunks).
+
+- fan-out: K turns with steady arrivals (`bench.measure.load`); turn i is started by a socket
+  on worker i % 2 and watched by a second socket on the same conversation on the other worker,
+  opened before the turn starts, so it must get all of it: the starter's frames, same `seq`,
+  same text. Counts lost, reordered, duplicated and differing events; latency per chunk from
+  the provider's send stamp to starters and to watchers, and the relay's own hop (a watcher's
+  receive time minus its starter's, same frame); both servers' CPU per chunk delivered to any socket.
+- single: the same K turns on a third server with one socket each, no watcher and no Redis, on
+  the same PostgreSQL database, so only the fan-out differs (`bench.run.server_round`).
+
+The rounds alternate (fan-out, single, single, fan-out, ...) so that this VM's drift falls on
+both. Prints each round, the medians, fan-out over single CPU per delivered chunk and the
+issue's targets, and writes JSON (bench/results/workers.json unless --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from unittest import mock
+from urllib.parse import urlsplit
+
+import psycopg
+import redis
+from psycopg import sql
+
+from bench.measure import ChatClient, StreamTiming, cpu_seconds, load, percentile, results_write, stamps
+from bench.run import MODEL, server_env, server_round, start_fake, summarize
+from tests.servers import PROJECT, Server
+
+CHUNKS = ("stream", "final_stream")
+# A watcher may end this long after its starter; what it has not received by then is lost.
+DRAIN_SECONDS = 10.0
+# Per fan-out round: events a watcher lacks, got out of order or twice, frames that differ from
+# the starter's, turns not exactly the starter's, turns only the watcher saw, frames of no turn,
+# and starter turns whose own seq list is not 1..n.
+COUNTS = (
+    "lost", "reordered", "duplicated", "differing_frames", "differing_turns", "extra_turns", "stray_frames",
+    "starter_gaps",
+)  # fmt: skip
+
+
+@dataclass
+class Seen:
+    """One socket's view of one turn: its frames in the order they arrived."""
+
+    frames: list[str] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    arrived: list[float] = field(default_factory=list)  # time.time() at each frame's arrival
+    latency: list[float] = field(default_factory=list)  # per chunk: arrival minus the provider's stamp
+    first_chunk: float | None = None
+    chunks: int = 0
+    finish: str | None = None
+
+    def add(self, text: str, event: dict[str, Any], now: float) -> None:
+        self.frames.append(text)
+        self.seqs.append(event.get("seq", -1))
+        self.arrived.append(now)
+        if event["type"] in CHUNKS:
+            self.chunks += 1
+            self.first_chunk = self.first_chunk or now
+            self.latency += [now - sent for sent in stamps(event["content"])]
+        elif event["type"] == "stream_end":
+            self.finish = event.get("finish_reason")
+
+
+class Socket:
+    """A client socket that records every turn it is sent, by message id, in a reader task of
+    its own: a watcher sends nothing and cannot wait on replies of its own, and reading the
+    starter the same way makes the two views comparable frame for frame."""
+
+    def __init__(self, url: str) -> None:
+        self.client = ChatClient(url)
+        self.turns: dict[str, Seen] = {}
+        self.ended: asyncio.Queue[str | None] = asyncio.Queue()  # turns ended; None: a lone error
+        self.strays: list[dict[str, Any]] = []  # frames of no turn (`busy`, `pong`, ...)
+        self.reader: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await self.client.open()
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for text in self.client.ws:
+            now = time.time()
+            event = json.loads(text)
+            turn_id = event.get("message_id")
+            if turn_id is None:
+                self.strays.append(event)
+                if event["type"] == "error":
+                    self.ended.put_nowait(None)
+                continue
+            self.turns.setdefault(turn_id, Seen()).add(text, event, now)
+            if event["type"] == "stream_end":
+                self.ended.put_nowait(turn_id)
+
+    async def turn(self) -> StreamTiming:
+        """Start a turn and wait for its end; its timing as `ChatClient.turn` has it."""
+        started = time.time()
+        await self.client.ws.send(json.dumps({"message": "hi", "model": MODEL}))
+        turn_id = await asyncio.wait_for(self.ended.get(), 120)
+        if turn_id is None:
+            return StreamTiming()
+        seen = self.turns[turn_id]
+        ttft = None if seen.first_chunk is None else seen.first_chunk - started
+        return StreamTiming(ttft=ttft, chunk_latency=seen.latency, chunks=seen.chunks, ok=seen.finish == "stop")
+
+    async def close(self) -> None:
+        await self.client.close()
+        if self.reader is not None:
+            await asyncio.gather(self.reader, return_exceptions=True)
+
+
+def ws_url(server: Server, conversation_id: str) -> str:
+    return f"ws://127.0.0.1:{server.port}/ws/{conversation_id}"
+
+
+async def sockets_open(sockets: list[Socket]) -> None:
+    for start in range(0, len(sockets), 50):  # in batches: a burst of handshakes is not what we measure
+        await asyncio.gather(*(socket.open() for socket in sockets[start : start + 50]))
+
+
+async def drain(starters: list[Socket], watchers: list[Socket]) -> None:
+    """Wait until every watcher has the end of every turn its starter saw, or DRAIN_SECONDS."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while time.monotonic() < deadline:
+        if all(
+            (seen := watcher.turns.get(turn_id)) is not None and seen.finish is not None
+            for starter, watcher in zip(starters, watchers, strict=True)
+            for turn_id in starter.turns
+        ):
+            return
+        await asyncio.sleep(0.05)
+
+
+def compare(starters: list[Socket], watchers: list[Socket]) -> dict[str, Any]:
+    """Each watcher against its starter, turn by turn. Latencies are of each conversation's
+    last turn, the one `load` measures (steady: the second, run beside K - 1 other streams)."""
+    counts = dict.fromkeys(COUNTS, 0)
+    latency: list[float] = []
+    hop: list[float] = []
+    delivered = 0
+    for starter, watcher in zip(starters, watchers, strict=True):
+        delivered += sum(seen.chunks for socket in (starter, watcher) for seen in socket.turns.values())
+        counts["extra_turns"] += len(watcher.turns.keys() - starter.turns.keys())
+        counts["stray_frames"] += len(watcher.strays) + len(starter.strays)
+        for index, (turn_id, sent) in enumerate(starter.turns.items()):
+            got = watcher.turns.get(turn_id, Seen())
+            by_seq = dict(zip(sent.seqs, sent.frames, strict=True))
+            counts["starter_gaps"] += sent.seqs != list(range(1, len(sent.seqs) + 1))
+            counts["lost"] += len(set(sent.seqs) - set(got.seqs))
+            counts["duplicated"] += len(got.seqs) - len(set(got.seqs))
+            counts["reordered"] += sum(later < earlier for earlier, later in pairwise(got.seqs))
+            counts["differing_frames"] += sum(
+                frame != by_seq[seq] for seq, frame in zip(got.seqs, got.frames, strict=True) if seq in by_seq
+            )
+            counts["differing_turns"] += got.frames != sent.frames
+            if index == len(starter.turns) - 1:
+                latency += got.latency
+                arrived = dict(zip(sent.seqs, sent.arrived, strict=True))
+                hop += [at - arrived[seq] for seq, at in zip(got.seqs, got.arrived, strict=True) if seq in arrived]
+    return {
+        "delivered_chunks": delivered,
+        **counts,
+        "watcher_chunk_p50_ms": ms(percentile(latency, 50)),
+        "watcher_chunk_p99_ms": ms(percentile(latency, 99)),
+        "hop_p50_ms": ms(percentile(hop, 50)),
+        "hop_p99_ms": ms(percentile(hop, 99)),
+    }
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    """The Redis server's CPU seconds: every client of it, this benchmark's relay and any other."""
+    info = client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+async def fanout_round(
+    pair: tuple[Server, Server], k: int, span: float, tag: str, redis_client: redis.Redis
+) -> dict[str, Any]:
+    conversations = [f"fan-{tag}{index}" for index in range(k)]
+    starters = [Socket(ws_url(pair[i % 2], c)) for i, c in enumerate(conversations)]
+    watchers = [Socket(ws_url(pair[(i + 1) % 2], c)) for i, c in enumerate(conversations)]
+    try:
+        await sockets_open(starters + watchers)
+        # A socket joins its conversation after its `connected` frame, and the other worker's
+        # relay adds the conversation to its blocking read within 250 ms: give both time, so that
+        # every watcher watches before its first turn starts.
+        await asyncio.sleep(1.0)
+        pids = [server.process.pid for server in pair]
+        cpu_before, redis_before = sum(map(cpu_seconds, pids)), redis_cpu(redis_client)
+        turns = await load(k, arrival="steady", span=span, turn=lambda i: starters[i].turn())
+        await drain(starters, watchers)
+        cpu, redis_used = sum(map(cpu_seconds, pids)) - cpu_before, redis_cpu(redis_client) - redis_before
+    finally:
+        await asyncio.gather(*(socket.close() for socket in starters + watchers), return_exceptions=True)
+    result = {**starter_figures(summarize(turns)), **compare(starters, watchers)}
+    delivered = max(result["delivered_chunks"], 1)
+    result["cpu_us_per_delivered_chunk"] = round(cpu / delivered * 1e6, 1)
+    result["redis_cpu_us_per_delivered_chunk"] = round(redis_used / delivered * 1e6, 1)
+    return result
+
+
+async def single_round(server: Server, k: int, span: float, tag: str) -> dict[str, Any]:
+    result = await server_round(server.process.pid, server.port, k, "steady", span, tag=tag)
+    return {
+        **starter_figures(result),
+        "delivered_chunks": result["chunks"],
+        "cpu_us_per_delivered_chunk": result["cpu_us_per_chunk"],
+    }
+
+
+def starter_figures(summary: dict[str, Any]) -> dict[str, Any]:
+    """`bench.run.summarize`'s figures of the sockets that started the turns."""
+    keys = ("ttft_p50_ms", "ttft_p99_ms", "chunk_p50_ms", "chunk_p99_ms")
+    return {"turns": summary["turns"], "failed": summary["failed"], **{f"starter_{key}": summary[key] for key in keys}}
+
+
+def database_create(admin_url: str, name: str) -> str:
+    """A PostgreSQL database of this benchmark's own, new: no rows of an earlier run."""
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return urlsplit(admin_url)._replace(path=f"/{name}").geturl()
+
+
+def database_drop(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def servers_start(specs: list[tuple[dict[str, str], Path, Path]]) -> list[Server]:
+    """uvicorn servers (env, log, checkout), started side by side; all or none. Three cold starts
+    at once on two busy cores can take past Server's default minute."""
+    with ThreadPoolExecutor(len(specs)) as pool:
+        starting = [
+            pool.submit(Server, "uvicorn", env, log, checkout, start_timeout=180) for env, log, checkout in specs
+        ]
+    failures = [failure for future in starting if (failure := future.exception()) is not None]
+    if failures:
+        for future in starting:
+            if future.exception() is None:
+                future.result().stop()
+        raise failures[0]
+    return [future.result() for future in starting]
+
+
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    tmp = Path(tempfile.mkdtemp(prefix="dreamytin-workers-"))
+    (tmp / "ws").mkdir()
+    span = args.ttft + args.chunks / args.rate  # one reply's length
+    redis_url = urlsplit(args.redis)._replace(path=f"/{args.redis_db}").geturl()
+    redis_client = redis.Redis.from_url(redis_url)
+    redis_client.flushdb()  # no turn log or presence of an earlier run
+    databases = [args.database] + ([f"{args.database}_baseline"] if args.baseline else [])
+    fake, url = start_fake(tmp, args.chunks, 1 / args.rate, args.ttft)
+    servers: list[Server] = []
+    rounds: list[dict[str, Any]] = []
+    try:
+        urls = [database_create(args.postgres, name) for name in databases]
+        with mock.patch.dict(os.environ, {"BENCH_DATABASE_URL": urls[0]}):
+            env = server_env(tmp, url)  # migrates our database; REDIS_URL is left out
+        single_env, single_checkout = env, PROJECT
+        if args.baseline:
+            # Another checkout's schema may differ: its own database, made by its migrations.
+            single_env, single_checkout = {**env, "DATABASE_URL": urls[1]}, args.baseline
+            migrate = [sys.executable, "manage.py", "migrate", "-v0"]
+            subprocess.run(migrate, cwd=single_checkout, env=single_env, check=True)
+        relay_env = {**env, "REDIS_URL": redis_url}
+        servers = servers_start(
+            [
+                (relay_env, tmp / "worker-a.log", PROJECT),
+                (relay_env, tmp / "worker-b.log", PROJECT),
+                (single_env, tmp / "single.log", single_checkout),
+            ]
+        )
+        pair, single = (servers[0], servers[1]), servers[2]
+        # Warm both set-ups first (the relay starts on first use, the pools fill): first-use
+        # costs are not what we compare. Side by side, with starts spread over a second.
+        warm = min(args.k, 20)
+        await asyncio.gather(
+            fanout_round(pair, warm, 1.0, "warm-", redis_client), single_round(single, warm, 1.0, "warm-")
+        )
+        for index in range(args.pairs):
+            for kind in ("fanout", "single") if index % 2 == 0 else ("single", "fanout"):
+                tag = f"r{index}-"
+                started = time.perf_counter()
+                if kind == "fanout":
+                    result = await fanout_round(pair, args.k, span, tag, redis_client)
+                else:
+                    result = await single_round(single, args.k, span, tag)
+                rounds.append({"round": len(rounds) + 1, "kind": kind, **result})
+                print(f"round {len(rounds)} {kind}: {time.perf_counter() - started:.0f} s", flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+        fake.terminate()
+        fake.wait(10)
+        for name in databases:
+            database_drop(args.postgres, name)
+        redis_client.flushdb()
+    shutil.rmtree(tmp)  # only after a good run: a failed one leaves its server logs there
+    return rounds
+
+
+def report_make(args: argparse.Namespace, rounds: list[dict[str, Any]], load_before: float) -> dict[str, Any]:
+    fanout = [r for r in rounds if r["kind"] == "fanout"]
+    single = [r for r in rounds if r["kind"] == "single"]
+
+    def median(group: list[dict[str, Any]], key: str) -> float | None:
+        values = [r[key] for r in group if r.get(key) is not None]
+        return round(statistics.median(values), 2) if values else None
+
+    medians = {
+        kind: {key: median(group, key) for key in group[0] if key not in ("round", "kind")}
+        for kind, group in (("fanout", fanout), ("single", single))
+    }
+    totals = {key: sum(r[key] for r in fanout) for key in ("failed", *COUNTS)}
+    totals["failed_single"] = sum(r["failed"] for r in single)
+    ratio = medians["fanout"]["cpu_us_per_delivered_chunk"] / medians["single"]["cpu_us_per_delivered_chunk"]
+    targets = [
+        ("0 lost events", totals["lost"], 0),
+        ("0 reordered events", totals["reordered"], 0),
+        ("provider-to-watcher p50 <= 25 ms", medians["fanout"]["watcher_chunk_p50_ms"], 25),
+        ("provider-to-watcher p99 <= 150 ms", medians["fanout"]["watcher_chunk_p99_ms"], 150),
+        ("CPU per delivered chunk <= 1.5x single", round(ratio, 2), 1.5),
+    ]
+    return {
+        "config": {
+            "k": args.k,
+            "chunks": args.chunks,
+            "rate_per_s": args.rate,
+            "ttft_s": args.ttft,
+            "pairs": args.pairs,
+            "cpus": os.cpu_count(),
+            "loadavg_1m_before": load_before,
+            "database": f"postgresql {args.database}" + (" (single: its own, the baseline's)" if args.baseline else ""),
+            "single_checkout": str(args.baseline or PROJECT),
+        },
+        "rounds": rounds,
+        "median": medians,
+        "totals": totals,
+        "fanout_over_single_cpu": round(ratio, 3),
+        "targets": [
+            {"target": name, "value": value, "limit": limit, "pass": value is not None and value <= limit}
+            for name, value, limit in targets
+        ],
+    }
+
+
+COLUMNS = (
+    ("turns", "turns"), ("failed", "fail"), ("delivered_chunks", "delivered"),
+    ("cpu_us_per_delivered_chunk", "cpu us/chunk"), ("redis_cpu_us_per_delivered_chunk", "redis us"),
+    ("starter_ttft_p50_ms", "ttft50"), ("starter_chunk_p50_ms", "start50"), ("starter_chunk_p99_ms", "start99"),
+    ("watcher_chunk_p50_ms", "watch50"), ("watcher_chunk_p99_ms", "watch99"), ("hop_p50_ms", "hop50"),
+    ("hop_p99_ms", "hop99"), ("lost", "lost"), ("reordered", "reord"), ("duplicated", "dup"),
+    ("differing_turns", "differ"),
+)  # fmt: skip
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"config: {report['config']}")
+    print("latencies in ms (provider stamp to client receive, per chunk, measured turns); hop: watcher minus starter")
+    print(f"  {'round':<7}{'kind':<8}" + "".join(f"{title:>13}" for _, title in COLUMNS))
+    for row in report["rounds"]:
+        print(f"  {row['round']:<7}{row['kind']:<8}" + "".join(f"{row.get(key, '-')!s:>13}" for key, _ in COLUMNS))
+    for kind in ("fanout", "single"):
+        row = report["median"][kind]
+        print(f"  {'median':<7}{kind:<8}" + "".join(f"{row.get(key, '-')!s:>13}" for key, _ in COLUMNS))
+    totals = report["totals"]
+    print(f"fan-out totals: {totals}")
+    print(f"CPU per delivered chunk, fan-out over single: {report['fanout_over_single_cpu']}x")
+    print("targets:")
+    for target in report["targets"]:
+        verdict = "PASS" if target["pass"] else "FAIL"
+        print(f"  {target['target']:<42}{target['value']!s:>10}  {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--k", type=int, default=200, help="turns (conversations) per round")
+    parser.add_argument("--chunks", type=int, default=200, help="chunks per reply")
+    parser.add_argument("--rate", type=float, default=20.0, help="chunks per second per stream")
+    parser.add_argument("--ttft", type=float, default=0.2, help="fake time to first token, seconds")
+    parser.add_argument("--pairs", type=int, default=2, help="pairs of rounds, alternated: 2 is A B B A")
+    # The server of DATABASE_URL when it is PostgreSQL; its database need not exist yet.
+    postgres = os.environ.get("DATABASE_URL", "")
+    postgres = postgres if postgres.startswith("postgres") else "postgres://postgres@127.0.0.1:5432/"
+    parser.add_argument(
+        "--postgres",
+        default=urlsplit(postgres)._replace(path="/postgres").geturl(),
+        help="where to create the benchmark's database: a database of that PostgreSQL server to connect to",
+    )
+    parser.add_argument("--database", default="bench_workers", help="the database created, and dropped at the end")
+    parser.add_argument("--redis", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    parser.add_argument("--redis-db", type=int, default=13, help="the Redis database used, emptied first and last")
+    parser.add_argument("--baseline", type=Path, help="run the single-socket rounds on this checkout (today's code)")
+    parser.add_argument("--smoke", action="store_true", help="tiny run that checks the benchmark works")
+    parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "workers.json"))
+    args = parser.parse_args()
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
+    if args.smoke:
+        args.k, args.chunks, args.rate, args.ttft = 4, 5, 50.0, 0.05
+    if args.baseline:
+        args.baseline = args.baseline.resolve()
+    load_before = os.getloadavg()[0]
+    report = report_make(args, asyncio.run(run(args)), load_before)
+    print_report(report)
+    results_write(args.out, report)
+
+
+if __name__ == "__main__":
+    main()

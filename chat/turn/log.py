@@ -1,0 +1,167 @@
+"""A conversation's turn events as every socket receives them, in this process.
+
+Each process keeps, per conversation it serves, the frames of the latest turn (`TurnLog`: the
+one in progress, or the last one for `RESUME_WINDOW_SECONDS`) and the sockets that watch it.
+A turn running here appends its frames directly; a turn running on another worker reaches this
+log through the Redis relay (chat/turn/relay.py), which appends the same frames, same `seq`.
+Each socket sends from the log at its own pace, so a slow socket never holds up the turn or the
+other sockets, and a `resume` is a replay from the same list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from chat.wire import json_encode, timestamp_now
+
+logger = logging.getLogger(__name__)
+RESUME_WINDOW_SECONDS = 300  # how long a turn that ended can still be resumed
+Send = Callable[[str], Awaitable[None]]
+
+
+class TurnLog:
+    """The frames of one turn: `frames[i]` is the event with `seq` i + 1."""
+
+    __slots__ = ("ended", "frames", "turn_id")
+
+    def __init__(self, turn_id: str) -> None:
+        self.turn_id = turn_id
+        self.frames: list[str] = []
+        self.ended = False
+
+
+class ConversationFeed:
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        self.log: TurnLog | None = None
+        self.watchers: set[Watcher] = set()
+        self.local = False  # a turn of this process is writing the log (the relay need not read it)
+        self.stream_id = "0-0"  # the relay's place in the conversation's Redis stream
+        self.on_leave: Callable[[str], None] | None = None  # set by the live turn that runs here
+
+    def append(self, turn_id: str, seq: int, frame: str, *, end: bool = False) -> bool:
+        """Add the event `seq` of `turn_id`; False for one the log has (a relay reading back
+        what this process wrote) or cannot place."""
+        log = self.log
+        if log is None or log.turn_id != turn_id:
+            if seq != 1:
+                return False  # the middle of a turn this log never saw begin
+            self.log = log = TurnLog(turn_id)
+        if seq != len(log.frames) + 1:
+            return False
+        log.frames.append(frame)
+        log.ended = end
+        for watcher in self.watchers:
+            watcher.wake.set()
+        if end:
+            _drop_later(self)
+        return True
+
+    def live(self) -> bool:
+        return self.log is not None and not self.log.ended
+
+
+_feeds: dict[str, ConversationFeed] = {}
+
+
+def feed_get(conversation_id: str) -> ConversationFeed:
+    feed = _feeds.get(conversation_id)
+    if feed is None:
+        feed = _feeds[conversation_id] = ConversationFeed(conversation_id)
+    return feed
+
+
+def feed_find(conversation_id: str) -> ConversationFeed | None:
+    return _feeds.get(conversation_id)
+
+
+def feeds_watched() -> list[ConversationFeed]:
+    return [feed for feed in _feeds.values() if feed.watchers]
+
+
+def _drop_later(feed: ConversationFeed) -> None:
+    """Forget an idle conversation's log once it can no longer be resumed."""
+
+    def drop() -> None:
+        if _feeds.get(feed.conversation_id) is feed and not feed.watchers and not feed.live():
+            del _feeds[feed.conversation_id]
+
+    try:
+        asyncio.get_running_loop().call_later(RESUME_WINDOW_SECONDS, drop)
+    except RuntimeError:  # no loop (a synchronous caller): the next watcher's leave schedules it
+        pass
+
+
+class Watcher:
+    """One socket on a conversation: the turn it follows, how far it was sent, and the task
+    that sends the rest. It joins from now on: the events of a turn in progress after this
+    moment, and every event of the turns that start later."""
+
+    def __init__(self, feed: ConversationFeed, send: Send) -> None:
+        self.feed = feed
+        self.send = send
+        self.log = feed.log
+        self.sent = len(feed.log.frames) if feed.log is not None else 0
+        self.resume_after: int | None = None
+        self.wake = asyncio.Event()
+        feed.watchers.add(self)
+        self.task = asyncio.create_task(self._run(), name=f"watch {feed.conversation_id}")
+
+    def resume(self, after_seq: int) -> None:
+        """Send the current (or last) turn's events after `after_seq`, then `resume_end`."""
+        self.resume_after = after_seq
+        self.wake.set()
+
+    async def close(self) -> None:
+        self.feed.watchers.discard(self)
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        if not self.feed.watchers:
+            if self.feed.on_leave is not None:
+                self.feed.on_leave(self.feed.conversation_id)
+            _drop_later(self.feed)
+
+    async def _run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            try:
+                await self._send_pending()
+            except Exception:  # the socket is gone; its consumer's disconnect closes this watcher
+                logger.debug("a watcher's send failed", exc_info=True)
+                return
+
+    async def _send_pending(self) -> None:
+        if self.resume_after is not None:
+            after, self.resume_after = self.resume_after, None
+            self.log = self.feed.log
+            self.sent = min(after, len(self.log.frames)) if self.log is not None else 0
+            await self._send_log()
+            await self.send(_resume_end(self.log))
+        while True:
+            await self._send_log()
+            if self.feed.log is self.log:
+                return
+            self.log, self.sent = self.feed.log, 0  # a newer turn began: all of it
+
+    async def _send_log(self) -> None:
+        log = self.log
+        while log is not None and self.sent < len(log.frames):
+            frame = log.frames[self.sent]
+            self.sent += 1
+            await self.send(frame)
+
+
+def _resume_end(log: TurnLog | None) -> str:
+    payload: dict[str, Any] = {
+        "type": "resume_end",
+        "message_id": log.turn_id if log is not None else None,
+        "live": log is not None and not log.ended,
+        "timestamp": timestamp_now(),
+    }
+    if log is not None:
+        payload["seq"] = len(log.frames)
+    return json_encode(payload)

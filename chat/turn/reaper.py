@@ -1,0 +1,78 @@
+"""Turns whose worker died (kill -9, out of memory, a deploy): found by their lapsed lease and
+ended as `interrupted`, with what their sockets were shown kept.
+
+A running turn renews its lease with every heartbeat (`HEARTBEAT_SECONDS`); one not renewed for
+`STALE_AFTER` belongs to a process that is gone. Every process checks every
+`REAP_EVERY_SECONDS`; the first to claim a turn rebuilds its journal from the event log (what
+the sockets saw, which its dead worker may not have written yet), writes it, and sends the
+sockets still watching `error` (code `interrupted`, retryable) and `stream_end`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+from chat.models import TurnStatus
+from chat.protocol import ErrorEvent, FinalResponseStart, StreamEnd
+from chat.store import selectors, services
+from chat.turn.journal import journal_from_frames
+from chat.turn.log import feed_get
+from chat.turn.relay import relay_get, turn_frames
+from chat.wire import TurnFrames
+
+logger = logging.getLogger(__name__)
+REAP_EVERY_SECONDS = 5.0
+
+
+async def turns_reap() -> int:
+    """End this deployment's orphaned turns; how many this process ended."""
+    reaped = 0
+    for turn in await selectors.aturns_orphaned():
+        if await services.aturn_claim_orphaned(turn_id=turn.id):
+            await _interrupt(turn.id, turn.conversation_id, turn.model)
+            reaped += 1
+    return reaped
+
+
+async def _interrupt(turn_id: object, conversation_id: str, model: str) -> None:
+    message_id = str(turn_id)
+    frames = await asyncio.to_thread(turn_frames, conversation_id, message_id)
+    journal = journal_from_frames(turn_id=turn_id, conversation_id=conversation_id, frames=frames)
+    end = services.TurnEnd(TurnStatus.INTERRUPTED, "error", error_code="interrupted", error=services.INTERRUPTED_ERROR)
+    await journal.flush(end)
+    logger.warning("turn %s interrupted: its worker stopped", message_id, extra={"event": "turn_interrupted"})
+    encoder = TurnFrames(model=model, conversation_id=conversation_id, message_id=message_id)
+    encoder.seq = len(frames)
+    closing = [
+        *([FinalResponseStart()] if journal.shown_anything() else []),
+        ErrorEvent(error=services.INTERRUPTED_ERROR, code="interrupted", retryable=True),
+        StreamEnd(finish_reason="error", usage=await selectors.aturn_usage(turn_id=turn_id)),
+    ]
+    feed, relay = feed_get(conversation_id), relay_get()
+    for event in closing:
+        frame = encoder.encode(event)
+        end = isinstance(event, StreamEnd)
+        feed.append(message_id, encoder.seq, frame, end=end)
+        if relay is not None:
+            relay.publish(feed, message_id, encoder.seq, frame, end=end)
+
+
+async def _reap_forever() -> None:
+    while True:
+        await asyncio.sleep(REAP_EVERY_SECONDS)
+        try:
+            await turns_reap()
+        except Exception:
+            logger.exception("could not check for interrupted turns", extra={"event": "reap_failed"})
+
+
+_reapers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+
+def reaper_start() -> None:
+    """Start this event loop's periodic check, once (at the server's start)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _reapers:
+        _reapers[loop] = loop.create_task(_reap_forever(), name="turn reaper")

@@ -1,0 +1,267 @@
+"""Turn events across worker processes, through Redis (only when `REDIS_URL` is set).
+
+- The event log: a Redis Stream per conversation holds its latest turn's frames (entries
+  `turn`, `seq`, `frame`, and `end` on the last), deleted when the next turn starts and expiring
+  `RESUME_WINDOW_SECONDS` after its last write. The worker running a turn appends in batches
+  (one pipeline every few milliseconds for all its turns, never a round trip per token), and
+  each worker reads, with one blocking `XREAD` over every conversation its sockets watch, the
+  turns that run elsewhere into its own log (chat/turn/log.py), which its sockets send from.
+- Control: `cancel` from any worker, and who watches (`left` and `joined`, so the worker running
+  a turn can tell when its last socket anywhere has gone) on one pub/sub channel, with each
+  worker's presence per conversation in a hash whose entries expire unless refreshed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from django.conf import settings
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from chat.turn.log import RESUME_WINDOW_SECONDS, ConversationFeed, feed_find, feeds_watched
+
+logger = logging.getLogger(__name__)
+WORKER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+CONTROL_CHANNEL = "dreamytin:turn-control"
+BATCH_SECONDS = 0.005  # how long a batch gathers frames before it is sent
+READ_BLOCK_MS = 250  # a newly watched conversation is read from at most this late (it caught up first)
+PRESENCE_SECONDS = 30  # a worker's presence on a conversation lapses unless refreshed
+STREAM_MAX_ENTRIES = 100_000  # a bound on one turn's log, far past any reply
+
+
+def log_key(conversation_id: str) -> str:
+    return f"dreamytin:turn-log:{conversation_id}"
+
+
+def _presence_key(conversation_id: str) -> str:
+    return f"dreamytin:watchers:{conversation_id}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    feed: ConversationFeed
+    turn_id: str
+    seq: int
+    frame: str
+    end: bool
+
+
+class Relay:
+    """This process's side of the relay, on one event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.client = aioredis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+        # Its own connection: a blocking XREAD holds it.
+        self.reader = aioredis.from_url(url, socket_connect_timeout=2)
+        self.pending: list[_Pending] = []
+        self.flushing = asyncio.Event()
+        self.control_handlers: dict[str, Callable[[str], None]] = {}
+        self.tasks = [
+            asyncio.create_task(self._write_forever(), name="relay write"),
+            asyncio.create_task(self._read_forever(), name="relay read"),
+            asyncio.create_task(self._control_forever(), name="relay control"),
+            asyncio.create_task(self._presence_forever(), name="relay presence"),
+        ]
+
+    # Writing a turn that runs here.
+
+    def publish(self, feed: ConversationFeed, turn_id: str, seq: int, frame: str, *, end: bool) -> None:
+        self.pending.append(_Pending(feed, turn_id, seq, frame, end))
+        self.flushing.set()
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self.flushing.wait()
+            await asyncio.sleep(BATCH_SECONDS)
+            self.flushing.clear()
+            batch, self.pending = self.pending, []
+            try:
+                await self._write(batch)
+            except (RedisError, OSError):
+                # Watchers on other workers wait for these; the turn goes on. Try again soon.
+                logger.warning("could not write turn events to Redis", exc_info=True, extra={"event": "relay_write"})
+                self.pending[:0] = batch
+                await asyncio.sleep(0.5)
+                self.flushing.set()
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for item in batch:
+            key = log_key(item.feed.conversation_id)
+            if item.seq == 1:
+                pipe.delete(key)  # the log holds one turn: the new one
+            fields = {"turn": item.turn_id, "seq": item.seq, "frame": item.frame}
+            if item.end:
+                fields["end"] = 1
+            pipe.xadd(key, fields, maxlen=STREAM_MAX_ENTRIES, approximate=True)
+            pipe.expire(key, RESUME_WINDOW_SECONDS)
+        results = await pipe.execute()
+        # XADD answers with the entry's id (the others with numbers): the relay's reader need
+        # not read back what this process wrote.
+        ids = [value for value in results if isinstance(value, bytes)]
+        for item, stream_id in zip(batch, ids, strict=False):
+            item.feed.stream_id = stream_id.decode()
+
+    # Reading turns that run elsewhere.
+
+    async def catch_up(self, feed: ConversationFeed) -> None:
+        """Read what the conversation's stream holds past this process's log, before a new
+        socket joins it (and before a resume replays it)."""
+        try:
+            entries = await self.client.xrange(log_key(feed.conversation_id), min=f"({feed.stream_id}")
+        except (RedisError, OSError):
+            logger.warning("could not read a turn's events from Redis", exc_info=True)
+            return
+        _entries_append(feed, entries)
+
+    async def _read_forever(self) -> None:
+        while True:
+            followed = {log_key(feed.conversation_id): feed for feed in feeds_watched() if not feed.local}
+            if not followed:
+                await asyncio.sleep(READ_BLOCK_MS / 1000)
+                continue
+            try:
+                answer = await self.reader.xread(
+                    {key: feed.stream_id for key, feed in followed.items()}, block=READ_BLOCK_MS, count=1000
+                )
+            except (RedisError, OSError):
+                logger.warning("could not read turn events from Redis", exc_info=True, extra={"event": "relay_read"})
+                await asyncio.sleep(0.5)
+                continue
+            for key, entries in answer or []:
+                feed = followed.get(key.decode())
+                if feed is not None:
+                    _entries_append(feed, entries)
+
+    # Control and presence.
+
+    def on_control(self, op: str, handler: Callable[[str], None]) -> None:
+        self.control_handlers[op] = handler
+
+    async def control_send(self, op: str, conversation_id: str) -> None:
+        message = json.dumps({"op": op, "conversation_id": conversation_id, "worker": WORKER})
+        await self.client.publish(CONTROL_CHANNEL, message)
+
+    async def _control_forever(self) -> None:
+        while True:
+            try:
+                async with self.client.pubsub() as pubsub:
+                    await pubsub.subscribe(CONTROL_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._control(json.loads(message["data"]))
+            except (RedisError, OSError):
+                logger.warning("lost the turn control channel", exc_info=True, extra={"event": "relay_control"})
+                await asyncio.sleep(0.5)
+
+    def _control(self, message: dict[str, Any]) -> None:
+        handler = self.control_handlers.get(message.get("op", ""))
+        if handler is not None and message.get("worker") != WORKER:
+            handler(message["conversation_id"])
+
+    async def presence(self, conversation_id: str, *, present: bool) -> None:
+        """This worker has (or no longer has) sockets on the conversation."""
+        key = _presence_key(conversation_id)
+        try:
+            if present:
+                await self.client.hset(key, WORKER, time.time() + PRESENCE_SECONDS)
+                await self.client.expire(key, PRESENCE_SECONDS)
+                await self.control_send("joined", conversation_id)
+            else:
+                await self.client.hdel(key, WORKER)
+                await self.control_send("left", conversation_id)
+        except (RedisError, OSError):
+            logger.warning("could not record who watches a conversation", exc_info=True)
+
+    async def watched_elsewhere(self, conversation_id: str) -> bool:
+        try:
+            entries = await self.client.hgetall(_presence_key(conversation_id))
+        except (RedisError, OSError):
+            return True  # unsure: do not stop a reply someone may be reading
+        now = time.time()
+        return any(worker.decode() != WORKER and float(until) > now for worker, until in entries.items())
+
+    async def _presence_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_SECONDS / 3)
+            for feed in feeds_watched():
+                key = _presence_key(feed.conversation_id)
+                try:
+                    await self.client.hset(key, WORKER, time.time() + PRESENCE_SECONDS)
+                    await self.client.expire(key, PRESENCE_SECONDS)
+                except (RedisError, OSError):
+                    logger.warning("could not refresh presence", exc_info=True)
+                    break
+
+
+def _entries_append(feed: ConversationFeed, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    for stream_id, fields in entries:
+        feed.stream_id = stream_id.decode()
+        feed.append(fields[b"turn"].decode(), int(fields[b"seq"]), fields[b"frame"].decode(), end=b"end" in fields)
+
+
+_relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Relay] = weakref.WeakKeyDictionary()
+
+
+def relay_get() -> Relay | None:
+    """This loop's relay, started on first use; None without `REDIS_URL` (one process)."""
+    if not settings.REDIS_URL:
+        return None
+    loop = asyncio.get_running_loop()
+    relay = _relays.get(loop)
+    if relay is None:
+        relay = _relays[loop] = Relay(settings.REDIS_URL)
+    return relay
+
+
+def turn_frames(conversation_id: str, turn_id: str) -> list[str]:
+    """The frames of `turn_id` sent so far (for `GET /conversations/<id>`, in a thread): this
+    process's log if it has the turn, else the Redis stream."""
+    feed = feed_find(conversation_id)
+    log = feed.log if feed is not None else None
+    if log is not None and log.turn_id == turn_id:
+        return list(log.frames)
+    if not settings.REDIS_URL:
+        return []
+    entries = _sync_client().xrange(log_key(conversation_id))
+    return [fields[b"frame"].decode() for _, fields in entries if fields[b"turn"].decode() == turn_id]
+
+
+_sync: list[redis.Redis] = []
+
+
+def _sync_client() -> redis.Redis:
+    if not _sync:
+        _sync.append(redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5))
+    return _sync[0]
+
+
+async def watch_begin(feed: ConversationFeed) -> None:
+    """Before a socket joins `feed`: catch up with a turn running elsewhere, and say so."""
+    relay = relay_get()
+    if relay is None:
+        return
+    first = not feed.watchers
+    if not feed.local:
+        await relay.catch_up(feed)
+    if first:
+        await relay.presence(feed.conversation_id, present=True)
+
+
+async def watch_end(conversation_id: str) -> None:
+    relay = relay_get()
+    feed = feed_find(conversation_id)
+    if relay is not None and (feed is None or not feed.watchers):
+        await relay.presence(conversation_id, present=False)

@@ -1,0 +1,186 @@
+"""A turn belongs to its conversation: every socket on it sees the turn, a reload continues it,
+`resume` fills the gap, any socket cancels it, and it outlives its socket for the grace period.
+
+In one process here; tests/test_workers.py runs the same across two worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from django.test import override_settings
+
+from chat.models import Turn
+from tests.chat.frontend import reload_render, render, without_empty
+from tests.conftest import connect
+from tests.fake_provider import text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+WORDS = [f"w{i} " for i in range(40)]
+
+
+async def detail(async_client, conversation_id):
+    return (await async_client.get(f"/conversations/{conversation_id}")).json()
+
+
+async def until(socket, kind, timeout=10):
+    seen = []
+    while True:
+        event = await socket.receive(timeout=timeout)
+        seen.append(event)
+        if event["type"] == kind:
+            return seen
+
+
+async def test_every_socket_on_the_conversation_sees_the_same_turn(provider, async_client):
+    first, second = await connect("fan1"), await connect("fan1")
+    provider.script(text("Hello", " there", interval=0.02))
+    started = await first.turn("hi")
+    watched = await second.until_end()
+    assert watched == started
+    assert [event["seq"] for event in watched] == list(range(1, len(watched) + 1))
+    assert without_empty(render(watched, "hi")) == (await detail(async_client, "fan1"))["messages"]
+    for socket in (first, second):
+        await socket.communicator.disconnect()
+
+
+async def test_a_reload_mid_turn_continues_the_reply_without_duplicates(provider, async_client):
+    socket = await connect("reload1")
+    provider.script(text(*WORDS, interval=0.03))
+    await socket.send({"message": "count"})
+    await until(socket, "stream")
+    await asyncio.sleep(0.2)
+    await socket.communicator.disconnect()  # the reload: the turn goes on (TURN_DETACH_GRACE)
+    restored = await detail(async_client, "reload1")
+    assert restored["live"]["seq"] >= 2
+    reloaded = await connect("reload1")  # the existing frontend: no resume
+    rest = await reloaded.until_end()
+    assert rest[0]["seq"] > restored["live"]["seq"]  # from then on: never a frame it showed
+    shown = reload_render(rest, restored["messages"])
+    final = await detail(async_client, "reload1")
+    assert "live" not in final
+    # Any frames between the GET and the socket's opening are a gap `resume` would fill; the
+    # text shown is a prefix-free continuation: no word twice.
+    text_shown = shown[-1]["content"]
+    assert len(text_shown.split()) == len(set(text_shown.split()))
+    assert final["messages"][-1]["content"] == "".join(WORDS)
+    await reloaded.communicator.disconnect()
+
+
+async def test_get_then_resume_is_gapless(provider, async_client):
+    socket = await connect("resume1")
+    provider.script(text(*WORDS, interval=0.03))
+    await socket.send({"message": "count"})
+    await until(socket, "stream")
+    await socket.communicator.disconnect()
+    await asyncio.sleep(0.2)
+    restored = await detail(async_client, "resume1")
+    live = restored["live"]
+    await asyncio.sleep(0.2)  # events the next socket did not see happen meanwhile
+    again = await connect("resume1")
+    await again.send({"type": "resume", "after_seq": live["seq"]})
+    replayed = await until(again, "resume_end")
+    end = replayed.pop()
+    assert end["message_id"] == live["message_id"] and end["live"] is True
+    rest = await again.until_end()
+    events = replayed + rest
+    assert [event["seq"] for event in events] == list(range(live["seq"] + 1, live["seq"] + 1 + len(events)))
+    assert end["seq"] == live["seq"] + len(replayed)
+    shown = without_empty(reload_render(events, restored["messages"]))
+    assert shown == (await detail(async_client, "resume1"))["messages"]
+    assert shown[-1]["content"] == "".join(WORDS)
+    await again.communicator.disconnect()
+
+
+async def test_resume_replays_a_turn_that_just_ended(provider):
+    socket = await connect("resume2")
+    provider.script(text("one", " two"))
+    events = await socket.turn("hi")
+    await socket.send({"type": "resume", "after_seq": 1})
+    replayed = await until(socket, "resume_end")
+    assert replayed[:-1] == events[1:]
+    assert replayed[-1]["live"] is False and replayed[-1]["message_id"] == events[0]["message_id"]
+    await socket.communicator.disconnect()
+
+
+async def test_resume_with_no_turn_says_so(provider):
+    socket = await connect("resume3")
+    await socket.send({"type": "resume", "after_seq": 0})
+    end = await socket.receive()
+    assert end["type"] == "resume_end" and end["message_id"] is None and end["live"] is False
+    await socket.communicator.disconnect()
+
+
+async def test_any_socket_cancels_and_a_second_turn_is_busy(provider):
+    first, second = await connect("cancel2"), await connect("cancel2")
+    provider.script(text(*WORDS, interval=0.05))
+    await first.send({"message": "long"})
+    await until(second, "stream")
+    await second.send({"message": "me too"})
+    assert (await until(second, "error"))[-1]["code"] == "busy"
+    cancelled_at = time.time()
+    await second.send({"type": "cancel"})
+    for socket in (first, second):
+        assert (await socket.until_end())[-1]["finish_reason"] == "cancelled"
+    closed = provider.requests[0].closed_early_at
+    assert closed is not None and closed - cancelled_at < 1.0
+    for socket in (first, second):
+        await socket.communicator.disconnect()
+
+
+@override_settings(TURN_DETACH_GRACE=0)
+async def test_with_no_grace_the_last_socket_leaving_cancels_the_turn(provider):
+    socket = await connect("grace0")
+    provider.script(text(*WORDS, interval=0.05))
+    await socket.send({"message": "long"})
+    first = await socket.receive()
+    left_at = time.time()
+    await socket.communicator.disconnect()
+    await asyncio.sleep(1.0)
+    closed = provider.requests[0].closed_early_at
+    assert closed is not None and closed - left_at < 1.0
+    assert (await Turn.objects.aget(id=first["message_id"])).status == "cancelled"
+
+
+@override_settings(TURN_DETACH_GRACE=0)
+async def test_with_no_grace_a_second_socket_keeps_the_turn(provider):
+    first, second = await connect("grace0b"), await connect("grace0b")
+    provider.script(text("a", "b", "c", interval=0.1))
+    await first.send({"message": "go"})
+    await first.receive()
+    await first.communicator.disconnect()
+    assert (await second.until_end())[-1]["finish_reason"] == "stop"
+    await second.communicator.disconnect()
+
+
+@override_settings(TURN_DETACH_GRACE=0.5)
+async def test_a_turn_nobody_watches_is_cancelled_after_the_grace(provider, async_client):
+    socket = await connect("grace1")
+    provider.script(text(*WORDS, interval=0.05))
+    await socket.send({"message": "long"})
+    first = await socket.receive()
+    await socket.communicator.disconnect()
+    await asyncio.sleep(0.3)
+    turn = await Turn.objects.aget(id=first["message_id"])
+    assert turn.status == "streaming"  # within the grace it goes on
+    await asyncio.sleep(0.8)
+    turn = await Turn.objects.aget(id=first["message_id"])
+    assert turn.status == "cancelled"
+    assert provider.requests[0].closed_early_at is not None
+    shown = (await detail(async_client, "grace1"))["messages"]
+    assert shown[-1]["role"] == "assistant" and shown[-1]["content"].startswith("w0 ")
+
+
+@override_settings(TURN_DETACH_GRACE=5)
+async def test_a_reconnect_within_the_grace_gets_the_end(provider, async_client):
+    socket = await connect("grace2")
+    provider.script(text(*WORDS[:10], interval=0.05))
+    await socket.send({"message": "ten"})
+    await socket.receive()
+    await socket.communicator.disconnect()
+    await asyncio.sleep(0.2)
+    again = await connect("grace2")
+    assert (await again.until_end())[-1]["finish_reason"] == "stop"
+    assert (await detail(async_client, "grace2"))["messages"][-1]["content"] == "".join(WORDS[:10])
+    await again.communicator.disconnect()
