@@ -61,6 +61,8 @@ def server_env(fake_server: FakeProvider, tmp_path: Path, name: str) -> dict[str
         "TOOLS_ALLOWED_DIRS": str(workspace),
         "PROVIDER_RETRIES": "0",
         "AGENT_MAX_TURNS": "2",
+        # A reply stops as soon as its last socket leaves (tests/test_workers.py has the grace).
+        "TURN_DETACH_GRACE": "0",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=PROJECT, env=env, check=True)
