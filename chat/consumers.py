@@ -30,7 +30,7 @@ from chat.protocol import (
     ResumeFrame,
     frame_parse,
 )
-from chat.turn.live import turn_cancel, turn_launch, turn_live, unwatch, watch
+from chat.turn.live import resume, turn_cancel, turn_launch, turn_live, unwatch, watch
 from chat.turn.log import Watcher
 from chat.turn.runner import turn_begin
 from chat.visibility import aconversation_foreign
@@ -130,7 +130,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await turn_cancel(self.conversation_id)
         elif isinstance(frame, ResumeFrame):
             assert self.watcher is not None
-            self.watcher.resume(frame.after_seq)
+            await resume(self.watcher, frame.after_seq)
         elif isinstance(frame, ChatFrame):
             await self._start_turn(frame)
 

@@ -118,7 +118,17 @@ def turn_usage(*, turn_id: Any) -> dict[str, Any]:
     return stream_end_usage(list(UsageRecord.objects.filter(turn_id=turn_id)))
 
 
+def turn_latest(*, turn_id: Any) -> bool:
+    """Whether no newer turn of its conversation exists."""
+    turn = Turn.objects.filter(id=turn_id).values("conversation_id", "created_at").first()
+    if turn is None:
+        return False
+    newer = Turn.objects.filter(conversation_id=turn["conversation_id"], created_at__gt=turn["created_at"])
+    return not newer.exists()
+
+
 asession_items = db_async(session_items)
+aturn_latest = db_async(turn_latest)
 aturns_orphaned = db_async(turns_orphaned)
 aturn_usage = db_async(turn_usage)
 aconversation_model = db_async(conversation_model)

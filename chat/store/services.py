@@ -47,11 +47,10 @@ def title_from_message(message: str) -> str:
 
 
 def turn_claim_orphaned(*, turn_id: Any) -> bool:
-    """Mark a turn whose lease lapsed `interrupted`; False if it was renewed or another
-    process claimed it first."""
+    """Take over the lease of a turn whose lease lapsed (its process died), to end it; False
+    if it was renewed or another process took it first."""
     stale = Turn.objects.filter(id=turn_id, status=TurnStatus.STREAMING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
-    ended = {"status": TurnStatus.INTERRUPTED, "finish_reason": "error", "error_code": "interrupted"}
-    return bool(stale.update(**ended, error=INTERRUPTED_ERROR, finished_at=timezone.now()))
+    return bool(stale.update(heartbeat_at=timezone.now()))
 
 
 @transaction.atomic
@@ -127,10 +126,18 @@ def turn_flush(
     usage_rows: list[UsageRecord],
     end: TurnEnd | None = None,
     replay_items: list[dict[str, Any]] | None = None,
-) -> None:
+) -> bool:
     """Write what a turn's journal holds unsaved, in one transaction: its changed display
     entries, replay items and ledger rows; then renew its lease (`end` None) or end it, with,
-    for an unfinished turn, the items the model will be replayed instead of what the SDK saved."""
+    for an unfinished turn, the items the model will be replayed instead of what the SDK saved.
+    False: the turn's lease was lost (another process ended it as orphaned)."""
+    # Only while the turn is `streaming`: once another process took over its lapsed lease (its
+    # worker seemed dead), the turn is that process's to end, and this writes nothing.
+    now = timezone.now()
+    running = {"id": turn_id, "status": TurnStatus.STREAMING}
+    values = {"heartbeat_at": now} if end is None else {**end._asdict(), "finished_at": now}
+    if not rows_update(Turn, where=running, values=values):
+        return False
     for entry in entries:
         message_save(turn_id=turn_id, position=entry.position, fields=entry.fields, new=entry.new)
     if session_items:
@@ -139,12 +146,9 @@ def turn_flush(
         objects_insert(usage_rows)
     if replay_items is not None:
         session_turn_rebuild(conversation_id=conversation_id, turn_id=turn_id, items=replay_items)
-    now = timezone.now()
-    if end is None:
-        rows_update(Turn, where={"id": turn_id, "status": TurnStatus.STREAMING}, values={"heartbeat_at": now})
-        return
-    rows_update(Turn, where={"id": turn_id}, values={**end._asdict(), "finished_at": now})
-    rows_update(Conversation, where={"id": conversation_id}, values={"updated_at": now})
+    if end is not None:
+        rows_update(Conversation, where={"id": conversation_id}, values={"updated_at": now})
+    return True
 
 
 def message_save(*, turn_id: Any, position: int, fields: dict[str, Any], new: bool = False) -> None:
@@ -195,6 +199,9 @@ def session_turn_rebuild(*, conversation_id: str, turn_id: Any, items: list[dict
     first = saved.first()
     keep = first.pk if first is not None and first.data.get("role") == "user" else None
     saved.exclude(pk=keep).delete()
+    if keep is None:  # the turn stopped before the SDK's items were written: the question first
+        question = Message.objects.filter(turn_id=turn_id, position=0).values_list("content", flat=True).first()
+        items = [{"role": "user", "content": question or ""}, *items]
     session_items_add(conversation_id=conversation_id, turn_id=turn_id, items=items, synthetic=True)
 
 

@@ -22,6 +22,7 @@ from chat.protocol import (
     FinalResponseStart,
     FinalStream,
     Stream,
+    StreamEnd,
     ToolCall,
     ToolResult,
     TurnEvent,
@@ -61,6 +62,14 @@ class _Entry:
         return tool
 
 
+_STATUS = {
+    "stop": TurnStatus.COMPLETE,
+    "cancelled": TurnStatus.CANCELLED,
+    "error": TurnStatus.ERROR,
+    "max_turns": TurnStatus.ERROR,
+}
+
+
 class Journal:
     """`recovered`: rebuilt by another process from the event log, so rows may already exist
     for entries it thinks new (every write is then an update-or-insert)."""
@@ -71,11 +80,13 @@ class Journal:
         self.recovered = recovered
         self.entries: list[_Entry] = []
         self.open_text: _Entry | None = None
-        self.error: str | None = None  # the turn's error event, once sent
+        self.error: ErrorEvent | None = None  # the turn's error event, once sent
+        self.end: StreamEnd | None = None  # its stream_end, once sent
         self.items: list[dict[str, Any]] = []  # the SDK's replay items of this turn
         self.items_saved = 0
         self.usage: list[UsageRecord] = []
         self.usage_saved = 0
+        self.closed = False  # its end is written
         self.lock = asyncio.Lock()  # one flush at a time: a heartbeat's and the end's never interleave
 
     # What the client was shown.
@@ -94,7 +105,9 @@ class Journal:
             self.open_text = None
             self._entry(call=event)
         elif isinstance(event, ErrorEvent):
-            self.error = event.error
+            self.error = event
+        elif isinstance(event, StreamEnd):
+            self.end = event
         elif isinstance(event, ToolResult):
             for entry in self.entries:
                 if entry.call is not None and entry.call.call_id == event.call_id and entry.result is None:
@@ -110,6 +123,14 @@ class Journal:
 
     def open_text_so_far(self) -> str:
         return "".join(self.open_text.text or []) if self.open_text is not None else ""
+
+    def ended(self) -> services.TurnEnd | None:
+        """How the turn ended, if its `stream_end` was sent (a journal rebuilt from its log)."""
+        if self.end is None:
+            return None
+        status = _STATUS[self.end.finish_reason]
+        code, error = (self.error.code, self.error.error) if self.error is not None else ("", "")
+        return services.TurnEnd(status, self.end.finish_reason, error_code=code, error=error)
 
     def shown_anything(self) -> bool:
         return bool(self.entries)
@@ -133,10 +154,13 @@ class Journal:
 
     # Writing.
 
-    async def flush(self, end: services.TurnEnd | None = None) -> None:
+    async def flush(self, end: services.TurnEnd | None = None) -> bool:
         """Write what changed since the last flush, and renew the turn's lease (`end` None) or
-        end it. On failure nothing is marked saved: the next flush writes it again."""
+        end it; False if the lease was lost (another process ended the turn as orphaned). On
+        failure nothing is marked saved: the next flush writes it again."""
         async with self.lock:
+            if self.closed:
+                return True  # its end was written: a late heartbeat has nothing to renew
             changed = [entry for entry in self.entries if entry.version != entry.saved_version]
             versions = [entry.version for entry in changed]
             writes = [
@@ -144,9 +168,11 @@ class Journal:
                 for entry in changed
             ]
             items, usage = self.items[self.items_saved :], self.usage[self.usage_saved :]
-            # A turn rebuilt from an empty log knows nothing of its items: keep what was saved.
-            unfinished = end is not None and end.status != TurnStatus.COMPLETE and (self.entries or not self.recovered)
-            await services.aturn_flush(
+            # Rebuilt from its log, a turn's items are what its sockets saw (its worker may not
+            # have written the SDK's); from an empty log, nothing: keep what was saved.
+            rebuild = end is not None and (end.status != TurnStatus.COMPLETE or self.recovered)
+            rebuild = rebuild and (bool(self.entries) or not self.recovered)
+            held = await services.aturn_flush(
                 turn_id=self.turn_id,
                 conversation_id=self.conversation_id,
                 entries=writes,
@@ -154,12 +180,14 @@ class Journal:
                 usage_rows=usage,
                 end=end,
                 # Leave a history the next request can replay, whatever point the turn stopped at.
-                replay_items=self.replay_items() if unfinished else None,
+                replay_items=self.replay_items() if rebuild else None,
             )
             for entry, version in zip(changed, versions, strict=True):
                 entry.saved_version = version
             self.items_saved += len(items)
             self.usage_saved += len(usage)
+            self.closed = end is not None and held
+            return held
 
     def display(self) -> list[dict[str, Any]]:
         """The entries as the frontend shows them (`GET /conversations/<id>` of a live turn)."""
@@ -175,7 +203,7 @@ class Journal:
                 )
             )
         if self.error is not None:  # its own entry, as the frontend shows it (PROTOCOL.md)
-            shown.append({"role": "assistant", "content": f"Error: {self.error}"})
+            shown.append({"role": "assistant", "content": f"Error: {self.error.error}"})
         return [entry for entry in shown if entry is not None]
 
     def replay_items(self) -> list[dict[str, Any]]:

@@ -12,11 +12,12 @@ import asyncio
 import logging
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from chat.protocol import StreamEnd, TurnEvent
 from chat.turn.log import ConversationFeed, Send, Watcher, feed_get
-from chat.turn.relay import relay_get, watch_begin, watch_end
-from chat.turn.runner import TurnPlan, turn_run
+from chat.turn.relay import catch_up, relay_get, watch_begin, watch_end
+from chat.turn.runner import TurnPlan, TurnRun
 from chat.wire import TurnFrames
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ class LiveTurn:
         self.frames = TurnFrames(model=plan.model.id, conversation_id=plan.conversation_id, message_id=self.turn_id)
         self.relay = relay_get()
         self.grace: asyncio.Task[None] | None = None
-        self.task = asyncio.create_task(turn_run(plan, self.emit), name=f"turn {self.turn_id}")
+        self.stopping = False
+        self.run = TurnRun(plan, self.emit)
+        self.task = asyncio.create_task(self.run.run(), name=f"turn {self.turn_id}")
 
     def emit(self, event: TurnEvent) -> None:
         frame = self.frames.encode(event)
@@ -39,9 +42,18 @@ class LiveTurn:
         if self.relay is not None:
             self.relay.publish(self.feed, self.turn_id, self.frames.seq, frame, end=end)
 
+    def stop(self, *, interrupted: bool = False) -> None:
+        """Cancel the turn, once: a second cancel would cut short its recording of the first."""
+        if self.stopping or self.task.done():
+            return
+        self.stopping = True
+        if interrupted:
+            self.run.mark_interrupted()
+        self.task.cancel()
+
     async def cancel(self) -> None:
         """Stop the turn; it records the cancel and sends `stream_end` before this returns."""
-        self.task.cancel()
+        self.stop()
         await asyncio.gather(self.task, return_exceptions=True)
 
     async def detached_check(self) -> None:
@@ -53,7 +65,8 @@ class LiveTurn:
             return
         grace = settings.TURN_DETACH_GRACE
         if grace <= 0:
-            self.task.cancel()
+            if not self.feed.watchers:  # none joined while Redis answered
+                self.stop()
         elif self.grace is None:
             self.grace = asyncio.create_task(self._grace(grace))
 
@@ -63,14 +76,19 @@ class LiveTurn:
             self.grace = None
 
     async def _grace(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        # Until a socket joins here (`attached`) or no socket anywhere watches: a worker whose
+        # socket watched it may have died without saying so (its presence lapses).
+        while True:
+            await asyncio.sleep(seconds)
+            if self.feed.watchers:
+                break
+            if self.relay is None or not await self.relay.watched_elsewhere(self.plan.conversation_id):
+                logger.info(
+                    "cancelling turn %s: no socket for %s s", self.turn_id, seconds, extra={"event": "turn_abandoned"}
+                )
+                self.stop()
+                break
         self.grace = None
-        if self.feed.watchers:
-            return
-        if self.relay is not None and await self.relay.watched_elsewhere(self.plan.conversation_id):
-            return
-        logger.info("cancelling turn %s: no socket for %s s", self.turn_id, seconds, extra={"event": "turn_abandoned"})
-        self.task.cancel()
 
 
 _live: dict[str, LiveTurn] = {}
@@ -109,18 +127,31 @@ async def turn_cancel(conversation_id: str) -> None:
         return
     relay = relay_get()
     if relay is not None:
-        await relay.control_send("cancel", conversation_id)
+        try:
+            await relay.control_send("cancel", conversation_id)
+        except (RedisError, OSError):
+            logger.warning("could not send a cancel to the other workers", exc_info=True)
 
 
 async def watch(conversation_id: str, send: Send) -> Watcher:
     """A socket joins its conversation: it receives its turns' events from now on."""
     feed = feed_get(conversation_id)
-    await watch_begin(feed)
+    feed.joining += 1
+    try:
+        await watch_begin(feed)
+    finally:
+        feed.joining -= 1
     watcher = Watcher(feed, send)
     turn = _live.get(conversation_id)
     if turn is not None:
         turn.attached()
     return watcher
+
+
+async def resume(watcher: Watcher, after_seq: int) -> None:
+    """Send the socket the turn's events after `after_seq`, up to date with the stream first."""
+    await catch_up(watcher.feed)
+    watcher.resume(after_seq)
 
 
 async def unwatch(watcher: Watcher) -> None:
@@ -145,7 +176,7 @@ def _joined(conversation_id: str) -> None:
 def _cancelled(conversation_id: str) -> None:
     turn = _live.get(conversation_id)
     if turn is not None:
-        turn.task.cancel()
+        turn.stop()
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -161,15 +192,22 @@ def _control_handlers() -> None:
 
 async def turns_drain() -> None:
     """A stopping worker: let its turns finish for up to `TURN_DRAIN_SECONDS` (their sockets
-    reconnect to other workers, which show them through the relay). A turn still running past
-    it is left to the reaper, which marks it interrupted."""
-    tasks = [turn.task for turn in _live.values()]
-    if tasks:
-        logger.info("draining %s turns", len(tasks), extra={"event": "turns_drain"})
-        await asyncio.wait(tasks, timeout=settings.TURN_DRAIN_SECONDS)
+    reconnect to other workers, which show them through the relay); end the rest as
+    `interrupted`, and send what the relay holds."""
+    turns = list(_live.values())
+    if not turns:
+        return
+    logger.info("draining %s turns", len(turns), extra={"event": "turns_drain"})
+    await asyncio.wait([turn.task for turn in turns], timeout=settings.TURN_DRAIN_SECONDS)
+    # Those still running end now as `interrupted`, while this process can still say so.
+    for turn in turns:
+        turn.stop(interrupted=True)
+    await asyncio.gather(*(turn.task for turn in turns), return_exceptions=True)
+    relay = relay_get()
+    if relay is not None:
+        await relay.flush()
 
 
 async def turns_cancel_all() -> None:
-    """Cancel every turn of this process (a test's end; a worker's shutdown marks them
-    interrupted instead, through its missed lease)."""
+    """Cancel every turn of this process (a test's end)."""
     await asyncio.gather(*(turn.cancel() for turn in list(_live.values())), return_exceptions=True)

@@ -39,6 +39,7 @@ class ConversationFeed:
         self.log: TurnLog | None = None
         self.watchers: set[Watcher] = set()
         self.local = False  # a turn of this process is writing the log (the relay need not read it)
+        self.joining = 0  # sockets on their way in (waiting for Redis)
         self.stream_id = "0-0"  # the relay's place in the conversation's Redis stream
         self.on_leave: Callable[[str], None] | None = None  # set by the live turn that runs here
 
@@ -63,6 +64,10 @@ class ConversationFeed:
     def live(self) -> bool:
         return self.log is not None and not self.log.ended
 
+    def idle(self) -> bool:
+        """Nothing holds it: no socket, none joining, no turn running or being written here."""
+        return not self.watchers and not self.joining and not self.local and not self.live()
+
 
 _feeds: dict[str, ConversationFeed] = {}
 
@@ -86,7 +91,7 @@ def _drop_later(feed: ConversationFeed) -> None:
     """Forget an idle conversation's log once it can no longer be resumed."""
 
     def drop() -> None:
-        if _feeds.get(feed.conversation_id) is feed and not feed.watchers and not feed.live():
+        if _feeds.get(feed.conversation_id) is feed and feed.idle():
             del _feeds[feed.conversation_id]
 
     try:
@@ -138,7 +143,8 @@ class Watcher:
         if self.resume_after is not None:
             after, self.resume_after = self.resume_after, None
             self.log = self.feed.log
-            self.sent = min(after, len(self.log.frames)) if self.log is not None else 0
+            # Past `after` even when this log lags behind it: what follows is sent once it comes.
+            self.sent = after if self.log is not None else 0
             await self._send_log()
             await self.send(_resume_end(self.log))
         while True:

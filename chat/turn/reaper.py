@@ -18,6 +18,7 @@ from chat.models import TurnStatus
 from chat.protocol import ErrorEvent, FinalResponseStart, StreamEnd
 from chat.store import selectors, services
 from chat.turn.journal import journal_from_frames
+from chat.turn.live import turn_live
 from chat.turn.log import feed_get
 from chat.turn.relay import relay_get, turn_frames
 from chat.wire import TurnFrames
@@ -30,19 +31,30 @@ async def turns_reap() -> int:
     """End this deployment's orphaned turns; how many this process ended."""
     reaped = 0
     for turn in await selectors.aturns_orphaned():
+        if turn_live(turn.conversation_id) is not None:
+            continue  # this process runs it: its heartbeat is late, not gone
         if await services.aturn_claim_orphaned(turn_id=turn.id):
-            await _interrupt(turn.id, turn.conversation_id, turn.model)
-            reaped += 1
+            reaped += await _interrupt(turn.id, turn.conversation_id, turn.model)
     return reaped
 
 
-async def _interrupt(turn_id: object, conversation_id: str, model: str) -> None:
+async def _interrupt(turn_id: object, conversation_id: str, model: str) -> int:
     message_id = str(turn_id)
-    frames = await asyncio.to_thread(turn_frames, conversation_id, message_id)
+    # The stream, not this process's log, which stops following a conversation nobody here watches.
+    frames = await asyncio.to_thread(turn_frames, conversation_id, message_id, local=False)
     journal = journal_from_frames(turn_id=turn_id, conversation_id=conversation_id, frames=frames)
-    end = services.TurnEnd(TurnStatus.INTERRUPTED, "error", error_code="interrupted", error=services.INTERRUPTED_ERROR)
-    await journal.flush(end)
+    ended = journal.ended()
+    if ended is not None:
+        # Its worker sent `stream_end` but could not write the end: write it, send nothing.
+        return int(await journal.flush(ended))
+    interrupted = services.TurnEnd(
+        TurnStatus.INTERRUPTED, "error", error_code="interrupted", error=services.INTERRUPTED_ERROR
+    )
+    if not await journal.flush(interrupted):
+        return 0  # its worker was alive after all, and ended it meanwhile
     logger.warning("turn %s interrupted: its worker stopped", message_id, extra={"event": "turn_interrupted"})
+    if not frames and not await selectors.aturn_latest(turn_id=turn_id):
+        return 1  # a newer turn of the conversation holds its log and its sockets now
     encoder = TurnFrames(model=model, conversation_id=conversation_id, message_id=message_id)
     encoder.seq = len(frames)
     closing = [
@@ -57,6 +69,7 @@ async def _interrupt(turn_id: object, conversation_id: str, model: str) -> None:
         feed.append(message_id, encoder.seq, frame, end=end)
         if relay is not None:
             relay.publish(feed, message_id, encoder.seq, frame, end=end)
+    return 1
 
 
 async def _reap_forever() -> None:

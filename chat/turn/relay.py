@@ -1,8 +1,9 @@
 """Turn events across worker processes, through Redis (only when `REDIS_URL` is set).
 
 - The event log: a Redis Stream per conversation holds its latest turn's frames (entries
-  `turn`, `seq`, `frame`, and `end` on the last), deleted when the next turn starts and expiring
-  `RESUME_WINDOW_SECONDS` after its last write. The worker running a turn appends in batches
+  `turn`, `seq`, `frame`, and `end` on the last), emptied when the next turn starts (trimmed,
+  not deleted: a deleted stream's ids start again, and a reader's place would be past them)
+  and expiring `RESUME_WINDOW_SECONDS` after its last write. The worker running a turn appends in batches
   (one pipeline every few milliseconds for all its turns, never a round trip per token), and
   each worker reads, with one blocking `XREAD` over every conversation its sockets watch, the
   turns that run elsewhere into its own log (chat/turn/log.py), which its sockets send from.
@@ -39,6 +40,7 @@ BATCH_SECONDS = 0.005  # how long a batch gathers frames before it is sent
 READ_BLOCK_MS = 250  # a newly watched conversation is read from at most this late (it caught up first)
 PRESENCE_SECONDS = 30  # a worker's presence on a conversation lapses unless refreshed
 STREAM_MAX_ENTRIES = 100_000  # a bound on one turn's log, far past any reply
+PENDING_MAX = 200_000  # frames held while Redis is unreachable; older ones go first
 
 
 def log_key(conversation_id: str) -> str:
@@ -62,9 +64,9 @@ class Relay:
     """This process's side of the relay, on one event loop."""
 
     def __init__(self, url: str) -> None:
-        self.client = aioredis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+        self.client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
         # Its own connection: a blocking XREAD holds it.
-        self.reader = aioredis.from_url(url, socket_connect_timeout=2)
+        self.reader = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self.pending: list[_Pending] = []
         self.flushing = asyncio.Event()
         self.control_handlers: dict[str, Callable[[str], None]] = {}
@@ -74,12 +76,25 @@ class Relay:
             asyncio.create_task(self._control_forever(), name="relay control"),
             asyncio.create_task(self._presence_forever(), name="relay presence"),
         ]
+        for task in self.tasks:
+            task.add_done_callback(_died)
 
     # Writing a turn that runs here.
 
     def publish(self, feed: ConversationFeed, turn_id: str, seq: int, frame: str, *, end: bool) -> None:
         self.pending.append(_Pending(feed, turn_id, seq, frame, end))
+        if len(self.pending) > PENDING_MAX:
+            del self.pending[: len(self.pending) - PENDING_MAX]
         self.flushing.set()
+
+    async def flush(self) -> None:
+        """Write what is pending now (a stopping process)."""
+        batch, self.pending = self.pending, []
+        if batch:
+            try:
+                await self._write(batch)
+            except (RedisError, OSError):
+                logger.warning("could not write turn events to Redis", exc_info=True)
 
     async def _write_forever(self) -> None:
         while True:
@@ -101,7 +116,7 @@ class Relay:
         for item in batch:
             key = log_key(item.feed.conversation_id)
             if item.seq == 1:
-                pipe.delete(key)  # the log holds one turn: the new one
+                pipe.xtrim(key, maxlen=0)  # the log holds one turn: the new one
             fields = {"turn": item.turn_id, "seq": item.seq, "frame": item.frame}
             if item.end:
                 fields["end"] = 1
@@ -109,10 +124,11 @@ class Relay:
             pipe.expire(key, RESUME_WINDOW_SECONDS)
         results = await pipe.execute()
         # XADD answers with the entry's id (the others with numbers): the relay's reader need
-        # not read back what this process wrote.
+        # not read back what a turn of this process wrote.
         ids = [value for value in results if isinstance(value, bytes)]
         for item, stream_id in zip(batch, ids, strict=False):
-            item.feed.stream_id = stream_id.decode()
+            if item.feed.local:
+                _advance(item.feed, stream_id)
 
     # Reading turns that run elsewhere.
 
@@ -208,8 +224,29 @@ class Relay:
 
 def _entries_append(feed: ConversationFeed, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
     for stream_id, fields in entries:
-        feed.stream_id = stream_id.decode()
-        feed.append(fields[b"turn"].decode(), int(fields[b"seq"]), fields[b"frame"].decode(), end=b"end" in fields)
+        if not _advance(feed, stream_id):
+            continue  # read already (a catch-up and the reader overlap)
+        try:
+            turn, seq, frame = fields[b"turn"].decode(), int(fields[b"seq"]), fields[b"frame"].decode()
+        except (KeyError, ValueError):
+            logger.warning("a malformed entry in %s", log_key(feed.conversation_id))
+            continue
+        feed.append(turn, seq, frame, end=b"end" in fields)
+
+
+def _advance(feed: ConversationFeed, stream_id: bytes) -> bool:
+    """Move the feed's place in its stream forward to `stream_id`; False if it is not ahead."""
+    ms, _, n = stream_id.decode().partition("-")
+    old_ms, _, old_n = feed.stream_id.partition("-")
+    if (int(ms), int(n or 0)) <= (int(old_ms), int(old_n or 0)):
+        return False
+    feed.stream_id = stream_id.decode()
+    return True
+
+
+def _died(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the relay's %s stopped", task.get_name(), exc_info=task.exception())
 
 
 _relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Relay] = weakref.WeakKeyDictionary()
@@ -226,12 +263,12 @@ def relay_get() -> Relay | None:
     return relay
 
 
-def turn_frames(conversation_id: str, turn_id: str) -> list[str]:
-    """The frames of `turn_id` sent so far (for `GET /conversations/<id>`, in a thread): this
-    process's log if it has the turn, else the Redis stream."""
+def turn_frames(conversation_id: str, turn_id: str, *, local: bool = True) -> list[str]:
+    """The frames of `turn_id` sent so far (in a thread): this process's log if it has the turn
+    (and `local`), else the Redis stream, which every worker's log follows."""
     feed = feed_find(conversation_id)
     log = feed.log if feed is not None else None
-    if log is not None and log.turn_id == turn_id:
+    if log is not None and log.turn_id == turn_id and (local or not settings.REDIS_URL):
         return list(log.frames)
     if not settings.REDIS_URL:
         return []
@@ -258,6 +295,13 @@ async def watch_begin(feed: ConversationFeed) -> None:
         await relay.catch_up(feed)
     if first:
         await relay.presence(feed.conversation_id, present=True)
+
+
+async def catch_up(feed: ConversationFeed) -> None:
+    """Bring this process's log of a turn running elsewhere up to date with the stream."""
+    relay = relay_get()
+    if relay is not None and not feed.local:
+        await relay.catch_up(feed)
 
 
 async def watch_end(conversation_id: str) -> None:

@@ -139,16 +139,25 @@ class _Turn:
         self.result: RunResultStreaming | None = None
         self.sent_events = 0
         self.beat: asyncio.Task[None] | None = None  # the heartbeat's latest write
+        self.task: asyncio.Task[Any] | None = None
+        self.lease_lost = False
+        self.interrupted = False  # set before a cancel that means "this process is stopping"
         self.started = time.perf_counter()
 
     async def run(self) -> None:
         status, finish, failure = TurnStatus.COMPLETE, "stop", None
+        self.task = asyncio.current_task()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             async with provider_turn_slot(self.plan.model, self._queued), provider_streams_closed():
                 await self._stream_with_retries()
         except asyncio.CancelledError:
+            if self.lease_lost:
+                return  # another process ended the turn and told its sockets
             status, finish = TurnStatus.CANCELLED, "cancelled"
+            if self.interrupted:  # its process is stopping
+                failure = TurnFailure(code="interrupted", message=services.INTERRUPTED_ERROR, retryable=True)
+                status, finish = TurnStatus.INTERRUPTED, "error"
         except Exception as exc:  # every failure ends the turn with an error event
             failure = failure_classify(exc)
             if failure.code == "internal_error":
@@ -157,6 +166,8 @@ class _Turn:
             finish = "max_turns" if failure.code == "max_turns_exceeded" else "error"
         finally:
             heartbeat.cancel()
+        # A beat still writing (or about to) goes first: the end is the turn's last write.
+        await asyncio.gather(heartbeat, *([self.beat] if self.beat else []), return_exceptions=True)
         await self._finish(status, finish, failure)
 
     async def _queued(self, ahead: int) -> None:
@@ -240,18 +251,29 @@ class _Turn:
 
     async def _beat(self) -> None:
         try:
-            await self.journal.flush()
+            if not await self.journal.flush():
+                self._lease_lose()
         except Exception:
             # The turn goes on and the next flush writes it all; missed beats only matter once
             # they outlast the lease (another worker then marks the turn interrupted).
             logger.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
 
+    def _lease_lose(self) -> None:
+        """Its lease lapsed (this process was too slow to renew it) and another process ended
+        the turn as orphaned: stop, sending nothing more."""
+        logger.warning("turn %s lost its lease", self.plan.turn_id, extra={"event": "turn_lease_lost"})
+        self.lease_lost = True
+        if self.task is not None:
+            self.task.cancel()
+
     async def _finish(self, status: TurnStatus, finish: FinishReason, failure: TurnFailure | None) -> None:
         try:
             await self._record_end(status, finish, failure)
+            if self.lease_lost:
+                return
         except Exception:
-            # The client still gets its stream_end; the turn stays `streaming` until its
-            # heartbeat goes stale, then reads as `interrupted`.
+            # The sockets still get stream_end; once the lease lapses, a reaper writes the end
+            # from the event log.
             logger.exception(
                 "could not record the end of turn %s", self.plan.turn_id, extra={"event": "turn_record_failed"}
             )
@@ -290,7 +312,8 @@ class _Turn:
         end = services.TurnEnd(
             status, finish, error_code=failure.code if failure else "", error=failure.message if failure else ""
         )
-        await self.journal.flush(end)
+        if not await self.journal.flush(end):
+            self.lease_lost = True
 
     async def _estimate_unreported(self, failure: TurnFailure | None, partial_text: str) -> None:
         """A request in flight when the turn stopped was billed but never reported its usage."""
@@ -311,6 +334,15 @@ class _Turn:
         self._usage_add(usage)
 
 
-async def turn_run(plan: TurnPlan, emit: Emit) -> None:
-    """Run the turn to its end, sending its events through `emit`; ends with `stream_end`."""
-    await _Turn(plan, emit).run()
+class TurnRun:
+    """A turn to run in its own task: `run` ends it with exactly one `stream_end`."""
+
+    def __init__(self, plan: TurnPlan, emit: Emit) -> None:
+        self._turn = _Turn(plan, emit)
+
+    async def run(self) -> None:
+        await self._turn.run()
+
+    def mark_interrupted(self) -> None:
+        """The cancel that follows means the process is stopping: end as `interrupted`."""
+        self._turn.interrupted = True

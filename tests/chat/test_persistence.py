@@ -137,7 +137,7 @@ async def test_a_heartbeat_write_still_running_at_the_end_does_not_overwrite_the
     async def slow_flush(**kwargs):
         if kwargs["end"] is None:
             await asyncio.sleep(0.3)
-        await original(**kwargs)
+        return await original(**kwargs)
 
     monkeypatch.setattr(services, "aturn_flush", slow_flush)
     provider.script(text("Hello", " world", interval=0.04))

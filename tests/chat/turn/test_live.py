@@ -121,10 +121,14 @@ async def test_any_socket_cancels_and_a_second_turn_is_busy(provider):
     assert (await until(second, "error"))[-1]["code"] == "busy"
     cancelled_at = time.time()
     await second.send({"type": "cancel"})
+    await first.send({"type": "cancel"})  # both at once: the turn still ends once, recorded
     for socket in (first, second):
-        assert (await socket.until_end())[-1]["finish_reason"] == "cancelled"
+        ended = await socket.until_end()
+        assert ended[-1]["finish_reason"] == "cancelled"
+        assert [event["type"] for event in ended].count("stream_end") == 1
     closed = provider.requests[0].closed_early_at
     assert closed is not None and closed - cancelled_at < 1.0
+    assert (await Turn.objects.aget(id=ended[-1]["message_id"])).status == "cancelled"
     for socket in (first, second):
         await socket.communicator.disconnect()
 

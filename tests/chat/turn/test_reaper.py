@@ -13,6 +13,7 @@ from chat.protocol import Stream, ToolCall, ToolResult
 from chat.store import services
 from chat.turn.log import feed_get
 from chat.turn.reaper import turns_reap
+from chat.turn.relay import relay_get
 from chat.wire import TurnFrames
 from tests.conftest import connect
 from tests.fake_provider import text
@@ -30,8 +31,14 @@ async def _dead_turn(conversation_id: str) -> Turn:
         ToolCall(tool_name="list_directory", arguments={"path": "."}, call_id="call_1"),
         ToolResult(tool_name="list_directory", result="a.txt", call_id="call_1", ok=True),
     ]
+    relay = relay_get()
     for event in events:
-        feed.append(str(turn.id), frames.seq + 1, frames.encode(event))
+        frame = frames.encode(event)
+        feed.append(str(turn.id), frames.seq, frame)
+        if relay is not None:  # its worker wrote them to the stream too
+            relay.publish(feed, str(turn.id), frames.seq, frame, end=False)
+    if relay is not None:
+        await relay.flush()
     await Turn.objects.filter(id=turn.id).aupdate(heartbeat_at=timezone.now() - timedelta(seconds=20))
     return turn
 
