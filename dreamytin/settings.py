@@ -131,6 +131,8 @@ AGENT_MAX_TURNS = CONFIG.agent_max_turns
 PROVIDER_RETRIES = CONFIG.provider_retries
 PROVIDER_TIMEOUT = CONFIG.provider_timeout
 AGENTS_TRACING = CONFIG.agents_tracing
+# The hand-written fast paths of chat.fast_paths; off: the libraries' stock paths.
+FAST_PATHS = CONFIG.fast_paths
 
 # Tools.
 TOOLS_ENABLED = CONFIG.tools_enabled
