@@ -12,8 +12,6 @@ from openai import AsyncOpenAI, DefaultAsyncHttpxClient, NotGiven, Omit, omit
 from openai.resources.chat import AsyncChat, AsyncCompletions
 from openai.types.chat import ChatCompletionChunk
 
-from chat.asyncio_network import asyncio_network_install
-
 
 class LeanOpenAI(AsyncOpenAI):
     """The OpenAI client without two pure-Python costs that grow with the traffic it carries.
@@ -77,13 +75,13 @@ def openai_client_build(
     timeout: float,
     response_hook: Callable[[httpx.Response], Awaitable[None]] | None = None,
 ) -> LeanOpenAI:
-    """A client on the asyncio network backend (`chat.asyncio_network`), with no retries of its
-    own: a turn retries only before anything reached the browser (`chat.runs`)."""
+    """A client with no retries of its own: a turn retries only before anything reached the
+    browser (`chat.runs`)."""
     http_client = DefaultAsyncHttpxClient(event_hooks={"response": [response_hook] if response_hook else []})
     return LeanOpenAI(
         base_url=base_url,
         api_key=api_key,
         timeout=timeout,
         max_retries=0,
-        http_client=asyncio_network_install(http_client),
+        http_client=http_client,
     )
