@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from chat.db import db_async
 from chat.exceptions import ConversationBusy, ConversationNotFound
+from chat.fast_paths.sql import column_values, objects_insert, rows_update
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
-from chat.sql import column_values, objects_insert, rows_update
 from chat.visibility import owned
 
 # A running turn refreshes its heartbeat every HEARTBEAT_SECONDS; one not refreshed for
@@ -69,7 +69,7 @@ def turn_start(
     Returns the turn and the conversation's replay items so far (read in the same trip).
 
     Every turn starts here, so it costs as few queries as it can (its writes go through
-    `chat.sql`): the update also locks the conversation's row (PostgreSQL), against a second
+    `chat.fast_paths.sql`): the update also locks the conversation's row (PostgreSQL), against a second
     turn starting beside this one. With `owner_id`, another user's conversation is not found
     (never joined).
     """
