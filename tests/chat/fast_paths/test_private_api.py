@@ -10,7 +10,6 @@ Each failure names the library, its version and the attribute, and says what to 
 from __future__ import annotations
 
 import inspect
-from functools import cached_property
 from importlib.metadata import version
 from typing import Any
 
@@ -19,7 +18,6 @@ import pytest
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Field
 from openai import AsyncOpenAI
-from openai.resources.chat import AsyncChat, AsyncCompletions
 from openai.types.chat import ChatCompletionChunk
 
 from chat.fast_paths.openai_client import LeanOpenAI
@@ -59,23 +57,6 @@ async def test_openai_streams_build_their_chunks_through_that_hook(fake):
         pass
     assert built and all(type(chunk) is ChatCompletionChunk for chunk in built), _moved(
         "openai", "AsyncStream's call of client._process_response_data", "how a streamed chunk is built"
-    )
-
-
-@pytest.mark.parametrize(("owner", "name"), [(AsyncOpenAI, "chat"), (AsyncChat, "completions")])
-def test_openai_resources_are_cached_properties(owner, name):
-    # LeanOpenAI replaces them with cached properties of its own that return its subclasses.
-    assert isinstance(inspect.getattr_static(owner, name), cached_property), _moved(
-        "openai", f"{owner.__name__}.{name}", "a functools.cached_property"
-    )
-
-
-def test_chat_completions_still_take_what_the_fast_client_passes():
-    # Messages and tools go through `extra_body`: if an upgrade renamed these parameters,
-    # requests would fail rather than slow down.
-    parameters = inspect.signature(AsyncCompletions.create).parameters
-    assert {"messages", "tools", "extra_body"} <= set(parameters), _moved(
-        "openai", "AsyncCompletions.create(messages, tools, extra_body)", "those parameters"
     )
 
 
