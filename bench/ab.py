@@ -3,13 +3,15 @@
     git worktree add /tmp/before HEAD~1
     python3 -m bench.ab /tmp/before .                        # one-chunk turns: the cost of a turn
     python3 -m bench.ab /tmp/before . --chunks 200 --sdk     # 200-chunk replies, and the SDK alone
+    python3 -m bench.ab . . --chunks 200 --env-b FAST_PATHS=false   # one checkout, two settings
 
 Both servers (uvicorn, one worker, each checkout on a SQLite file of its own) run side by side
 against one fake provider, and their rounds of K steady-arrival clients alternate, first A then
 B, then B then A. The speed of a shared VM drifts over minutes by more than most changes move it
 (SDK-only runs of one load spread 151-185 us a chunk within an hour): two `bench.run` runs one
 after the other cannot tell such a change from the drift, while alternated rounds put the drift
-on both sides. With `--sdk`, a round of the SDK alone
+on both sides. `--env-a` and `--env-b` add settings to one side's server only, so one checkout
+can be compared with itself under another setting. With `--sdk`, a round of the SDK alone
 (`bench.sdk_baseline`, this checkout's agent, on the servers' event loop) follows each pair.
 
 Prints each round's server CPU per chunk (per turn, with `--chunks 1`) and the medians, and
@@ -33,9 +35,12 @@ from bench.run import sdk_baseline, server_env, server_loop, server_round, start
 from tests.servers import PROJECT, Server
 
 
-def checkout_env(base: dict[str, str], checkout: Path, database: Path) -> dict[str, str]:
-    """The bench's server settings, on a database that this checkout's migrations made."""
-    env = {**base, "DATABASE_URL": f"sqlite:///{database}"}
+def checkout_env(
+    base: dict[str, str], checkout: Path, database: Path, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The bench's server settings (and this side's `extra` ones), on a database that this
+    checkout's migrations made."""
+    env = {**base, **(extra or {}), "DATABASE_URL": f"sqlite:///{database}"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=checkout, env=env, check=True)
     return env
 
@@ -50,8 +55,8 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
     loop = server_loop("uvicorn")  # the SDK alone runs on the servers' event loop
     try:
         env = server_env(tmp, url)
-        for name, checkout in (("A", args.a), ("B", args.b)):
-            tree_env = checkout_env(env, checkout, tmp / f"{name}.sqlite3")
+        for name, checkout, extra in (("A", args.a, args.env_a), ("B", args.b, args.env_b)):
+            tree_env = checkout_env(env, checkout, tmp / f"{name}.sqlite3", extra)
             servers[name] = Server("uvicorn", tree_env, tmp / f"{name}.log", checkout=checkout)
         for server in servers.values():  # warm: first-use costs are not what we compare
             await server_round(server.process.pid, server.port, min(args.k, 50), "steady", span, tag="warm-")
@@ -76,6 +81,8 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
         "config": {
             "a": str(args.a),
             "b": str(args.b),
+            "env_a": args.env_a,
+            "env_b": args.env_b,
             "k": args.k,
             "chunks": args.chunks,
             "rounds": args.rounds,
@@ -88,6 +95,14 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def env_setting(text: str) -> tuple[str, str]:
+    """`NAME=value`, one setting for one side's server."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=value, got {text!r}")
+    return name, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", type=Path, help="checkout A (the baseline)")
@@ -98,9 +113,12 @@ def main() -> None:
     parser.add_argument("--ttft", type=float, default=0.2, help="fake time to first token, seconds")
     parser.add_argument("--rounds", type=int, default=6, help="rounds of each server")
     parser.add_argument("--sdk", action="store_true", help="also run the SDK alone after each pair")
+    parser.add_argument("--env-a", type=env_setting, action="append", default=[], help="NAME=value for A's server")
+    parser.add_argument("--env-b", type=env_setting, action="append", default=[], help="NAME=value for B's server")
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "ab.json"))
     args = parser.parse_args()
     args.a, args.b = args.a.resolve(), args.b.resolve()
+    args.env_a, args.env_b = dict(args.env_a), dict(args.env_b)
     report = asyncio.run(compare(args))
     medians = report["median"]
     print(f"median cpu us/chunk: A {medians['A']}  B {medians['B']}  B/A {report['b_over_a_pct']:+}%")

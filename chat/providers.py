@@ -143,9 +143,9 @@ _local_clients: dict[LocalEngine, AsyncOpenAI] = {}
 
 def _local_client(engine: LocalEngine) -> AsyncOpenAI:
     if engine not in _local_clients:
-        from chat.openai_client import LeanOpenAI  # as in `_openai_client`: on first use
+        from chat.openai_client import openai_client_class  # as in `_openai_client`: on first use
 
-        _local_clients[engine] = LeanOpenAI(
+        _local_clients[engine] = openai_client_class()(
             api_key=KEYLESS_PLACEHOLDER,
             base_url="http://local-model.invalid/v1",  # never resolved: the transport answers
             max_retries=0,

@@ -67,14 +67,14 @@ def _completion_stream() -> bytes:
 
 
 async def _warm_turn() -> None:
-    from chat.openai_client import LeanOpenAI  # its import is part of what is warmed up
+    from chat.openai_client import openai_client_class  # its import is part of what is warmed up
 
     body = _completion_stream()
     transport = httpx.MockTransport(
         lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
     )
     async with httpx.AsyncClient(transport=transport) as http_client:
-        client = LeanOpenAI(
+        client = openai_client_class()(
             api_key="warmup", base_url="http://warmup.invalid/v1", max_retries=0, http_client=http_client
         )
         agent = Agent(

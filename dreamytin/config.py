@@ -91,6 +91,7 @@ class Config:
     knowledge_max_files: int
     knowledge_scan_interval: float
     agents_tracing: bool
+    fast_paths: bool
     secure_ssl_redirect: bool
     secure_hsts_seconds: int
     log_level: str
@@ -181,6 +182,7 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
                 env.float("KNOWLEDGE_SCAN_INTERVAL", default=2.0), "KNOWLEDGE_SCAN_INTERVAL"
             ),
             agents_tracing=env.bool("AGENTS_TRACING", default=False),
+            fast_paths=env.bool("FAST_PATHS", default=True),
             secure_ssl_redirect=env.bool("SECURE_SSL_REDIRECT", default=False),
             secure_hsts_seconds=env.int("SECURE_HSTS_SECONDS", default=0),
             log_level=env.str("LOG_LEVEL", default="INFO").upper(),

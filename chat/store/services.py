@@ -9,9 +9,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chat.exceptions import ConversationBusy, ConversationNotFound
+from chat.fast_paths.sql import column_values, objects_insert, rows_update
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
 from chat.store.db import db_async
-from chat.store.sql import column_values, objects_insert, rows_update
 from chat.visibility import owned
 
 # A running turn renews its lease (its heartbeat) every HEARTBEAT_SECONDS; one not renewed for
@@ -61,7 +61,7 @@ def turn_start(
     Returns the turn and the conversation's replay items so far (read in the same trip).
 
     Every turn starts here, so it costs as few queries as it can (its writes go through
-    `chat.store.sql`): the update also locks the conversation's row (PostgreSQL), against a second
+    `chat.fast_paths.sql`): the update also locks the conversation's row (PostgreSQL), against a second
     turn starting beside this one. With `owner_id`, another user's conversation is not found
     (never joined).
     """

@@ -92,8 +92,11 @@ def test_frame_cost_smoke_run_measures_every_server(tmp_path):
 
 
 def test_ab_smoke_run_compares_two_checkouts(tmp_path):
+    # One checkout against itself with the fast paths off on B: the stock paths run a turn too.
     tiny = ["--k", "2", "--chunks", "3", "--rate", "50", "--ttft", "0.05", "--rounds", "2", "--sdk"]
+    tiny += ["--env-b", "FAST_PATHS=false"]
     _, report = bench_run("ab", tmp_path / "ab.json", ".", ".", *tiny, timeout=300)
+    assert report["config"]["env_a"] == {} and report["config"]["env_b"] == {"FAST_PATHS": "false"}
     assert [len(report["cpu_us_per_chunk"][name]) for name in ("A", "B", "sdk")] == [2, 2, 2]
     assert len(report["pairs_b_over_a_pct"]) == 2 and report["median"]["B"] > 0
 

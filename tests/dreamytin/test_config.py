@@ -124,6 +124,12 @@ def test_access_defaults_are_loopback_only_with_generous_limits():
     assert config.budget_usd_per_day is None and config.tools_allow_hardlinks is False
 
 
+def test_fast_paths_are_on_unless_turned_off():
+    assert config_from_env({}, base_dir=BASE).fast_paths is True
+    assert config_from_env({"FAST_PATHS": "false"}, base_dir=BASE).fast_paths is False
+    assert config_from_env({"FAST_PATHS": "0"}, base_dir=BASE).fast_paths is False
+
+
 @pytest.mark.parametrize("token", [None, "", "short", "x" * 31])
 def test_token_mode_without_a_long_token_fails_at_start_up(token):
     env = {"AUTH_MODE": "token"} | ({"AUTH_TOKEN": token} if token is not None else {})

@@ -1,5 +1,5 @@
 """The turn's hot-path statements store and read rows exactly as the ORM does (this suite runs
-on SQLite and on PostgreSQL)."""
+on SQLite and on PostgreSQL), and so does their stock path (FAST_PATHS off)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ import sqlite3
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from chat.fast_paths.sql import column_values, objects_insert, rows_update
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
-from chat.store.sql import column_values, objects_insert, rows_update
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["fast", "stock"])
+def fast_paths(request: pytest.FixtureRequest, settings: Any) -> None:
+    settings.FAST_PATHS = request.param
 
 
 def test_inserted_rows_read_back_through_the_orm_unchanged():

@@ -1,4 +1,5 @@
-"""The statements every turn runs, without the ORM's query compiler.
+"""Fast path: the statements every turn runs, without the ORM's query compiler. With FAST_PATHS
+off, each function here makes the same change through the ORM instead (the stock path).
 
 A turn runs two transactions, at its start and at its end. Through `Model.objects.create()`,
 `bulk_create()`, `QuerySet.update()` and `values_list()` they cost 1.0 ms of Python for a
@@ -11,7 +12,8 @@ Values are prepared by each field as the ORM prepares them (`pre_save`, then
 `get_db_prep_save`, or `get_db_prep_value` in a WHERE) and read back through the backend's and
 the field's converters; names come from the models' metadata. So rows are stored and read
 exactly as the ORM stores and reads them, on SQLite and on PostgreSQL. Everything else (the
-rare writes, the API's reads) stays on the ORM.
+rare writes, the API's reads) stays on the ORM. It relies on Django's model metadata and on
+`Model._state`: tests/chat/fast_paths/test_private_api.py fails, naming them, if they move.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
@@ -95,6 +98,8 @@ def objects_insert(objects: Sequence[Model], *, ignore_conflicts: bool = False) 
     have no use for them)."""
     if not objects:
         return 0
+    if not settings.FAST_PATHS:
+        return _orm_insert(objects, ignore_conflicts)
     connection, model = _connection(), type(objects[0])
     fields = _insert_fields(model)
     batch = connection.ops.bulk_batch_size(fields, objects)
@@ -115,6 +120,8 @@ def objects_insert(objects: Sequence[Model], *, ignore_conflicts: bool = False) 
 def rows_update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any]) -> int:
     """`UPDATE … SET values WHERE` each field in `where` equals its value; the rows changed.
     Keys are field names (`attname`s for foreign keys)."""
+    if not settings.FAST_PATHS:
+        return model._default_manager.filter(**where).update(**values)
     connection, meta = _connection(), model._meta
     sql = _update_statement(model, tuple(values), tuple(where), connection.vendor)
     params = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
@@ -127,6 +134,9 @@ def rows_update(model: type[Model], *, where: dict[str, Any], values: dict[str, 
 def column_values(model: type[Model], name: str, *, where: dict[str, Any], order_by: str | None = None) -> list[Any]:
     """One column of the rows where each field in `where` equals its value, converted to Python
     by the backend's and the field's converters, as `values_list(name, flat=True)` does."""
+    if not settings.FAST_PATHS:
+        rows = model._default_manager.filter(**where).order_by(*([order_by] if order_by else []))
+        return list(rows.values_list(name, flat=True))
     connection, meta = _connection(), model._meta
     sql = _select_statement(model, name, tuple(where), order_by, connection.vendor)
     column = meta.get_field(name).get_col(meta.db_table)
@@ -136,3 +146,23 @@ def column_values(model: type[Model], name: str, *, where: dict[str, Any], order
     for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
         values = [converter(value, column, connection) for value in values]
     return values
+
+
+def _orm_insert(objects: Sequence[Model], ignore_conflicts: bool) -> int:
+    """The stock path of `objects_insert`: `save()` or `bulk_create()`; a row whose unique key
+    is taken is skipped in a savepoint of its own, as `create()` callers do."""
+    if not ignore_conflicts:
+        if len(objects) == 1:
+            objects[0].save(force_insert=True)
+        else:
+            type(objects[0])._default_manager.bulk_create(objects)
+        return len(objects)
+    inserted = 0
+    for instance in objects:
+        try:
+            with transaction.atomic():
+                instance.save(force_insert=True)
+        except IntegrityError:
+            continue
+        inserted += 1
+    return inserted
