@@ -15,7 +15,11 @@ benchmark's own (made anew, dropped at the end), against the fake provider (stam
   the provider's send stamp to starters and to watchers, and the relay's own hop (a watcher's
   receive time minus its starter's, same frame); both servers' CPU per chunk delivered to any socket.
 - single: the same K turns on a third server with one socket each, no watcher and no Redis, on
-  the same PostgreSQL database, so only the fan-out differs (`bench.run.server_round`).
+  a database of its own on the same PostgreSQL server, so only the fan-out differs
+  (`bench.run.server_round`); with --baseline, that server runs another checkout (today's code).
+
+A watcher that lags is waited for (while it still receives), so `lost` counts events that never
+came. The JSON keeps a few anomalies of each round and what each server logged, counted.
 
 The rounds alternate (fan-out, single, single, fan-out, ...) so that this VM's drift falls on
 both. Prints each round, the medians, fan-out over single CPU per delivered chunk and the
@@ -28,12 +32,14 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -51,15 +57,20 @@ from bench.run import MODEL, server_env, server_round, start_fake, summarize
 from tests.servers import PROJECT, Server
 
 CHUNKS = ("stream", "final_stream")
-# A watcher may end this long after its starter; what it has not received by then is lost.
-DRAIN_SECONDS = 10.0
-# Per fan-out round: events a watcher lacks, got out of order or twice, frames that differ from
-# the starter's, turns not exactly the starter's, turns only the watcher saw, frames of no turn,
-# and starter turns whose own seq list is not 1..n.
+# Watchers may end after their starters: the round waits while any of them still receives
+# (a relay that lags is late, not lossy), until no watcher got a frame for DRAIN_IDLE seconds.
+DRAIN_IDLE, DRAIN_MAX = 5.0, 120.0
+# Per fan-out round: events a watcher lacks (of which `lost_gaps` before the last it got: skipped,
+# not merely cut short), got out of order or twice, frames that differ from the starter's, turns
+# not exactly the starter's, turns only the watcher saw, frames of no turn, and starter turns whose
+# own seq list is not 1..n.
 COUNTS = (
-    "lost", "reordered", "duplicated", "differing_frames", "differing_turns", "extra_turns", "stray_frames",
-    "starter_gaps",
+    "lost", "lost_gaps", "reordered", "duplicated", "differing_frames", "differing_turns", "extra_turns",
+    "stray_frames", "starter_gaps",
 )  # fmt: skip
+EXAMPLES = 6  # anomalies kept in the report, to see what went wrong
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
+ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass
@@ -142,23 +153,30 @@ async def sockets_open(sockets: list[Socket]) -> None:
         await asyncio.gather(*(socket.open() for socket in sockets[start : start + 50]))
 
 
-async def drain(starters: list[Socket], watchers: list[Socket]) -> None:
-    """Wait until every watcher has the end of every turn its starter saw, or DRAIN_SECONDS."""
-    deadline = time.monotonic() + DRAIN_SECONDS
-    while time.monotonic() < deadline:
+async def drain(starters: list[Socket], watchers: list[Socket]) -> float:
+    """Wait until every watcher has the end of every turn its starter saw, or stops receiving;
+    how long that took."""
+    started = progressed = time.monotonic()
+    received = -1
+    while time.monotonic() < min(progressed + DRAIN_IDLE, started + DRAIN_MAX):
         if all(
             (seen := watcher.turns.get(turn_id)) is not None and seen.finish is not None
             for starter, watcher in zip(starters, watchers, strict=True)
             for turn_id in starter.turns
         ):
-            return
+            break
+        now_received = sum(len(seen.frames) for watcher in watchers for seen in watcher.turns.values())
+        if now_received != received:
+            received, progressed = now_received, time.monotonic()
         await asyncio.sleep(0.05)
+    return time.monotonic() - started
 
 
 def compare(starters: list[Socket], watchers: list[Socket]) -> dict[str, Any]:
     """Each watcher against its starter, turn by turn. Latencies are of each conversation's
     last turn, the one `load` measures (steady: the second, run beside K - 1 other streams)."""
     counts = dict.fromkeys(COUNTS, 0)
+    examples: list[dict[str, Any]] = []
     latency: list[float] = []
     hop: list[float] = []
     delivered = 0
@@ -170,13 +188,29 @@ def compare(starters: list[Socket], watchers: list[Socket]) -> dict[str, Any]:
             got = watcher.turns.get(turn_id, Seen())
             by_seq = dict(zip(sent.seqs, sent.frames, strict=True))
             counts["starter_gaps"] += sent.seqs != list(range(1, len(sent.seqs) + 1))
-            counts["lost"] += len(set(sent.seqs) - set(got.seqs))
+            missing = sorted(set(sent.seqs) - set(got.seqs))
+            counts["lost"] += len(missing)
+            counts["lost_gaps"] += sum(seq < max(got.seqs, default=0) for seq in missing)
             counts["duplicated"] += len(got.seqs) - len(set(got.seqs))
             counts["reordered"] += sum(later < earlier for earlier, later in pairwise(got.seqs))
-            counts["differing_frames"] += sum(
-                frame != by_seq[seq] for seq, frame in zip(got.seqs, got.frames, strict=True) if seq in by_seq
-            )
+            differing = [
+                (seq, frame) for seq, frame in zip(got.seqs, got.frames, strict=True) if by_seq.get(seq, frame) != frame
+            ]
+            counts["differing_frames"] += len(differing)
             counts["differing_turns"] += got.frames != sent.frames
+            if (missing or differing) and len(examples) < EXAMPLES:
+                examples.append(
+                    {
+                        "conversation": starter.client.url.rsplit("/", 1)[-1],
+                        "turn": index + 1,
+                        "starter_seqs": len(sent.seqs),
+                        "watcher_seqs": f"{got.seqs[:1]}..{got.seqs[-1:]} ({len(got.seqs)})",
+                        "missing": f"{missing[:3]}..{missing[-1:]} ({len(missing)})" if missing else None,
+                        "differing": [
+                            {"seq": seq, "starter": by_seq[seq], "watcher": frame} for seq, frame in differing[:2]
+                        ],
+                    }
+                )
             if index == len(starter.turns) - 1:
                 latency += got.latency
                 arrived = dict(zip(sent.seqs, sent.arrived, strict=True))
@@ -188,6 +222,7 @@ def compare(starters: list[Socket], watchers: list[Socket]) -> dict[str, Any]:
         "watcher_chunk_p99_ms": ms(percentile(latency, 99)),
         "hop_p50_ms": ms(percentile(hop, 50)),
         "hop_p99_ms": ms(percentile(hop, 99)),
+        "examples": examples,
     }
 
 
@@ -216,11 +251,11 @@ async def fanout_round(
         pids = [server.process.pid for server in pair]
         cpu_before, redis_before = sum(map(cpu_seconds, pids)), redis_cpu(redis_client)
         turns = await load(k, arrival="steady", span=span, turn=lambda i: starters[i].turn())
-        await drain(starters, watchers)
+        drained = await drain(starters, watchers)
         cpu, redis_used = sum(map(cpu_seconds, pids)) - cpu_before, redis_cpu(redis_client) - redis_before
     finally:
         await asyncio.gather(*(socket.close() for socket in starters + watchers), return_exceptions=True)
-    result = {**starter_figures(summarize(turns)), **compare(starters, watchers)}
+    result = {**starter_figures(summarize(turns)), **compare(starters, watchers), "drain_s": round(drained, 1)}
     delivered = max(result["delivered_chunks"], 1)
     result["cpu_us_per_delivered_chunk"] = round(cpu / delivered * 1e6, 1)
     result["redis_cpu_us_per_delivered_chunk"] = round(redis_used / delivered * 1e6, 1)
@@ -271,14 +306,26 @@ def servers_start(specs: list[tuple[dict[str, str], Path, Path]]) -> list[Server
     return [future.result() for future in starting]
 
 
-async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+def log_summary(lines: list[str]) -> dict[str, int]:
+    """Each distinct warning or error a server logged (LOG_LEVEL=WARNING), without its timestamp
+    and with ids masked, and each traceback's exception line, with how often."""
+    counts: Counter[str] = Counter()
+    for line in lines:
+        if TIMESTAMP.match(line):
+            counts[ID.sub("<id>", TIMESTAMP.sub("", line))] += 1
+        elif line and not line[0].isspace() and not line.startswith(("Traceback", "The above", "During handling")):
+            counts[ID.sub("<id>", line)] += 1
+    return dict(counts.most_common())
+
+
+async def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     tmp = Path(tempfile.mkdtemp(prefix="dreamytin-workers-"))
     (tmp / "ws").mkdir()
     span = args.ttft + args.chunks / args.rate  # one reply's length
     redis_url = urlsplit(args.redis)._replace(path=f"/{args.redis_db}").geturl()
     redis_client = redis.Redis.from_url(redis_url)
     redis_client.flushdb()  # no turn log or presence of an earlier run
-    databases = [args.database] + ([f"{args.database}_baseline"] if args.baseline else [])
+    databases = [args.database, f"{args.database}_single"]
     fake, url = start_fake(tmp, args.chunks, 1 / args.rate, args.ttft)
     servers: list[Server] = []
     rounds: list[dict[str, Any]] = []
@@ -286,12 +333,11 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         urls = [database_create(args.postgres, name) for name in databases]
         with mock.patch.dict(os.environ, {"BENCH_DATABASE_URL": urls[0]}):
             env = server_env(tmp, url)  # migrates our database; REDIS_URL is left out
-        single_env, single_checkout = env, PROJECT
-        if args.baseline:
-            # Another checkout's schema may differ: its own database, made by its migrations.
-            single_env, single_checkout = {**env, "DATABASE_URL": urls[1]}, args.baseline
-            migrate = [sys.executable, "manage.py", "migrate", "-v0"]
-            subprocess.run(migrate, cwd=single_checkout, env=single_env, check=True)
+        # The single-socket server has a database of its own on the same PostgreSQL server: it is
+        # no worker of the pair (no Redis), and on theirs its reaper would end their turns as
+        # interrupted whenever a starved worker's lease lapsed. Its schema is its checkout's.
+        single_env, single_checkout = {**env, "DATABASE_URL": urls[1]}, args.baseline or PROJECT
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=single_checkout, env=single_env, check=True)
         relay_env = {**env, "REDIS_URL": redis_url}
         servers = servers_start(
             [
@@ -325,11 +371,14 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         for name in databases:
             database_drop(args.postgres, name)
         redis_client.flushdb()
+    logged = {log.stem: log_summary(log.read_text().splitlines()) for log in sorted(tmp.glob("*.log"))}
     shutil.rmtree(tmp)  # only after a good run: a failed one leaves its server logs there
-    return rounds
+    return rounds, logged
 
 
-def report_make(args: argparse.Namespace, rounds: list[dict[str, Any]], load_before: float) -> dict[str, Any]:
+def report_make(
+    args: argparse.Namespace, rounds: list[dict[str, Any]], logged: dict[str, dict[str, int]], load_before: float
+) -> dict[str, Any]:
     fanout = [r for r in rounds if r["kind"] == "fanout"]
     single = [r for r in rounds if r["kind"] == "single"]
 
@@ -338,7 +387,11 @@ def report_make(args: argparse.Namespace, rounds: list[dict[str, Any]], load_bef
         return round(statistics.median(values), 2) if values else None
 
     medians = {
-        kind: {key: median(group, key) for key in group[0] if key not in ("round", "kind")}
+        kind: {
+            key: median(group, key)
+            for key, value in group[0].items()
+            if key != "round" and isinstance(value, int | float | None)
+        }
         for kind, group in (("fanout", fanout), ("single", single))
     }
     totals = {key: sum(r[key] for r in fanout) for key in ("failed", *COUNTS)}
@@ -360,13 +413,14 @@ def report_make(args: argparse.Namespace, rounds: list[dict[str, Any]], load_bef
             "pairs": args.pairs,
             "cpus": os.cpu_count(),
             "loadavg_1m_before": load_before,
-            "database": f"postgresql {args.database}" + (" (single: its own, the baseline's)" if args.baseline else ""),
+            "database": f"postgresql: {args.database} (the pair), {args.database}_single",
             "single_checkout": str(args.baseline or PROJECT),
         },
         "rounds": rounds,
         "median": medians,
         "totals": totals,
         "fanout_over_single_cpu": round(ratio, 3),
+        "server_log": logged,
         "targets": [
             {"target": name, "value": value, "limit": limit, "pass": value is not None and value <= limit}
             for name, value, limit in targets
@@ -376,26 +430,32 @@ def report_make(args: argparse.Namespace, rounds: list[dict[str, Any]], load_bef
 
 COLUMNS = (
     ("turns", "turns"), ("failed", "fail"), ("delivered_chunks", "delivered"),
-    ("cpu_us_per_delivered_chunk", "cpu us/chunk"), ("redis_cpu_us_per_delivered_chunk", "redis us"),
+    ("cpu_us_per_delivered_chunk", "cpu us/ch"), ("redis_cpu_us_per_delivered_chunk", "redis us"),
     ("starter_ttft_p50_ms", "ttft50"), ("starter_chunk_p50_ms", "start50"), ("starter_chunk_p99_ms", "start99"),
     ("watcher_chunk_p50_ms", "watch50"), ("watcher_chunk_p99_ms", "watch99"), ("hop_p50_ms", "hop50"),
-    ("hop_p99_ms", "hop99"), ("lost", "lost"), ("reordered", "reord"), ("duplicated", "dup"),
-    ("differing_turns", "differ"),
+    ("hop_p99_ms", "hop99"), ("lost", "lost"), ("lost_gaps", "gaps"), ("reordered", "reord"),
+    ("duplicated", "dup"), ("differing_turns", "differ"), ("drain_s", "drain s"),
 )  # fmt: skip
 
 
 def print_report(report: dict[str, Any]) -> None:
     print(f"config: {report['config']}")
     print("latencies in ms (provider stamp to client receive, per chunk, measured turns); hop: watcher minus starter")
-    print(f"  {'round':<7}{'kind':<8}" + "".join(f"{title:>13}" for _, title in COLUMNS))
+    print(f"  {'round':<7}{'kind':<8}" + "".join(f"{title:>11}" for _, title in COLUMNS))
     for row in report["rounds"]:
-        print(f"  {row['round']:<7}{row['kind']:<8}" + "".join(f"{row.get(key, '-')!s:>13}" for key, _ in COLUMNS))
+        print(f"  {row['round']:<7}{row['kind']:<8}" + "".join(f"{row.get(key, '-')!s:>11}" for key, _ in COLUMNS))
     for kind in ("fanout", "single"):
         row = report["median"][kind]
-        print(f"  {'median':<7}{kind:<8}" + "".join(f"{row.get(key, '-')!s:>13}" for key, _ in COLUMNS))
+        print(f"  {'median':<7}{kind:<8}" + "".join(f"{row.get(key, '-')!s:>11}" for key, _ in COLUMNS))
     totals = report["totals"]
     print(f"fan-out totals: {totals}")
     print(f"CPU per delivered chunk, fan-out over single: {report['fanout_over_single_cpu']}x")
+    for name, logged in report["server_log"].items():
+        for line, count in list(logged.items())[:6]:
+            print(f"{name} logged {count}x: {line[:150]}")
+    examples = [example for row in report["rounds"] for example in row.get("examples", [])]
+    if examples:
+        print(f"first anomaly (more under rounds[].examples in the JSON): {examples[0]}")
     print("targets:")
     for target in report["targets"]:
         verdict = "PASS" if target["pass"] else "FAIL"
@@ -431,7 +491,8 @@ def main() -> None:
     if args.baseline:
         args.baseline = args.baseline.resolve()
     load_before = os.getloadavg()[0]
-    report = report_make(args, asyncio.run(run(args)), load_before)
+    rounds, logged = asyncio.run(run(args))
+    report = report_make(args, rounds, logged, load_before)
     print_report(report)
     results_write(args.out, report)
 

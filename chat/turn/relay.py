@@ -1,9 +1,9 @@
 """Turn events across worker processes, through Redis (only when `REDIS_URL` is set).
 
 - The event log: a Redis Stream per conversation holds its latest turn's frames (entries
-  `turn`, `seq`, `frame`, and `end` on the last), emptied when the next turn starts (trimmed,
-  not deleted: a deleted stream's ids start again, and a reader's place would be past them)
-  and expiring `RESUME_WINDOW_SECONDS` after its last write. The worker running a turn appends in batches
+  `turn`, `seq`, `frame`, and `end` on the last), trimmed when the next turn starts (not
+  deleted: a deleted stream's ids start again, and a reader's place would be past them) and
+  expiring `RESUME_WINDOW_SECONDS` after its last write. The worker running a turn appends in batches
   (one pipeline every few milliseconds for all its turns, never a round trip per token), and
   each worker reads, with one blocking `XREAD` over every conversation its sockets watch, the
   turns that run elsewhere into its own log (chat/turn/log.py), which its sockets send from.
@@ -41,6 +41,10 @@ READ_BLOCK_MS = 250  # a newly watched conversation is read from at most this la
 PRESENCE_SECONDS = 30  # a worker's presence on a conversation lapses unless refreshed
 STREAM_MAX_ENTRIES = 100_000  # a bound on one turn's log, far past any reply
 PENDING_MAX = 200_000  # frames held while Redis is unreachable; older ones go first
+POOL_CONNECTIONS = 20
+# When a turn starts, its conversation's log keeps only the last minute of the turn before: a
+# reader on another worker still reading that turn's end gets it.
+PREVIOUS_TURN_KEPT_MS = 60_000
 
 
 def log_key(conversation_id: str) -> str:
@@ -64,9 +68,13 @@ class Relay:
     """This process's side of the relay, on one event loop."""
 
     def __init__(self, url: str) -> None:
-        self.client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
-        # Its own connection: a blocking XREAD holds it.
-        self.reader = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        # A burst of sockets waits for a connection rather than failing past the pool's size.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_CONNECTIONS, timeout=5, socket_connect_timeout=2, socket_timeout=5
+        )
+        self.client = aioredis.Redis(connection_pool=pool, health_check_interval=30)
+        # Its own connection: a blocking XREAD holds it, and a large reply may take a while to read.
+        self.reader = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=30)
         self.pending: list[_Pending] = []
         self.flushing = asyncio.Event()
         self.control_handlers: dict[str, Callable[[str], None]] = {}
@@ -116,7 +124,7 @@ class Relay:
         for item in batch:
             key = log_key(item.feed.conversation_id)
             if item.seq == 1:
-                pipe.xtrim(key, maxlen=0)  # the log holds one turn: the new one
+                pipe.xtrim(key, minid=f"{int(time.time() * 1000) - PREVIOUS_TURN_KEPT_MS}-0")
             fields = {"turn": item.turn_id, "seq": item.seq, "frame": item.frame}
             if item.end:
                 fields["end"] = 1
@@ -190,14 +198,17 @@ class Relay:
     async def presence(self, conversation_id: str, *, present: bool) -> None:
         """This worker has (or no longer has) sockets on the conversation."""
         key = _presence_key(conversation_id)
+        op = "joined" if present else "left"
+        message = json.dumps({"op": op, "conversation_id": conversation_id, "worker": WORKER})
+        pipe = self.client.pipeline(transaction=False)  # one round trip
+        if present:
+            pipe.hset(key, WORKER, time.time() + PRESENCE_SECONDS)
+            pipe.expire(key, PRESENCE_SECONDS)
+        else:
+            pipe.hdel(key, WORKER)
+        pipe.publish(CONTROL_CHANNEL, message)
         try:
-            if present:
-                await self.client.hset(key, WORKER, time.time() + PRESENCE_SECONDS)
-                await self.client.expire(key, PRESENCE_SECONDS)
-                await self.control_send("joined", conversation_id)
-            else:
-                await self.client.hdel(key, WORKER)
-                await self.control_send("left", conversation_id)
+            await pipe.execute()
         except (RedisError, OSError):
             logger.warning("could not record who watches a conversation", exc_info=True)
 

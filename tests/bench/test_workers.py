@@ -44,5 +44,6 @@ def test_workers_smoke_run_checks_every_watcher(tmp_path):
         else:
             assert row["delivered_chunks"] == 8 * 5
     assert report["fanout_over_single_cpu"] > 0
+    assert set(report["server_log"]) == {"worker-a", "worker-b", "single"}
     assert [t["target"] for t in report["targets"]][:2] == ["0 lost events", "0 reordered events"]
     assert all(t["pass"] for t in report["targets"][:2])
