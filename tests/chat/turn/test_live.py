@@ -126,7 +126,7 @@ async def test_any_socket_cancels_and_a_second_turn_is_busy(provider):
         ended = await socket.until_end()
         assert ended[-1]["finish_reason"] == "cancelled"
         assert [event["type"] for event in ended].count("stream_end") == 1
-    closed = provider.requests[0].closed_early_at
+    closed = provider.requests[-1].closed_early_at
     assert closed is not None and closed - cancelled_at < 1.0
     assert (await Turn.objects.aget(id=ended[-1]["message_id"])).status == "cancelled"
     for socket in (first, second):
@@ -142,7 +142,7 @@ async def test_with_no_grace_the_last_socket_leaving_cancels_the_turn(provider):
     left_at = time.time()
     await socket.communicator.disconnect()
     await asyncio.sleep(1.0)
-    closed = provider.requests[0].closed_early_at
+    closed = provider.requests[-1].closed_early_at
     assert closed is not None and closed - left_at < 1.0
     assert (await Turn.objects.aget(id=first["message_id"])).status == "cancelled"
 
@@ -171,7 +171,7 @@ async def test_a_turn_nobody_watches_is_cancelled_after_the_grace(provider, asyn
     await asyncio.sleep(0.8)
     turn = await Turn.objects.aget(id=first["message_id"])
     assert turn.status == "cancelled"
-    assert provider.requests[0].closed_early_at is not None
+    assert provider.requests[-1].closed_early_at is not None
     shown = (await detail(async_client, "grace1"))["messages"]
     assert shown[-1]["role"] == "assistant" and shown[-1]["content"].startswith("w0 ")
 
