@@ -15,9 +15,10 @@ from chat.store.db import db_async
 from chat.visibility import owned
 
 # A running turn renews its lease (its heartbeat) every HEARTBEAT_SECONDS; one not renewed for
-# STALE_AFTER belongs to a process that died (chat/turn/reaper.py).
-HEARTBEAT_SECONDS = 5.0
-STALE_AFTER = timedelta(seconds=15)
+# STALE_AFTER belongs to a process that died (chat/turn/reaper.py). With the reaper's period,
+# a dead worker's turn is ended at most 14 s after it died; a live worker may miss three beats.
+HEARTBEAT_SECONDS = 3.0
+STALE_AFTER = timedelta(seconds=12)
 INTERRUPTED_ERROR = "The server running this reply stopped before it finished; the partial reply is kept. Try again."
 TITLE_CHARS = 80
 

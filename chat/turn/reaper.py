@@ -24,7 +24,7 @@ from chat.turn.relay import relay_get, turn_frames
 from chat.wire import TurnFrames
 
 logger = logging.getLogger(__name__)
-REAP_EVERY_SECONDS = 5.0
+REAP_EVERY_SECONDS = 2.0
 
 
 async def turns_reap() -> int:
