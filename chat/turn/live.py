@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from chat.protocol import StreamEnd, TurnEvent
 from chat.turn.log import ConversationFeed, Send, Watcher, feed_get
-from chat.turn.relay import catch_up, relay_get, watch_begin, watch_end
+from chat.turn.relay import catch_up, frame_send, relay_get, watch_begin, watch_end
 from chat.turn.runner import TurnPlan, TurnRun
 from chat.wire import TurnFrames
 
@@ -37,10 +37,7 @@ class LiveTurn:
 
     def emit(self, event: TurnEvent) -> None:
         frame = self.frames.encode(event)
-        end = isinstance(event, StreamEnd)
-        self.feed.append(self.turn_id, self.frames.seq, frame, end=end)
-        if self.relay is not None:
-            self.relay.publish(self.feed, self.turn_id, self.frames.seq, frame, end=end)
+        frame_send(self.feed, self.relay, self.turn_id, self.frames.seq, frame, end=isinstance(event, StreamEnd))
 
     def stop(self, *, interrupted: bool = False) -> None:
         """Cancel the turn, once: a second cancel would cut short its recording of the first."""

@@ -20,7 +20,7 @@ from chat.store import selectors, services
 from chat.turn.journal import journal_from_frames
 from chat.turn.live import turn_live
 from chat.turn.log import feed_get
-from chat.turn.relay import relay_get, turn_frames
+from chat.turn.relay import frame_send, relay_get, turn_frames
 from chat.wire import TurnFrames
 
 logger = logging.getLogger(__name__)
@@ -65,10 +65,7 @@ async def _interrupt(turn_id: object, conversation_id: str, model: str) -> int:
     feed, relay = feed_get(conversation_id), relay_get()
     for event in closing:
         frame = encoder.encode(event)
-        end = isinstance(event, StreamEnd)
-        feed.append(message_id, encoder.seq, frame, end=end)
-        if relay is not None:
-            relay.publish(feed, message_id, encoder.seq, frame, end=end)
+        frame_send(feed, relay, message_id, encoder.seq, frame, end=isinstance(event, StreamEnd))
     return 1
 
 

@@ -263,6 +263,13 @@ def _died(task: asyncio.Task[None]) -> None:
 _relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Relay] = weakref.WeakKeyDictionary()
 
 
+def frame_send(feed: ConversationFeed, relay: Relay | None, turn_id: str, seq: int, frame: str, *, end: bool) -> None:
+    """A turn's frame to every socket: this process's log, and through Redis the other workers'."""
+    feed.append(turn_id, seq, frame, end=end)
+    if relay is not None:
+        relay.publish(feed, turn_id, seq, frame, end=end)
+
+
 def relay_get() -> Relay | None:
     """This loop's relay, started on first use; None without `REDIS_URL` (one process)."""
     if not settings.REDIS_URL:
