@@ -12,6 +12,7 @@ import logging
 import time
 from enum import Enum
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -83,7 +84,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "connect %s", self.conversation_id, extra={"event": "ws_connect", "conversation_id": self.conversation_id}
         )
         await self._send({"type": "connected", "conversation_id": self.conversation_id, "protocol": PROTOCOL_VERSION})
-        self.watcher = await watch(self.conversation_id, self._send_text)
+        self.watcher = await watch(self.conversation_id, self._send_text, resume_after=self._after_seq())
+
+    def _after_seq(self) -> int | None:
+        """`/ws/<id>?after_seq=n`: resume at once, before any live event can reach the socket."""
+        values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("after_seq", [])
+        # Digits only, and few: an integer past 4,300 digits would raise.
+        return int(values[0]) if values and values[0].isdigit() and len(values[0]) <= 18 else None
 
     async def disconnect(self, code: int) -> None:
         self.state = ConnectionState.CLOSED

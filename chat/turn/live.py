@@ -130,15 +130,16 @@ async def turn_cancel(conversation_id: str) -> None:
             logger.warning("could not send a cancel to the other workers", exc_info=True)
 
 
-async def watch(conversation_id: str, send: Send) -> Watcher:
-    """A socket joins its conversation: it receives its turns' events from now on."""
+async def watch(conversation_id: str, send: Send, *, resume_after: int | None = None) -> Watcher:
+    """A socket joins its conversation: it receives its turns' events from now on, or, with
+    `resume_after`, the events after that seq first, then `resume_end`."""
     feed = feed_get(conversation_id)
     feed.joining += 1
     try:
         await watch_begin(feed)
     finally:
         feed.joining -= 1
-    watcher = Watcher(feed, send)
+    watcher = Watcher(feed, send, resume_after=resume_after)
     turn = _live.get(conversation_id)
     if turn is not None:
         turn.attached()

@@ -105,13 +105,16 @@ class Watcher:
     that sends the rest. It joins from now on: the events of a turn in progress after this
     moment, and every event of the turns that start later."""
 
-    def __init__(self, feed: ConversationFeed, send: Send) -> None:
+    def __init__(self, feed: ConversationFeed, send: Send, *, resume_after: int | None = None) -> None:
         self.feed = feed
         self.send = send
         self.log = feed.log
         self.sent = len(feed.log.frames) if feed.log is not None else 0
-        self.resume_after: int | None = None
+        # A socket that connects with its last seq resumes before it is sent anything live.
+        self.resume_after = resume_after
         self.wake = asyncio.Event()
+        if resume_after is not None:
+            self.wake.set()
         feed.watchers.add(self)
         self.task = asyncio.create_task(self._run(), name=f"watch {feed.conversation_id}")
 
