@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -154,15 +156,21 @@ async def resume(watcher: Watcher, after_seq: int) -> None:
 
 async def unwatch(watcher: Watcher) -> None:
     await watcher.close()
-    await watch_end(watcher.feed.conversation_id)
+    # Telling the other workers is Redis's round trip: the socket's close does not wait for it
+    # (its connection slot is freed when the close returns).
+    _in_background(watch_end(watcher.feed.conversation_id))
 
 
 def _left(conversation_id: str) -> None:
     turn = _live.get(conversation_id)
     if turn is not None:
-        task = asyncio.create_task(turn.detached_check())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        _in_background(turn.detached_check())
+
+
+def _in_background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(work)
+    _background.add(task)  # held until done: the loop keeps only a weak reference
+    task.add_done_callback(_background.discard)
 
 
 def _joined(conversation_id: str) -> None:
