@@ -1,8 +1,9 @@
 """The knowledge base: index a generated folder of notes, then time searches and measure recall.
 
     python3 -m bench.knowledge                 # 10,000 notes of ~5 KB (~50 MB), 1,000 searches
-    python3 -m bench.knowledge --smoke         # 300 small notes, 100 searches: seconds
+    python3 -m bench.knowledge --smoke         # 300 small notes, 100 searches: seconds (20 with --semantic)
     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/kb_bench python3 -m bench.knowledge
+    python3 -m bench.knowledge --semantic      # 400 notes, then semantic search measured against FTS
 
 It runs on a SQLite file of its own (or BENCH_DATABASE_URL), never on the server's database.
 Figures: the full index (seconds, files/s, peak memory of the process, database size), a scan
@@ -12,6 +13,12 @@ bench/knowledge_questions.json, keywords with one rarer word, common words only)
 recall@5 / recall@1 of
 the 50 questions (the fact's note among the first 5 / first cited notes) and how often the
 cited line is the fact's own line. Prints them and writes JSON (bench/results/knowledge.json).
+
+With --semantic (KNOWLEDGE_SEMANTIC; 400 notes by default, as embedding costs about 40 ms of CPU
+a passage) it then embeds every passage and measures, in the same run against the same FTS
+baseline: passages embedded a second, memory with the model and the vectors loaded, the time to
+load the vectors into a process, the query's embedding, hybrid search p50/p99, and recall@5 /
+recall@1 for FTS alone, vectors alone and hybrid.
 """
 
 from __future__ import annotations
@@ -90,7 +97,20 @@ def queries(count: int, questions: list[Any], seed: int = 11) -> list[tuple[str,
     return mixed
 
 
-def measure(notes_dir: Path, notes: int, note_bytes: int, searches: int) -> dict[str, Any]:
+def recall(questions: list[Any], notes_dir: Path, search: Any) -> dict[str, float]:
+    """recall@5, recall@1 and how often the fact's own line is cited, for `search(question)`."""
+    at5 = at1 = line_exact = 0
+    for question in questions:
+        hits = search(question.question)
+        paths = [hit.path for hit in hits]
+        at5 += question.note in paths
+        at1 += bool(paths) and paths[0] == question.note
+        line_exact += any(hit.path == question.note and hit.line == fact_line(notes_dir, question) for hit in hits)
+    count = len(questions)
+    return {"recall_at_5": at5 / count, "recall_at_1": at1 / count, "cited_fact_line": line_exact / count}
+
+
+def measure(notes_dir: Path, notes: int, note_bytes: int, searches: int) -> tuple[dict[str, Any], list[Any]]:
     from knowledge.indexer import index_update
     from knowledge.models import Chunk, Document
     from knowledge.search import query_terms, search_passages
@@ -125,13 +145,7 @@ def measure(notes_dir: Path, notes: int, note_bytes: int, searches: int) -> dict
         timings.setdefault(kind, []).append((time.perf_counter() - started) * 1000)
     every = [ms for kind in timings.values() for ms in kind]
 
-    at5 = at1 = line_exact = 0
-    for question in questions:
-        hits = search_passages(query_terms(question.question), 5)
-        paths = [hit.path for hit in hits]
-        at5 += question.note in paths
-        at1 += bool(paths) and paths[0] == question.note
-        line_exact += any(hit.path == question.note and hit.line == fact_line(notes_dir, question) for hit in hits)
+    scores = recall(questions, notes_dir, lambda question: search_passages(query_terms(question), 5))
     return {
         "notes": files,
         "corpus_mb": round(corpus_bytes / 1e6, 1),
@@ -154,9 +168,73 @@ def measure(notes_dir: Path, notes: int, note_bytes: int, searches: int) -> dict
             for kind, ms in timings.items()
         },
         "questions": len(questions),
-        "recall_at_5": at5 / len(questions),
-        "recall_at_1": at1 / len(questions),
-        "cited_fact_line": line_exact / len(questions),
+        **scores,
+    }, questions
+
+
+def measure_semantic(notes_dir: Path, questions: list[Any], searches: int) -> dict[str, Any]:
+    from knowledge.models import Chunk
+    from knowledge.search import Hit, query_terms, search_passages
+    from knowledge.semantic.encoder import encoder
+    from knowledge.semantic.vectors import VectorIndex, vectors_update
+
+    rss_before = rss_kib()
+    started = time.monotonic()
+    encoder()
+    model_load_s = time.monotonic() - started
+    started = time.monotonic()
+    cpu_started = time.process_time()
+    embedded = vectors_update()
+    embed_s, embed_cpu_s = time.monotonic() - started, time.process_time() - cpu_started
+    index = VectorIndex()
+    started = time.monotonic()
+    index.sync()
+    sync_s = time.monotonic() - started
+    started = time.monotonic()
+    index.sync()
+    resync_s = time.monotonic() - started
+    rss_loaded = rss_kib()
+
+    import knowledge.semantic.vectors as vectors
+
+    vectors._index = index
+    embed_ms = []
+    for _, query in queries(100, questions):
+        started = time.perf_counter()
+        encoder().embed([query])
+        embed_ms.append((time.perf_counter() - started) * 1000)
+    hybrid_ms = []
+    for _, query in queries(searches, questions):
+        started = time.perf_counter()
+        search_passages(query_terms(query), 5, meaning=query)
+        hybrid_ms.append((time.perf_counter() - started) * 1000)
+
+    paths = dict(Chunk.objects.values_list("id", "document__path"))
+
+    def vectors_alone(question: str) -> list[Hit]:
+        nearest = index.nearest(encoder().embed([question])[0], 5)
+        return [Hit("", paths[chunk_id], 0, 0, "", [], 0.0) for chunk_id in nearest]
+
+    return {
+        "passages_embedded": embedded,
+        "model_load_s": round(model_load_s, 2),
+        "embed_s": round(embed_s, 1),
+        "embed_passages_per_s": round(embedded / embed_s, 1),
+        "embed_cpu_ms_per_passage": round(embed_cpu_s / embedded * 1000, 1),
+        "vectors_load_ms": round(sync_s * 1000, 1),
+        "vectors_resync_ms": round(resync_s * 1000, 1),
+        "rss_with_model_and_vectors_mib": round((rss_loaded - rss_before) / 1024, 1),
+        "query_embed_p50_ms": round(percentile(embed_ms, 50), 2),
+        "query_embed_p99_ms": round(percentile(embed_ms, 99), 2),
+        "hybrid_search_p50_ms": round(percentile(hybrid_ms, 50), 2),
+        "hybrid_search_p99_ms": round(percentile(hybrid_ms, 99), 2),
+        "recall": {
+            "fts": recall(questions, notes_dir, lambda question: search_passages(query_terms(question), 5)),
+            "vectors": recall(questions, notes_dir, vectors_alone),
+            "hybrid": recall(
+                questions, notes_dir, lambda question: search_passages(query_terms(question), 5, meaning=question)
+            ),
+        },
     }
 
 
@@ -166,10 +244,14 @@ def main() -> None:
     parser.add_argument("--note-bytes", type=int, default=5000, help="approximate size of a generated note")
     parser.add_argument("--searches", type=int, default=1000)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--semantic", action="store_true", help="then embed and measure hybrid search against FTS")
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "knowledge.json"))
     args = parser.parse_args()
+    if args.semantic and args.notes == parser.get_default("notes"):
+        args.notes = 400
     if args.smoke:
-        args.notes, args.note_bytes, args.searches = 300, 600, 100
+        # With --semantic, few notes: embedding 1,300 passages would take half a minute.
+        args.notes, args.note_bytes, args.searches = (20 if args.semantic else 300), 600, 100
     with tempfile.TemporaryDirectory(prefix="bench-knowledge-") as temp:
         notes_dir = Path(temp) / "notes"
         notes_dir.mkdir()
@@ -177,7 +259,10 @@ def main() -> None:
         setup_django(database_url, notes_dir)
         from django.db import connection
 
-        result = {"database": connection.vendor, **measure(notes_dir, args.notes, args.note_bytes, args.searches)}
+        figures, questions = measure(notes_dir, args.notes, args.note_bytes, args.searches)
+        result = {"database": connection.vendor, **figures}
+        if args.semantic:
+            result["semantic"] = measure_semantic(notes_dir, questions, args.searches)
         connection.close()
     print(
         f"{result['database']}: {result['notes']} notes ({result['corpus_mb']} MB, {result['chunks']} passages) "
@@ -192,6 +277,22 @@ def main() -> None:
         f"{result['questions']} questions: recall@5 {result['recall_at_5']:.2f}, recall@1 {result['recall_at_1']:.2f}, "
         f"fact's own line cited {result['cited_fact_line']:.2f}"
     )
+    if args.semantic:
+        semantic = result["semantic"]
+        print(
+            f"semantic: {semantic['passages_embedded']} passages embedded in {semantic['embed_s']} s "
+            f"({semantic['embed_passages_per_s']}/s, {semantic['embed_cpu_ms_per_passage']} ms of CPU each), "
+            f"model load {semantic['model_load_s']} s, vectors loaded in {semantic['vectors_load_ms']} ms "
+            f"(re-sync {semantic['vectors_resync_ms']} ms), +{semantic['rss_with_model_and_vectors_mib']} MiB\n"
+            f"query embedding p50/p99 {semantic['query_embed_p50_ms']}/{semantic['query_embed_p99_ms']} ms; "
+            f"hybrid search p50/p99 {semantic['hybrid_search_p50_ms']}/{semantic['hybrid_search_p99_ms']} ms "
+            f"(FTS alone {result['search_p50_ms']}/{result['search_p99_ms']})\n"
+            + "\n".join(
+                f"  {name:8} recall@5 {r['recall_at_5']:.2f}, recall@1 {r['recall_at_1']:.2f}, "
+                f"fact's line cited {r['cited_fact_line']:.2f}"
+                for name, r in semantic["recall"].items()
+            )
+        )
     results_write(args.out, result)
 
 

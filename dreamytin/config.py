@@ -90,6 +90,7 @@ class Config:
     knowledge_max_file_bytes: int
     knowledge_max_files: int
     knowledge_scan_interval: float
+    knowledge_semantic: bool
     agents_tracing: bool
     fast_paths: bool
     secure_ssl_redirect: bool
@@ -181,6 +182,7 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             knowledge_scan_interval=_non_negative(
                 env.float("KNOWLEDGE_SCAN_INTERVAL", default=2.0), "KNOWLEDGE_SCAN_INTERVAL"
             ),
+            knowledge_semantic=env.bool("KNOWLEDGE_SEMANTIC", default=False),
             agents_tracing=env.bool("AGENTS_TRACING", default=False),
             fast_paths=env.bool("FAST_PATHS", default=True),
             secure_ssl_redirect=env.bool("SECURE_SSL_REDIRECT", default=False),

@@ -165,6 +165,7 @@ KNOWLEDGE_DIRS = CONFIG.knowledge_dirs
 KNOWLEDGE_MAX_FILE_BYTES = CONFIG.knowledge_max_file_bytes
 KNOWLEDGE_MAX_FILES = CONFIG.knowledge_max_files
 KNOWLEDGE_SCAN_INTERVAL = CONFIG.knowledge_scan_interval
+KNOWLEDGE_SEMANTIC = CONFIG.knowledge_semantic
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

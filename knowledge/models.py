@@ -44,3 +44,12 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document.path}:{self.start_line}"
+
+
+class ChunkVector(models.Model):
+    """A passage's embedding, with KNOWLEDGE_SEMANTIC (`knowledge.semantic`): unit length,
+    float32 little-endian. Deleted with its passage, so a changed note's old meaning is gone
+    with its old text."""
+
+    chunk = models.OneToOneField(Chunk, on_delete=models.CASCADE, primary_key=True, related_name="vector")
+    vector = models.BinaryField()

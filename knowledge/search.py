@@ -60,14 +60,23 @@ def query_terms(query: str) -> list[str]:
     return terms[:MAX_TERMS]
 
 
-def search_passages(terms: list[str], limit: int) -> list[Hit]:
-    """The best `limit` passages for the terms, best first, at most one per region of a note."""
+def search_passages(terms: list[str], limit: int, *, meaning: str | None = None) -> list[Hit]:
+    """The best `limit` passages for the terms, best first, at most one per region of a note.
+    With `meaning` (the query as the user wrote it; KNOWLEDGE_SEMANTIC), the passages nearest
+    to it in meaning are fused into the ranking (`knowledge.semantic.hybrid`)."""
+    count = limit * OVERSAMPLE
+    if meaning is not None:
+        from knowledge.semantic.hybrid import CANDIDATES, fuse
+
+        count = max(count, CANDIDATES)
     with connection.cursor() as cursor:
         backend = PostgresBackend(cursor) if connection.vendor == "postgresql" else SqliteBackend(cursor)
-        rows = _rows(backend, terms, limit * OVERSAMPLE)
+        rows = _rows(backend, terms, count)
+    if meaning is not None:
+        rows = fuse(rows, meaning)
     hits: list[Hit] = []
     taken: dict[tuple[str, str], list[int]] = {}
-    for root, path, start_line, heading, body, rank in rows:
+    for _, root, path, start_line, heading, body, rank in rows:
         lines = body.split("\n")
         line = start_line + _best_line(lines, terms)
         # Overlapping passages of a note share lines: the better-ranked one stands for both.
@@ -101,9 +110,11 @@ def _rows(backend: Backend, terms: list[str], count: int) -> list[Row]:
 
 def _best_line(lines: list[str], terms: list[str]) -> int:
     """Index of the line holding the most query words (by a short prefix, to meet the stemmer
-    half-way: "herons" matches "heron"); the first line when none does."""
+    half-way: "herons" matches "heron"). When none does (a passage found by its meaning, or by
+    its file's name), the first line of text: not a heading, not blank."""
     prefixes = [term[:5] for term in terms]
-    best, best_score = 0, 0
+    text = (index for index, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#"))
+    best, best_score = next(text, 0), 0
     for index, line in enumerate(lines):
         words = [word.lower() for word in _WORD.findall(line)]
         score = sum(1 for prefix in prefixes if any(word.startswith(prefix) for word in words))

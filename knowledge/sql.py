@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-Row = tuple[Any, ...]  # root, path, start_line, heading, body, rank (lower is better)
+Row = tuple[Any, ...]  # chunk id, root, path, start_line, heading, body, rank (lower is better)
 
 SQLITE_COUNT = "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk_fts WHERE knowledge_chunk_fts MATCH %s LIMIT %s)"
 # The best rows first, then their text: joining before the LIMIT would read every match's row.
 # The inner LIMIT caps how many matches are ranked (BM25 is computed for every one).
 SQLITE_SEARCH = """
-SELECT d.root, d.path, c.start_line, c.heading, c.body, f.rank
+SELECT c.id, d.root, d.path, c.start_line, c.heading, c.body, f.rank
 FROM (SELECT rowid, rank FROM knowledge_chunk_fts WHERE knowledge_chunk_fts MATCH %s LIMIT %s) f
 JOIN knowledge_chunk c ON c.id = f.rowid
 JOIN knowledge_document d ON d.id = c.document_id
@@ -40,7 +40,7 @@ POSTGRES_TERM_RANK = (
     " + (c.search @@ to_tsquery('english', %s))::int)"
 )
 POSTGRES_SEARCH = """
-SELECT d.root, d.path, c.start_line, c.heading, c.body, -({ranks} + 0.01 * ts_rank(c.search, q, 1)) AS rank
+SELECT c.id, d.root, d.path, c.start_line, c.heading, c.body, -({ranks} + 0.01 * ts_rank(c.search, q, 1)) AS rank
 FROM (SELECT id FROM knowledge_chunk WHERE search @@ to_tsquery('english', %s) LIMIT %s) m
 JOIN knowledge_chunk c ON c.id = m.id
 JOIN knowledge_document d ON d.id = c.document_id,

@@ -48,7 +48,7 @@ def _search(args: SearchKnowledgeArgs) -> ToolResult:
         raise ToolError("No knowledge folder is configured.")
     terms = query_terms(args.query)
     index_refresh()
-    hits = search_passages(terms, args.limit)
+    hits = search_passages(terms, args.limit, meaning=args.query if settings.KNOWLEDGE_SEMANTIC else None)
     several = len(roots) > 1
     return ToolResult.success(
         _format(args.query, hits, several),

@@ -135,6 +135,16 @@ def test_knowledge_smoke_run_indexes_searches_and_measures_recall(tmp_path):
     assert report["questions"] == 50 and 0 <= report["recall_at_5"] <= 1
 
 
+def test_knowledge_semantic_smoke_run_compares_hybrid_with_full_text(tmp_path):
+    printed, report = bench_run("knowledge", tmp_path / "semantic.json", "--smoke", "--semantic", timeout=180)
+    semantic = report["semantic"]
+    assert "hybrid" in printed and semantic["passages_embedded"] == report["chunks"] > 0
+    assert semantic["embed_passages_per_s"] > 0 and semantic["hybrid_search_p99_ms"] > 0
+    assert set(semantic["recall"]) == {"fts", "vectors", "hybrid"}
+    # The facts are planted in 50 notes of 70: meaning alone finds most of them.
+    assert semantic["recall"]["vectors"]["recall_at_5"] >= 0.5
+
+
 @pytest.mark.local_model
 @pytest.mark.timeout(300)
 def test_local_model_smoke_run_measures_load_speed_and_memory(tmp_path):
