@@ -32,10 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.knowledge_corpus import TAIL, WORDS, corpus_write, fact_line
 from bench.measure import percentile, results_write
 
 PROJECT = Path(__file__).resolve().parent.parent
+# Passages of the 10,000-note corpus (bench figures in docs/knowledge.md).
+LARGE_PASSAGES = 175_506
 
 
 def rss_kib() -> int:
@@ -175,7 +179,7 @@ def measure(notes_dir: Path, notes: int, note_bytes: int, searches: int) -> tupl
 def measure_semantic(notes_dir: Path, questions: list[Any], searches: int) -> dict[str, Any]:
     from knowledge.models import Chunk
     from knowledge.search import Hit, query_terms, search_passages
-    from knowledge.semantic.encoder import encoder
+    from knowledge.semantic.encoder import DIMENSIONS, encoder
     from knowledge.semantic.vectors import VectorIndex, vectors_update
 
     rss_before = rss_kib()
@@ -211,6 +215,20 @@ def measure_semantic(notes_dir: Path, questions: list[Any], searches: int) -> di
 
     paths = dict(Chunk.objects.values_list("id", "document__path"))
 
+    # Ranking all vectors costs in proportion to their number: time it at the 10,000-note
+    # corpus's size too (175,506 passages), with random unit vectors (their values do not
+    # change the cost; embedding that corpus would take two hours here).
+    large = VectorIndex()
+    rng = np.random.default_rng(7)
+    matrix = rng.standard_normal((LARGE_PASSAGES, DIMENSIONS), dtype=np.float32)
+    large._ids, large._matrix = np.arange(LARGE_PASSAGES), matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    large_ms = []
+    for _ in range(100):
+        started = time.perf_counter()
+        large.nearest(matrix[int(rng.integers(LARGE_PASSAGES))], 50)
+        large_ms.append((time.perf_counter() - started) * 1000)
+    del large, matrix
+
     def vectors_alone(question: str) -> list[Hit]:
         nearest = index.nearest(encoder().embed([question])[0], 5)
         return [Hit("", paths[chunk_id], 0, 0, "", [], 0.0) for chunk_id in nearest]
@@ -228,6 +246,8 @@ def measure_semantic(notes_dir: Path, questions: list[Any], searches: int) -> di
         "query_embed_p99_ms": round(percentile(embed_ms, 99), 2),
         "hybrid_search_p50_ms": round(percentile(hybrid_ms, 50), 2),
         "hybrid_search_p99_ms": round(percentile(hybrid_ms, 99), 2),
+        "rank_175k_vectors_p50_ms": round(percentile(large_ms, 50), 2),
+        "rank_175k_vectors_p99_ms": round(percentile(large_ms, 99), 2),
         "recall": {
             "fts": recall(questions, notes_dir, lambda question: search_passages(query_terms(question), 5)),
             "vectors": recall(questions, notes_dir, vectors_alone),
@@ -286,7 +306,8 @@ def main() -> None:
             f"(re-sync {semantic['vectors_resync_ms']} ms), +{semantic['rss_with_model_and_vectors_mib']} MiB\n"
             f"query embedding p50/p99 {semantic['query_embed_p50_ms']}/{semantic['query_embed_p99_ms']} ms; "
             f"hybrid search p50/p99 {semantic['hybrid_search_p50_ms']}/{semantic['hybrid_search_p99_ms']} ms "
-            f"(FTS alone {result['search_p50_ms']}/{result['search_p99_ms']})\n"
+            f"(FTS alone {result['search_p50_ms']}/{result['search_p99_ms']}); ranking 175,506 vectors "
+            f"p50/p99 {semantic['rank_175k_vectors_p50_ms']}/{semantic['rank_175k_vectors_p99_ms']} ms\n"
             + "\n".join(
                 f"  {name:8} recall@5 {r['recall_at_5']:.2f}, recall@1 {r['recall_at_1']:.2f}, "
                 f"fact's line cited {r['cited_fact_line']:.2f}"
