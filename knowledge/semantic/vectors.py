@@ -79,37 +79,43 @@ class VectorIndex:
     """This process's copy of the vectors, one row per passage, ranked by cosine."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held only to swap or read the arrays: searches never wait long
+        self._sync_lock = threading.Lock()  # one sync at a time, or two would add the same rows
         self._ids = np.zeros(0, dtype=np.int64)
         self._matrix = np.zeros((0, DIMENSIONS), dtype=np.float32)
-        self._rows: dict[int, int] = {}  # chunk id -> row
+        self._rows: set[int] = set()
+        self._fingerprint: tuple[int, int, int] = (0, 0, 0)
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def sync(self) -> None:
         """Read the vectors written since the last sync, drop those deleted since."""
-        stored = set(ChunkVector.objects.values_list("chunk_id", flat=True).iterator(chunk_size=10_000))
-        with self._lock:
-            gone = self._rows.keys() - stored
-            new = stored - self._rows.keys()
-        added_ids: list[int] = []
-        added: list[Vectors] = []
-        new_list = sorted(new)
-        for start in range(0, len(new_list), 5000):
-            for chunk_id, blob in ChunkVector.objects.filter(chunk_id__in=new_list[start : start + 5000]).values_list(
-                "chunk_id", "vector"
-            ):
-                added_ids.append(chunk_id)
-                added.append(np.frombuffer(bytes(blob), dtype=np.float32))
-        if not gone and not added:
-            return
-        with self._lock:
-            keep = np.array([chunk_id not in gone for chunk_id in self._ids], dtype=bool)
+        with self._sync_lock:
+            # Count, sum and largest of the ids: unchanged, nothing to read (the usual case at each
+            # scan; listing 175,000 ids costs far more). New passages have larger ids than any
+            # deleted one, so a change that keeps all three is rare, and mends at the next change.
+            fingerprint = _fingerprint()
+            if fingerprint == self._fingerprint:
+                return
+            stored = set(ChunkVector.objects.values_list("chunk_id", flat=True).iterator(chunk_size=10_000))
+            gone, new = self._rows - stored, sorted(stored - self._rows)
+            added_ids: list[int] = []
+            added: list[bytes] = []
+            for start in range(0, len(new), 5000):
+                rows = ChunkVector.objects.filter(chunk_id__in=new[start : start + 5000])
+                for chunk_id, blob in rows.values_list("chunk_id", "vector"):
+                    added_ids.append(chunk_id)
+                    added.append(bytes(blob))
+            keep = np.array([int(chunk_id) not in gone for chunk_id in self._ids], dtype=bool)
             ids = np.concatenate([self._ids[keep], np.array(added_ids, dtype=np.int64)])
-            matrix = np.concatenate([self._matrix[keep], np.array(added, dtype=np.float32).reshape(-1, DIMENSIONS)])
-            self._ids, self._matrix = ids, matrix
-            self._rows = {int(chunk_id): row for row, chunk_id in enumerate(ids)}
+            fresh = np.frombuffer(b"".join(added), dtype=np.float32).reshape(-1, DIMENSIONS)
+            matrix = np.concatenate([self._matrix[keep], fresh])
+            with self._lock:
+                self._ids, self._matrix = ids, matrix
+            self._rows = (self._rows - gone) | set(added_ids)
+            # What was read, which may already differ from the fingerprint taken before reading.
+            self._fingerprint = _fingerprint_of(self._rows)
 
     def nearest(self, query: Vectors, count: int) -> list[int]:
         """The chunk ids of the `count` passages closest in meaning to the query, closest first."""
@@ -121,6 +127,19 @@ class VectorIndex:
         count = min(count, len(ids))
         best = np.argpartition(-scores, count - 1)[:count]
         return [int(ids[row]) for row in best[np.argsort(-scores[best])]]
+
+
+def _fingerprint() -> tuple[int, int, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), coalesce(sum(chunk_id), 0), coalesce(max(chunk_id), 0) FROM knowledge_chunkvector"
+        )
+        count, total, largest = cursor.fetchone()
+    return int(count), int(total), int(largest)
+
+
+def _fingerprint_of(ids: set[int]) -> tuple[int, int, int]:
+    return len(ids), sum(ids), max(ids, default=0)
 
 
 _index = VectorIndex()
