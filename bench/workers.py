@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -52,7 +52,7 @@ from psycopg import sql
 from bench.fanout import COUNTS, Socket, compare, drain, sockets_open, ws_url
 from bench.measure import cpu_seconds, load, results_write
 from bench.run import server_env, server_round, start_fake, summarize
-from tests.servers import PROJECT, Server
+from tests.servers import PROJECT, Server, servers_start
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
 ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -118,22 +118,6 @@ def database_drop(admin_url: str, name: str) -> None:
         connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def servers_start(specs: list[tuple[dict[str, str], Path, Path]]) -> list[Server]:
-    """uvicorn servers (env, log, checkout), started side by side; all or none. Three cold starts
-    at once on two busy cores can take past Server's default minute."""
-    with ThreadPoolExecutor(len(specs)) as pool:
-        starting = [
-            pool.submit(Server, "uvicorn", env, log, checkout, start_timeout=180) for env, log, checkout in specs
-        ]
-    failures = [failure for future in starting if (failure := future.exception()) is not None]
-    if failures:
-        for future in starting:
-            if future.exception() is None:
-                future.result().stop()
-        raise failures[0]
-    return [future.result() for future in starting]
-
-
 def log_summary(lines: list[str]) -> dict[str, int]:
     """Each distinct warning or error a server logged (LOG_LEVEL=WARNING), without its timestamp
     and with ids masked, and each traceback's exception line, with how often."""
@@ -167,12 +151,13 @@ async def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str,
         single_env, single_checkout = {**env, "DATABASE_URL": urls[1]}, args.baseline or PROJECT
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=single_checkout, env=single_env, check=True)
         relay_env = {**env, "REDIS_URL": redis_url}
+        specs = [
+            (relay_env, tmp / "worker-a.log", PROJECT),
+            (relay_env, tmp / "worker-b.log", PROJECT),
+            (single_env, tmp / "single.log", single_checkout),
+        ]
         servers = servers_start(
-            [
-                (relay_env, tmp / "worker-a.log", PROJECT),
-                (relay_env, tmp / "worker-b.log", PROJECT),
-                (single_env, tmp / "single.log", single_checkout),
-            ]
+            [partial(Server, "uvicorn", env, log, checkout, start_timeout=180) for env, log, checkout in specs]
         )
         pair, single = (servers[0], servers[1]), servers[2]
         # Warm both set-ups first (the relay starts on first use, the pools fill): first-use

@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -97,3 +98,18 @@ class Server:
     def stop(self, timeout: float = 10.0) -> None:
         self.process.terminate()
         self.process.wait(timeout)
+
+
+def servers_start(starters: Sequence[Callable[[], Server]]) -> list[Server]:
+    """Servers started side by side, all or none: when one fails, the started ones are stopped
+    and its failure raised. (Cold starts at once on two busy cores can take past a minute: give
+    the starters a longer `start_timeout`.)"""
+    with ThreadPoolExecutor(len(starters)) as pool:
+        starting = [pool.submit(start) for start in starters]
+    failures = [failure for future in starting if (failure := future.exception()) is not None]
+    if failures:
+        for future in starting:
+            if future.exception() is None:
+                future.result().stop()
+        raise failures[0]
+    return [future.result() for future in starting]

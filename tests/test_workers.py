@@ -14,9 +14,9 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +28,7 @@ from websockets.sync.client import ClientConnection
 
 from tests.chat.frontend import reload_render, render, without_empty
 from tests.fake_provider import FakeProvider, text, tools
-from tests.servers import Server
+from tests.servers import Server, servers_start
 from tests.test_end_to_end import closed_early_within, open_socket, restored, server_env, until_end
 
 pytestmark = [
@@ -64,15 +64,9 @@ class Workers:
 
 def start_workers(kind: str, env: dict[str, str], logs: Path, count: int = 2) -> Workers:
     """`count` servers of `kind`, started side by side."""
-    with ThreadPoolExecutor(count) as pool:
-        starting = [pool.submit(Server, kind, env, logs / f"{kind}-{i}.log", start_timeout=180) for i in range(count)]
-    failures = [failure for future in starting if (failure := future.exception()) is not None]
-    if failures:
-        for future in starting:
-            if future.exception() is None:
-                future.result().stop()
-        raise failures[0]
-    return Workers(*(future.result() for future in starting))
+    return Workers(
+        *servers_start([partial(Server, kind, env, logs / f"{kind}-{i}.log", start_timeout=180) for i in range(count)])
+    )
 
 
 @pytest.fixture(scope="module")

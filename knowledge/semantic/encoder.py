@@ -41,7 +41,7 @@ class Encoder:
         self.layers: int = config["num_hidden_layers"]
         self.eps: float = config["layer_norm_eps"]
         self.weights = {
-            name.removeprefix("embeddings.").removeprefix("encoder."): array.astype(np.float32)
+            name.removeprefix("embeddings.").removeprefix("encoder."): array.astype(np.float32, copy=False)
             for name, array in load_file(str(model_dir / "model.safetensors")).items()
         }
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
