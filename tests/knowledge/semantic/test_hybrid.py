@@ -68,8 +68,23 @@ async def test_changed_and_deleted_notes_change_meaning_while_the_server_runs(no
     started = time.monotonic()
     (notes / "nature/heron.md").write_text("# Wildlife\n\nThe fox sleeps in a den under the old oak.\n")
     (notes / "kitchen/bread.md").unlink()
-    result = await search_until("where do foxes rest during the day", "nature/heron.md:3")
+    # No word of this question is in the note: only its new vector can find it.
+    result = await search_until("which animal hides in a burrow beneath a tree", "nature/heron.md:3")
     assert citations(result)[0] == "nature/heron.md:3" and "fox sleeps" in result.content
     assert time.monotonic() - started < 5
-    assert "heron" not in (await search(BREEDING)).content
-    assert "kitchen/bread.md" not in (await search("how long to knead the dough for bread")).content
+    assert "grey heron nests" not in (await search(BREEDING)).content
+    assert "kitchen/bread.md:3" not in citations(await search("how long to knead the dough for bread"))
+
+
+async def test_a_question_the_notes_cannot_answer_finds_nothing(notes, semantic):
+    write(notes, {**OTHER_NOTES, "nature/heron.md": HERON})
+    await search_until(BREEDING, "nature/heron.md:3")
+    result = await search("quantum chromodynamics lattice gauge")
+    assert result.ok and citations(result) == [] and "No passage" in result.content
+
+
+async def test_a_query_the_model_cannot_read_is_still_searched_by_its_words(notes, semantic):
+    write(notes, {**OTHER_NOTES, "nature/heron.md": HERON})
+    await search_until(BREEDING, "nature/heron.md:3")
+    result = await search("heron \ud800 nests")  # valid JSON, but no text to the tokenizer
+    assert result.ok and citations(result)[0] == "nature/heron.md:3"

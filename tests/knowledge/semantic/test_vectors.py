@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from io import StringIO
 
@@ -10,6 +11,7 @@ import pytest
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.db import connection
 from django.test import override_settings
 
 from knowledge import apps as knowledge_apps
@@ -42,7 +44,26 @@ def test_every_passage_gets_a_vector_and_loses_it_with_the_passage(notes, semant
     index.sync()
     assert len(index) == ChunkVector.objects.count() == 10 and vectors_pending() == 1
     nearest = index.nearest(encoder().embed(["note number 1"])[0], 20)
-    assert set(nearest) == set(ChunkVector.objects.values_list("chunk_id", flat=True))
+    assert {chunk_id for chunk_id, _ in nearest} == set(ChunkVector.objects.values_list("chunk_id", flat=True))
+
+
+def test_two_embedders_at_once_embed_each_passage_once(notes, semantic):
+    settled(notes, 40)
+    index_update()
+    done: list[int] = []
+
+    def embed() -> None:
+        try:
+            done.append(vectors_update())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=embed) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(done) == 40 == ChunkVector.objects.count()
 
 
 def test_the_command_embeds_every_passage_with_a_progress_bar(notes, semantic):
