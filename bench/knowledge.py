@@ -231,7 +231,7 @@ def measure_semantic(notes_dir: Path, questions: list[Any], searches: int) -> di
 
     def vectors_alone(question: str) -> list[Hit]:
         nearest = index.nearest(encoder().embed([question])[0], 5)
-        return [Hit("", paths[chunk_id], 0, 0, "", [], 0.0) for chunk_id in nearest]
+        return [Hit("", paths[chunk_id], 0, 0, "", [], 0.0) for chunk_id, _ in nearest]
 
     return {
         "passages_embedded": embedded,

@@ -66,6 +66,7 @@ def search_passages(terms: list[str], limit: int, *, meaning: str | None = None)
     to it in meaning are fused into the ranking (`knowledge.semantic.hybrid`)."""
     count = limit * OVERSAMPLE
     if meaning is not None:
+        # Imported only when semantic search is on: it brings NumPy and the model's code.
         from knowledge.semantic.hybrid import CANDIDATES, fuse
 
         count = max(count, CANDIDATES)
