@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import logging
 import tempfile
 import threading
@@ -53,12 +54,13 @@ def vectors_pending() -> int:
     return Chunk.objects.filter(vector__isnull=True).count()
 
 
-def vectors_update(progress: Progress | None = None, *, wait: bool = True) -> int:
-    """Embed every passage that has no vector yet; returns how many were embedded. Without
-    `wait`, it gives way to another process already embedding (returns what it had done)."""
+def vectors_update(progress: Progress | None = None, *, wait: bool = True, batches: int | None = None) -> int:
+    """Embed every passage that has no vector yet (or the first `batches` batches of them);
+    returns how many were embedded. Without `wait`, it gives way to another process already
+    embedding (and returns what it had done)."""
     total = vectors_pending() if progress else 0
     done = 0
-    while True:
+    for _ in itertools.repeat(None) if batches is None else range(batches):
         with _embedder_turn(wait=wait) as turn:
             if not turn:
                 return done
@@ -86,6 +88,7 @@ def vectors_update(progress: Progress | None = None, *, wait: bool = True) -> in
                 logger.info("knowledge: passages deleted while being embedded; taken again")
         if progress is not None:
             progress(min(done, total), max(total, done))
+    return done
 
 
 _process_turn = threading.Lock()
@@ -230,7 +233,10 @@ def _maintain() -> None:
         while _maintain_wanted.is_set():
             _maintain_wanted.clear()
             if Chunk.objects.count() != ChunkVector.objects.count():
-                vectors_update(wait=False)
+                # A batch at a time, the connection back to the pool in between: a large folder
+                # takes hours, and the pool serves the chats meanwhile.
+                while vectors_update(wait=False, batches=1):
+                    connection.close()
             _index.sync()
     except Exception:  # a thread's failure would go unseen otherwise; the next scan retries
         logger.exception("knowledge: embedding passages failed")
