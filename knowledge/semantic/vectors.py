@@ -74,17 +74,20 @@ def vectors_update(progress: Progress | None = None, *, wait: bool = True, batch
             embedded = encoder().embed([passage_text(*row[1:]) for row in rows])
             try:
                 with transaction.atomic():
-                    ChunkVector.objects.bulk_create(
+                    # A note that changed while its passages were embedded: their rows are gone,
+                    # and their vectors are left out rather than failing the whole batch.
+                    alive = set(Chunk.objects.filter(id__in=[row[0] for row in rows]).values_list("id", flat=True))
+                    written = ChunkVector.objects.bulk_create(
                         [
                             ChunkVector(chunk_id=row[0], vector=vector.tobytes())
                             for row, vector in zip(rows, embedded, strict=True)
+                            if row[0] in alive
                         ],
                         ignore_conflicts=True,
                     )
-                done += len(rows)
+                done += len(written)
             except IntegrityError:
-                # A note changed while its passages were embedded: they are gone, and the next
-                # round reads the new ones.
+                # Deleted between that check and the commit: the next round reads the new ones.
                 logger.info("knowledge: passages deleted while being embedded; taken again")
         if progress is not None:
             progress(min(done, total), max(total, done))
@@ -97,8 +100,8 @@ _process_turn = threading.Lock()
 @contextlib.contextmanager
 def _embedder_turn(*, wait: bool) -> Iterator[bool]:
     """One batch's turn as the deployment's embedder: a PostgreSQL advisory lock, or a lock
-    file beside the SQLite database (a process lock for an in-memory one). Taken per batch, so
-    the connection is not held for the hours a large folder takes."""
+    file named after the SQLite database's path, in the temporary folder (a process lock for an
+    in-memory database). Taken per batch, so no lock is held for the hours a large folder takes."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT {'pg_advisory_lock' if wait else 'pg_try_advisory_lock'}(%s)", [EMBEDDER_LOCK_KEY])
