@@ -161,10 +161,14 @@ def test_limits_and_budget_are_parsed_and_bad_ones_named():
 
 def test_knowledge_settings():
     config = config_from_env({}, base_dir=BASE)
-    assert config.knowledge_dirs == [] and config.knowledge_scan_interval == 2.0
+    assert config.knowledge_dirs == [] and config.knowledge_scan_interval == 2.0 and not config.knowledge_semantic
     assert (config.knowledge_max_file_bytes, config.knowledge_max_files) == (1024 * 1024, 50_000)
-    config = config_from_env({"KNOWLEDGE_DIRS": "notes,work=/srv/wiki", "KNOWLEDGE_SCAN_INTERVAL": "0"}, base_dir=BASE)
+    config = config_from_env(
+        {"KNOWLEDGE_DIRS": "notes,work=/srv/wiki", "KNOWLEDGE_SCAN_INTERVAL": "0", "KNOWLEDGE_SEMANTIC": "1"},
+        base_dir=BASE,
+    )
     assert config.knowledge_dirs == ["/srv/app/notes", "work=/srv/wiki"] and config.knowledge_scan_interval == 0
+    assert config.knowledge_semantic
     with pytest.raises(ImproperlyConfigured, match="KNOWLEDGE_SCAN_INTERVAL must not be negative"):
         config_from_env({"KNOWLEDGE_SCAN_INTERVAL": "-1"}, base_dir=BASE)
     with pytest.raises(ImproperlyConfigured, match="KNOWLEDGE_MAX_FILES must be a positive integer"):
