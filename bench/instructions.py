@@ -67,14 +67,14 @@ async def sdk_child(gate: Path, turns: int) -> None:
     from agents import RunConfig, set_tracing_disabled
 
     from bench.sdk_baseline import MemorySession, one_run, server_agent
-    from chat.heap import heap_settle
+    from chat.gc_tuning import gc_settle
 
     agent = server_agent(MODEL, "route")
     set_tracing_disabled(True)
     config = RunConfig(tracing_disabled=True, workflow_name="DreamyTin chat")
     for _ in range(WARM_TURNS):
         await one_run(agent, config, MemorySession())
-    heap_settle()  # as the server does after its warm-up
+    gc_settle()  # as the server does after its warm-up
     await _gate_pass(gate, say="ready", wait_for="go")
     chunks = 0
     for _ in range(turns):

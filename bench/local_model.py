@@ -1,6 +1,6 @@
 """The local model on this machine: load time, memory, time to first token, tokens a second, and
 how long the whole reply to "Say hello" takes. The turns run the server's own agent
-(`chat.turn.runner.agent_build`: its system prompt, its tools, the Agents SDK) on the local model, in
+(`chat.turn.agent.agent_build`: its system prompt, its tools, the Agents SDK) on the local model, in
 this process, with no server and no database.
 
     python3 -m bench.local_model            # three "Say hello" replies, then one long reply
@@ -39,7 +39,7 @@ def memory_mib(field: str) -> float:
 async def reply(message: str, max_tokens: int) -> dict[str, Any]:
     from chat.catalog import catalog_get
     from chat.local_model import LOCAL_MODEL_ID
-    from chat.turn.runner import agent_build
+    from chat.turn.agent import agent_build
 
     agent = agent_build(catalog_get().models[LOCAL_MODEL_ID])
     agent = agent.clone(model_settings=agent.model_settings.resolve(ModelSettings(max_tokens=max_tokens)))

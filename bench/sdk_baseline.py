@@ -1,7 +1,7 @@
 """The library cost: the same Agents SDK runs as the server's, with no server, in a process of
 its own so its CPU can be measured. Prints one JSON object.
 
-"The same runs" means the server's own agent (`chat.turn.runner.agent_build`: its instructions, tools
+"The same runs" means the server's own agent (`chat.turn.agent.agent_build`: its instructions, tools
 and model route, from the same settings) on the same conversations: with steady arrivals each
 client's second turn replays its first. The history is kept in a list in memory, so storing
 it is counted in the server's own layer, as are the consumer, the event mapping and JSON.
@@ -29,7 +29,7 @@ from agents import Agent, OpenAIChatCompletionsModel, RunConfig, Runner, set_tra
 from openai import AsyncOpenAI
 
 from bench.measure import ARRIVALS, StreamTiming, cpu_seconds, load, stamps
-from chat.heap import heap_settle
+from chat.gc_tuning import gc_settle
 
 CLIENTS = ("route", "stock")
 LOOPS = ("asyncio", "uvloop")
@@ -75,7 +75,7 @@ def server_agent(model_id: str, client: str) -> Agent[Any]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dreamytin.settings")
     django.setup()
     from chat.catalog import catalog_get  # these need Django set up
-    from chat.turn.runner import agent_build
+    from chat.turn.agent import agent_build
 
     model = catalog_get().get(model_id)
     if model is None:
@@ -92,7 +92,7 @@ async def measure(args: argparse.Namespace) -> None:
     set_tracing_disabled(True)
     config = RunConfig(tracing_disabled=True, workflow_name="DreamyTin chat")
     await one_run(agent, config, MemorySession())  # warm: first-use costs are not the steady state
-    heap_settle()  # as the server does after its warm-up
+    gc_settle()  # as the server does after its warm-up
     sessions = [MemorySession() for _ in range(args.k)]  # one conversation per client, as in the server
     cpu_before = cpu_seconds(os.getpid())
     runs = await load(args.k, arrival=args.arrival, span=args.span, turn=lambda i: one_run(agent, config, sessions[i]))

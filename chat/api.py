@@ -13,8 +13,7 @@ from chat.catalog import PROVIDERS, catalog_get
 from chat.exceptions import InvalidConversationId
 from chat.ids import conversation_id_valid
 from chat.store import selectors, services
-from chat.turn.journal import journal_from_frames
-from chat.turn.relay import turn_frames
+from chat.turn import snapshot
 from chat.usage import usage_report, usage_totals
 
 router = Router()
@@ -115,15 +114,13 @@ def _conversation_body(conversation: Any) -> dict[str, Any]:
     }
     # A turn in progress is shown as its event log has it, up to `live.seq`: a client that
     # resumes after that seq misses nothing and is sent nothing twice.
-    turn_id = selectors.turn_in_progress(conversation_id=conversation.id)
+    running = snapshot(conversation.id)
     live = None
-    if turn_id is not None:
-        frames = turn_frames(conversation.id, turn_id)
-        journal = journal_from_frames(turn_id=turn_id, conversation_id=conversation.id, frames=frames)
+    if running is not None:
         # Before its first text, an empty assistant entry, as the frontend shows a turn it just
         # sent: the text that follows then goes into it after a reload too.
-        live = (turn_id, journal.display() or [{"role": "assistant", "content": ""}])
-        body["live"] = {"message_id": turn_id, "seq": len(frames)}
+        live = (running.turn_id, running.display or [{"role": "assistant", "content": ""}])
+        body["live"] = {"message_id": running.turn_id, "seq": running.seq}
     body["messages"] = selectors.conversation_display_messages(conversation_id=conversation.id, live=live)
     body["usage"] = usage_totals(conversation_id=conversation.id)
     return body

@@ -1,9 +1,10 @@
 """The WebSocket endpoint `/ws/<client_id>`: parse frames, start, cancel or resume a turn.
 
 A socket watches its conversation: it is sent the events of every turn of it, whichever socket
-or worker runs the turn (chat/turn/live.py). A turn runs in its own task, owned by the
-conversation, not by this connection: Channels hands a connection one message at a time, and
-the turn outlives the socket that started it.
+or worker runs the turn (chat/turn/).
+
+A turn runs in its own task, owned by the conversation, not by this connection: Channels hands a
+connection one message at a time, and the turn outlives the socket that started it.
 """
 
 from __future__ import annotations
@@ -31,9 +32,7 @@ from chat.protocol import (
     ResumeFrame,
     frame_parse,
 )
-from chat.turn.live import resume, turn_cancel, turn_launch, turn_live, unwatch, watch
-from chat.turn.log import Watcher
-from chat.turn.runner import turn_begin
+from chat.turn import Watcher, resume, turn_cancel, turn_running, turn_start, unwatch, watch
 from chat.visibility import aconversation_foreign
 from chat.wire import json_encode, timestamp_now
 
@@ -53,7 +52,7 @@ class ConnectionState(Enum):
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    # Turn events reach sockets through the conversation's event log (chat/turn/log.py), not
+    # Turn events reach sockets through the conversation's event log (chat/turn/fanout.py), not
     # the channel layer, whose per-channel capacity a token stream would overflow.
     channel_layer_alias = None
 
@@ -143,8 +142,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _start_turn(self, frame: ChatFrame) -> None:
         # This process's turn, answered without a query; a turn on another worker is found by
-        # `turn_begin` (the conversation's row is locked while it looks).
-        if turn_live(self.conversation_id) is not None:
+        # `turn_start` (the conversation's row is locked while it looks).
+        if turn_running(self.conversation_id):
             await self._lone_error(
                 "busy", "A reply is still being generated; wait for it or cancel it.", retryable=True
             )
@@ -159,7 +158,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if over_budget is not None:
                 await self._lone_error("budget_exceeded", over_budget)
                 return
-            plan = await turn_begin(
+            await turn_start(
                 conversation_id=self.conversation_id,
                 message=frame.message,
                 model_id=frame.model,
@@ -171,8 +170,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("could not start a turn", extra={"event": "turn_start_failed"})
             await self._lone_error("internal_error", "Something went wrong on the server; the message was not sent.")
-            return
-        turn_launch(plan)
 
     async def _close(self, code: int) -> None:
         """Close from our side, once: a server must not be sent a second close."""

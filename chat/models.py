@@ -12,9 +12,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+# A running turn's lease (chat/turn/lease.py renews it with every heartbeat): a `streaming` turn
+# whose heartbeat is older than this belongs to a process that died.
+LEASE_STALE_AFTER = timedelta(seconds=12)
 
 
 class Conversation(models.Model):
@@ -41,6 +48,17 @@ class TurnStatus(models.TextChoices):
     CANCELLED = "cancelled"
     ERROR = "error"
     INTERRUPTED = "interrupted"
+
+
+def turn_lapsed(prefix: str = "") -> Q:
+    """Turns whose lease lapsed (their worker died); `prefix` for a related turn's fields."""
+    cutoff = timezone.now() - LEASE_STALE_AFTER
+    return Q(**{f"{prefix}status": TurnStatus.STREAMING, f"{prefix}heartbeat_at__lt": cutoff})
+
+
+def turn_leased() -> Q:
+    """Turns running with a current lease."""
+    return Q(status=TurnStatus.STREAMING, heartbeat_at__gte=timezone.now() - LEASE_STALE_AFTER)
 
 
 class Turn(models.Model):

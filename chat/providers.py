@@ -11,7 +11,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
-from weakref import WeakKeyDictionary
 
 import httpcore
 import httpx
@@ -24,6 +23,7 @@ from openai import AsyncOpenAI
 from chat.catalog import CatalogModel, provider_base_url
 from chat.local_chat import LocalTransport
 from chat.local_model import LocalEngine, local_engine
+from chat.runtime import runtime
 
 # The OpenAI client refuses to start without a key; local servers ignore it.
 KEYLESS_PLACEHOLDER = "not-needed"
@@ -101,14 +101,10 @@ async def provider_streams_closed() -> AsyncIterator[None]:
         _turn_bodies.reset(token)
 
 
-# One client (and connection pool) per endpoint and key, shared by every turn; a pool belongs to
-# the event loop it was made in, so clients are kept per loop.
-_clients: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str | None, str, float], AsyncOpenAI]]
-_clients = WeakKeyDictionary()
-
-
 def _openai_client(base_url: str | None, api_key: str, timeout: float) -> AsyncOpenAI:
-    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    # One client (and connection pool) per endpoint and key, shared by every turn; a pool
+    # belongs to the event loop it was made in, so the runtime keeps them per loop.
+    clients = runtime().openai_clients.setdefault(asyncio.get_running_loop(), {})
     key = (base_url, api_key, timeout)
     if key not in clients:
         # Imported on first use: the client's resource modules take about a second to import,
@@ -137,21 +133,19 @@ def litellm_setup() -> ModuleType:
     return litellm
 
 
-# One client per local engine: its transport answers in process, so no pool is bound to a loop.
-_local_clients: dict[LocalEngine, AsyncOpenAI] = {}
-
-
 def _local_client(engine: LocalEngine) -> AsyncOpenAI:
-    if engine not in _local_clients:
+    # One client per local engine: its transport answers in process, so no pool is bound to a loop.
+    local_clients = runtime().local_clients
+    if engine not in local_clients:
         from chat.openai_client import openai_client_class  # as in `_openai_client`: on first use
 
-        _local_clients[engine] = openai_client_class()(
+        local_clients[engine] = openai_client_class()(
             api_key=KEYLESS_PLACEHOLDER,
             base_url="http://local-model.invalid/v1",  # never resolved: the transport answers
             max_retries=0,
             http_client=httpx.AsyncClient(transport=LocalTransport(engine)),
         )
-    return _local_clients[engine]
+    return local_clients[engine]
 
 
 def _engine(model: CatalogModel) -> LocalEngine:

@@ -11,7 +11,7 @@ the system prompt and tools that begin every turn into its cache (one reply of o
 thread of its own): the first reply then starts within a second instead of after reading them
 (9 s on the 2-core VM, docs/local-model.md).
 
-Then the collector is set for a long-running server (`chat.heap`). `/health` says whether the
+Then the collector is set for a long-running server (`chat.gc_tuning`). `/health` says whether the
 warm-up is done.
 """
 
@@ -29,11 +29,11 @@ from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, 
 from django.conf import settings
 
 from chat.catalog import catalog_get
-from chat.heap import heap_settle
+from chat.gc_tuning import gc_settle
 from chat.local_model import LOCAL_MODEL_ID
 from chat.providers import NATIVE_PROVIDERS, litellm_setup
+from chat.turn.agent import agent_build
 from chat.turn.mapping import EventMapper
-from chat.turn.runner import agent_build
 from chat.wire import TurnFrames
 from tools.adapter import function_tool
 from tools.registry import registry
@@ -109,7 +109,7 @@ def warmup() -> None:
             model.price  # noqa: B018 - looks the model up in LiteLLM's price map, once
         if any(model.usable and model.provider not in NATIVE_PROVIDERS for model in models):
             litellm_setup()
-        heap_settle()
+        gc_settle()
     except Exception:
         ended = WarmupState.FAILED
         logger.warning("warm-up failed; the first turn will be slower", exc_info=True)

@@ -133,7 +133,7 @@ TURN_DRAIN_SECONDS = CONFIG.turn_drain_seconds
 PROVIDER_RETRIES = CONFIG.provider_retries
 PROVIDER_TIMEOUT = CONFIG.provider_timeout
 AGENTS_TRACING = CONFIG.agents_tracing
-# The hand-written fast paths of chat.fast_paths; off: the libraries' stock paths.
+# The hand-written fast paths (chat.openai_client, chat.store.sql); off: the libraries' stock paths.
 FAST_PATHS = CONFIG.fast_paths
 
 # Tools.

@@ -15,8 +15,7 @@ import asyncio
 import sys
 from typing import Any
 
-from chat.turn.live import turns_drain
-from chat.turn.reaper import reaper_start
+from chat.turn import turns_started, turns_stopping
 from chat.warmup import warmup_start
 from tools.mcp.toolset import mcp_shutdown, mcp_start
 
@@ -25,12 +24,12 @@ def process_started() -> None:
     """On the serving loop, once it runs."""
     warmup_start()  # in the background: the server answers meanwhile
     mcp_start()
-    reaper_start()  # ends the turns of workers that died
+    turns_started()  # ends the turns of workers that died
 
 
 async def process_stopping() -> None:
     """On the serving loop, once its sockets are closed."""
-    await turns_drain()
+    await turns_stopping()  # drains the running turns, then closes the process's clients
     await mcp_shutdown()
 
 

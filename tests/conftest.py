@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connections
 from django.test import override_settings
 
-from chat.turn.live import turns_cancel_all
+from chat.turn import turns_cancel_all
 from chat.warmup import warmup
 from dreamytin.asgi import application
 from tests.fake_provider import FakeProvider
@@ -177,7 +177,7 @@ async def ws(provider: FakeProvider) -> AsyncIterator[Client]:
 
 @pytest.fixture
 def collector_restored() -> Iterator[None]:
-    """The garbage collector's settings as they were (tests of `chat.heap` change them)."""
+    """The garbage collector's settings as they were (tests of `chat.gc_tuning` change them)."""
     threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
     yield
     gc.unfreeze()

@@ -86,7 +86,7 @@ def workers(
 ) -> Iterator[Workers]:
     """Two workers, and a spare started with them (a server takes seconds to start) for the
     kill test. TURN_DETACH_GRACE=0 (stop at once) is tested in one process
-    (tests/chat/turn/test_live.py) and on each server (tests/test_end_to_end.py)."""
+    (tests/chat/turn/test_running.py) and on each server (tests/test_end_to_end.py)."""
     env = {**deployment, "TURN_DETACH_GRACE": str(GRACE)}
     started = start_workers(request.param, env, tmp_path_factory.mktemp("logs"), 3)
     yield started

@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
-from django.utils import timezone
 
 from chat.exceptions import ConversationNotFound
-from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
+from chat.models import (
+    Conversation,
+    Message,
+    MessageKind,
+    SessionItem,
+    Turn,
+    TurnStatus,
+    UsageRecord,
+    turn_lapsed,
+    turn_leased,
+)
 from chat.store.db import db_async
-from chat.store.services import INTERRUPTED_ERROR, STALE_AFTER
+from chat.store.services import INTERRUPTED_ERROR
 from chat.usage import stream_end_usage
 from chat.visibility import owned
 
@@ -22,8 +31,7 @@ FAILED_TURN = (TurnStatus.ERROR, TurnStatus.INTERRUPTED)
 
 def _failed(prefix: str = "") -> Q:
     """Turns that failed, or whose lease lapsed (their worker died; the reaper will say so)."""
-    lapsed = Q(**{f"{prefix}status": TurnStatus.STREAMING, f"{prefix}heartbeat_at__lt": timezone.now() - STALE_AFTER})
-    return Q(**{f"{prefix}status__in": FAILED_TURN}) | lapsed
+    return Q(**{f"{prefix}status__in": FAILED_TURN}) | turn_lapsed(prefix)
 
 
 def conversation_list(*, owner_id: int | None = None) -> QuerySet[Conversation]:
@@ -52,9 +60,7 @@ def conversation_get(*, conversation_id: str, owner_id: int | None = None) -> Co
 
 def turn_in_progress(*, conversation_id: str) -> str | None:
     """The id of the conversation's turn that is running (its lease is current), if any."""
-    running = Turn.objects.filter(
-        conversation_id=conversation_id, status=TurnStatus.STREAMING, heartbeat_at__gte=timezone.now() - STALE_AFTER
-    )
+    running = Turn.objects.filter(turn_leased(), conversation_id=conversation_id)
     turn_id = running.order_by("-created_at").values_list("id", flat=True).first()
     return str(turn_id) if turn_id is not None else None
 
@@ -76,9 +82,13 @@ def conversation_display_messages(
         # Live, the error has an entry of its own after whatever was streamed (PROTOCOL.md,
         # "Errors after output").
         if turn.id in failed:
-            error = turn.error or INTERRUPTED_ERROR
-            messages.append({"role": "assistant", "content": f"Error: {error}"})
+            messages.append(error_entry(turn.error or INTERRUPTED_ERROR))
     return messages
+
+
+def error_entry(error: str) -> dict[str, Any]:
+    """A failed turn's error, as the frontend writes it into an assistant entry of its own."""
+    return {"role": "assistant", "content": f"Error: {error}"}
 
 
 def display_entry(
@@ -107,12 +117,6 @@ def conversation_model(*, conversation_id: str) -> str | None:
     return Conversation.objects.filter(id=conversation_id).values_list("model", flat=True).first()
 
 
-def turns_orphaned() -> list[Turn]:
-    """Running turns whose lease lapsed: their worker died."""
-    stale = Turn.objects.filter(status=TurnStatus.STREAMING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
-    return list(stale.only("id", "conversation_id", "model"))
-
-
 def turn_usage(*, turn_id: Any) -> dict[str, Any]:
     """What a turn's requests cost so far, as `stream_end` reports it."""
     return stream_end_usage(list(UsageRecord.objects.filter(turn_id=turn_id)))
@@ -129,6 +133,5 @@ def turn_latest(*, turn_id: Any) -> bool:
 
 asession_items = db_async(session_items)
 aturn_latest = db_async(turn_latest)
-aturns_orphaned = db_async(turns_orphaned)
 aturn_usage = db_async(turn_usage)
 aconversation_model = db_async(conversation_model)

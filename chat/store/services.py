@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chat.exceptions import ConversationBusy, ConversationNotFound
-from chat.fast_paths.sql import column_values, objects_insert, rows_update
-from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
+from chat.models import (
+    LEASE_STALE_AFTER,
+    Conversation,
+    Message,
+    MessageKind,
+    SessionItem,
+    Turn,
+    TurnStatus,
+    UsageRecord,
+)
 from chat.store.db import db_async
+from chat.store.sql import column_values, objects_insert, rows_update
 from chat.visibility import owned
 
-# A running turn renews its lease (its heartbeat) every HEARTBEAT_SECONDS; one not renewed for
-# STALE_AFTER belongs to a process that died (chat/turn/reaper.py). With the reaper's period,
-# a dead worker's turn is ended at most 14 s after it died; a live worker may miss three beats.
-HEARTBEAT_SECONDS = 3.0
-STALE_AFTER = timedelta(seconds=12)
 INTERRUPTED_ERROR = "The server running this reply stopped before it finished; the partial reply is kept. Try again."
 TITLE_CHARS = 80
 
@@ -47,13 +50,6 @@ def title_from_message(message: str) -> str:
     return words[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
 
 
-def turn_claim_orphaned(*, turn_id: Any) -> bool:
-    """Take over the lease of a turn whose lease lapsed (its process died), to end it; False
-    if it was renewed or another process took it first."""
-    stale = Turn.objects.filter(id=turn_id, status=TurnStatus.STREAMING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
-    return bool(stale.update(heartbeat_at=timezone.now()))
-
-
 @transaction.atomic
 def turn_start(
     *, conversation_id: str, model: str, user_message: str, owner_id: int | None = None
@@ -62,7 +58,7 @@ def turn_start(
     Returns the turn and the conversation's replay items so far (read in the same trip).
 
     Every turn starts here, so it costs as few queries as it can (its writes go through
-    `chat.fast_paths.sql`): the update also locks the conversation's row (PostgreSQL), against a second
+    `chat.store.sql`): the update also locks the conversation's row (PostgreSQL), against a second
     turn starting beside this one. With `owner_id`, another user's conversation is not found
     (never joined).
     """
@@ -96,7 +92,7 @@ def turn_start(
 def _turns_check_idle(*, conversation_id: str) -> None:
     streaming = {"conversation_id": conversation_id, "status": TurnStatus.STREAMING}
     heartbeats = column_values(Turn, "heartbeat_at", where=streaming)
-    if any(beat >= timezone.now() - STALE_AFTER for beat in heartbeats):
+    if any(beat >= timezone.now() - LEASE_STALE_AFTER for beat in heartbeats):
         raise ConversationBusy("A reply is still being generated in this conversation; wait for it or cancel it.")
     # All stale: their processes died, and the reaper marks them interrupted; a new turn need
     # not wait for it.
@@ -111,10 +107,25 @@ class EntryWrite(NamedTuple):
 
 
 class TurnEnd(NamedTuple):
+    """How a turn ended, as its row records it."""
+
     status: TurnStatus
     finish_reason: str
     error_code: str = ""
     error: str = ""
+
+    @classmethod
+    def of(cls, finish_reason: str, *, error_code: str = "", error: str = "") -> TurnEnd:
+        """The one table from a `stream_end`'s finish reason (and its error) to a turn's status."""
+        if finish_reason == "stop":
+            status = TurnStatus.COMPLETE
+        elif finish_reason == "cancelled":
+            status = TurnStatus.CANCELLED
+        elif error_code == "interrupted":
+            status = TurnStatus.INTERRUPTED
+        else:  # "error", "max_turns"
+            status = TurnStatus.ERROR
+        return cls(status, finish_reason, error_code, error)
 
 
 @transaction.atomic
@@ -209,7 +220,6 @@ def session_turn_rebuild(*, conversation_id: str, turn_id: Any, items: list[dict
 aconversation_create = db_async(conversation_create)
 aturn_start = db_async(turn_start)
 aturn_flush = db_async(turn_flush)
-aturn_claim_orphaned = db_async(turn_claim_orphaned)
 asession_item_pop = db_async(session_item_pop)
 asession_items_clear = db_async(session_items_clear)
 

@@ -1,3 +1,207 @@
-"""One turn, from the user's message to `stream_end`: run it (runner), map the SDK's events
-(mapping), keep what is not yet written (journal), fan its events out to every socket (log, and
-relay across workers), own it in this process (live), and end it if its worker died (reaper)."""
+"""A turn, from the user's message to `stream_end`: the one door into chat/turn/.
+
+The consumer, the REST views and start-up call these functions and nothing else of this
+package. Behind them, one module per concern:
+- `runner`: drives the Agents SDK for one turn (`agent` builds what it runs, `mapping` turns
+  the SDK's events into the contract's, `session` replays the conversation to the model);
+- `journal`: what the turn has shown and produced and not yet written, and its one `flush()`;
+- `lease`: its heartbeat, when it lapses, who claims it, and the events that close a turn;
+- `running`: the turns running in this process, owned by their conversation, and their
+  detach grace;
+- `fanout`: every socket's view of a conversation's turn in this process, and `relay`, the
+  same across workers through Redis.
+This process's state for all of it is one object, `chat.runtime.runtime()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from chat.catalog import catalog_get
+from chat.exceptions import ModelUnavailable, UnknownModel
+from chat.models import Turn
+from chat.protocol import StreamEnd, TurnEvent
+from chat.runtime import Runtime, runtime
+from chat.store import selectors, services
+from chat.turn import lease
+from chat.turn.fanout import Send, Watcher
+from chat.turn.journal import journal_from_frames
+from chat.turn.relay import catch_up, frame_send, log_key, watch_begin, watch_end
+from chat.turn.runner import TurnPlan
+from chat.turn.running import turn_joined, turn_launch, turns_drain
+from chat.wire import TurnFrames
+
+logger = logging.getLogger(__name__)
+__all__ = [
+    "Snapshot",
+    "Watcher",
+    "resume",
+    "snapshot",
+    "turn_cancel",
+    "turn_running",
+    "turn_start",
+    "turns_cancel_all",
+    "turns_reap",
+    "turns_started",
+    "turns_stopping",
+    "unwatch",
+    "watch",
+]
+
+
+async def turn_start(*, conversation_id: str, message: str, model_id: str | None, owner_id: int | None = None) -> None:
+    """Check the model, store the user's message, and run the turn for every socket on the
+    conversation; raise a `ChatError` for a lone error (nothing started)."""
+    catalog = catalog_get()
+    chosen = (
+        model_id or await selectors.aconversation_model(conversation_id=conversation_id) or catalog.usable_default()
+    )
+    model = catalog.get(chosen)
+    if model is None:
+        raise UnknownModel(f"Unknown model {chosen!r}; GET /models lists the available ones.")
+    if not model.usable:
+        raise ModelUnavailable(
+            f"The model {chosen!r} is not available: its provider ({model.provider}) has no API key configured."
+        )
+    turn, history = await services.aturn_start(
+        conversation_id=conversation_id, model=model.id, user_message=message, owner_id=owner_id
+    )
+    plan = TurnPlan(
+        conversation_id=conversation_id,
+        turn_id=turn.id,
+        model=model,
+        message=message,
+        history=history,
+        owner_id=owner_id,
+    )
+    turn_launch(runtime(), plan)
+
+
+def turn_running(conversation_id: str) -> bool:
+    """Whether this process runs a turn of the conversation (a turn on another worker is found
+    by `turn_start`, which reads the database)."""
+    return conversation_id in runtime().turns
+
+
+async def turn_cancel(conversation_id: str) -> None:
+    """Cancel the conversation's turn, wherever it runs."""
+    state = runtime()
+    turn = state.turns.get(conversation_id)
+    if turn is not None:
+        await turn.cancel()
+        return
+    relay = state.relay()
+    if relay is not None:
+        try:
+            await relay.control_send("cancel", conversation_id)
+        except (RedisError, OSError):
+            logger.warning("could not send a cancel to the other workers", exc_info=True)
+
+
+async def watch(conversation_id: str, send: Send, *, resume_after: int | None = None) -> Watcher:
+    """A socket joins its conversation: it receives its turns' events from now on, or, with
+    `resume_after`, the events after that seq first, then `resume_end`."""
+    state = runtime()
+    feed = state.feeds.get(conversation_id)
+    feed.joining += 1
+    try:
+        await watch_begin(state.relay(), feed)
+    finally:
+        feed.joining -= 1
+    watcher = Watcher(feed, send, resume_after=resume_after)
+    turn_joined(state, conversation_id)
+    return watcher
+
+
+async def resume(watcher: Watcher, after_seq: int) -> None:
+    """Send the socket the turn's events after `after_seq`, up to date with the stream first."""
+    await catch_up(runtime().relay(), watcher.feed)
+    watcher.resume(after_seq)
+
+
+async def unwatch(watcher: Watcher) -> None:
+    await watcher.close()
+    state = runtime()
+    # Telling the other workers is Redis's round trip: the socket's close does not wait for it
+    # (its connection slot is freed when the close returns).
+    state.spawn(watch_end(state.relay(), watcher.feed))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A running turn as its sockets were shown it, up to event `seq`."""
+
+    turn_id: str
+    seq: int
+    display: list[dict[str, Any]]  # its entries as the frontend shows them
+
+
+def snapshot(conversation_id: str) -> Snapshot | None:
+    """The conversation's turn in progress, if any (a synchronous view's read, in a thread)."""
+    turn_id = selectors.turn_in_progress(conversation_id=conversation_id)
+    if turn_id is None:
+        return None
+    state = runtime()
+    frames = _frames(state, conversation_id, turn_id, local=True)
+    journal = journal_from_frames(turn_id=turn_id, conversation_id=conversation_id, frames=frames)
+    return Snapshot(turn_id=turn_id, seq=len(frames), display=journal.display())
+
+
+def _frames(state: Runtime, conversation_id: str, turn_id: str, *, local: bool) -> list[str]:
+    """The frames of `turn_id` sent so far (blocking): this process's log if it has the turn
+    (and `local`), else the Redis stream, which every worker's log follows."""
+    feed = state.feeds.find(conversation_id)
+    log = feed.log if feed is not None else None
+    relayed = state.relay_configured()
+    if log is not None and log.turn_id == turn_id and (local or not relayed):
+        return list(log.frames)
+    if not relayed:
+        return []
+    entries = state.sync_redis().xrange(log_key(conversation_id))
+    return [fields[b"frame"].decode() for _, fields in entries if fields[b"turn"].decode() == turn_id]
+
+
+async def turns_reap() -> int:
+    """End this deployment's turns whose worker died; how many this process ended."""
+    state = runtime()
+
+    async def frames(conversation_id: str, turn_id: str) -> list[str]:
+        # The stream, not this process's log, which stops following a conversation nobody here watches.
+        return await asyncio.to_thread(_frames, state, conversation_id, turn_id, local=False)
+
+    def close(turn: Turn, sent: int, events: list[TurnEvent]) -> None:
+        encoder = TurnFrames(model=turn.model, conversation_id=turn.conversation_id, message_id=str(turn.id))
+        encoder.seq = sent
+        feed, relay = state.feeds.get(turn.conversation_id), state.relay()
+        for event in events:
+            frame = encoder.encode(event)
+            frame_send(feed, relay, str(turn.id), encoder.seq, frame, end=isinstance(event, StreamEnd))
+
+    def runs_here(conversation_id: str) -> bool:
+        return conversation_id in state.turns
+
+    return await lease.turns_reap(runs_here=runs_here, frames=frames, close=close)
+
+
+def turns_started() -> None:
+    """At the server's start, on its loop: end the turns of workers that died, from now on."""
+    state = runtime()
+    if state.reaper is None or state.reaper.done():
+        state.reaper = state.spawn(lease.reap_forever(turns_reap), name="turn reaper")
+
+
+async def turns_stopping() -> None:
+    """Before the server exits: drain the running turns, then stop the background work."""
+    state = runtime()
+    await turns_drain(state)
+    await state.close()
+
+
+async def turns_cancel_all() -> None:
+    """Cancel every turn of this process (a test's end)."""
+    await asyncio.gather(*(turn.cancel() for turn in list(runtime().turns.values())), return_exceptions=True)

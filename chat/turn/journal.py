@@ -62,14 +62,6 @@ class _Entry:
         return tool
 
 
-_STATUS = {
-    "stop": TurnStatus.COMPLETE,
-    "cancelled": TurnStatus.CANCELLED,
-    "error": TurnStatus.ERROR,
-    "max_turns": TurnStatus.ERROR,
-}
-
-
 class Journal:
     """`recovered`: rebuilt by another process from the event log, so rows may already exist
     for entries it thinks new (every write is then an update-or-insert)."""
@@ -128,9 +120,8 @@ class Journal:
         """How the turn ended, if its `stream_end` was sent (a journal rebuilt from its log)."""
         if self.end is None:
             return None
-        status = _STATUS[self.end.finish_reason]
         code, error = (self.error.code, self.error.error) if self.error is not None else ("", "")
-        return services.TurnEnd(status, self.end.finish_reason, error_code=code, error=error)
+        return services.TurnEnd.of(self.end.finish_reason, error_code=code, error=error)
 
     def shown_anything(self) -> bool:
         return bool(self.entries)
@@ -203,7 +194,7 @@ class Journal:
                 )
             )
         if self.error is not None:  # its own entry, as the frontend shows it (PROTOCOL.md)
-            shown.append({"role": "assistant", "content": f"Error: {self.error.error}"})
+            shown.append(selectors.error_entry(self.error.error))
         return [entry for entry in shown if entry is not None]
 
     def replay_items(self) -> list[dict[str, Any]]:

@@ -21,17 +21,14 @@ import os
 import socket
 import time
 import uuid
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-from django.conf import settings
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from chat.turn.log import RESUME_WINDOW_SECONDS, ConversationFeed, feed_find, feeds_watched
+from chat.turn.fanout import RESUME_WINDOW_SECONDS, ConversationFeed, Feeds
 
 logger = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -67,7 +64,8 @@ class _Pending:
 class Relay:
     """This process's side of the relay, on one event loop."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, feeds: Feeds) -> None:
+        self.feeds = feeds
         # A burst of sockets waits for a connection rather than failing past the pool's size.
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=POOL_CONNECTIONS, timeout=5, socket_connect_timeout=2, socket_timeout=5
@@ -86,6 +84,14 @@ class Relay:
         ]
         for task in self.tasks:
             task.add_done_callback(_died)
+
+    async def close(self) -> None:
+        await self.flush()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.client.aclose()
+        await self.reader.aclose()
 
     # Writing a turn that runs here.
 
@@ -152,7 +158,7 @@ class Relay:
 
     async def _read_forever(self) -> None:
         while True:
-            followed = {log_key(feed.conversation_id): feed for feed in feeds_watched() if not feed.local}
+            followed = {log_key(feed.conversation_id): feed for feed in self.feeds.watched() if not feed.local}
             if not followed:
                 await asyncio.sleep(READ_BLOCK_MS / 1000)
                 continue
@@ -223,7 +229,7 @@ class Relay:
     async def _presence_forever(self) -> None:
         while True:
             await asyncio.sleep(PRESENCE_SECONDS / 3)
-            for feed in feeds_watched():
+            for feed in self.feeds.watched():
                 key = _presence_key(feed.conversation_id)
                 try:
                     await self.client.hset(key, WORKER, time.time() + PRESENCE_SECONDS)
@@ -260,9 +266,6 @@ def _died(task: asyncio.Task[None]) -> None:
         logger.error("the relay's %s stopped", task.get_name(), exc_info=task.exception())
 
 
-_relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Relay] = weakref.WeakKeyDictionary()
-
-
 def frame_send(feed: ConversationFeed, relay: Relay | None, turn_id: str, seq: int, frame: str, *, end: bool) -> None:
     """A turn's frame to every socket: this process's log, and through Redis the other workers'."""
     feed.append(turn_id, seq, frame, end=end)
@@ -270,42 +273,8 @@ def frame_send(feed: ConversationFeed, relay: Relay | None, turn_id: str, seq: i
         relay.publish(feed, turn_id, seq, frame, end=end)
 
 
-def relay_get() -> Relay | None:
-    """This loop's relay, started on first use; None without `REDIS_URL` (one process)."""
-    if not settings.REDIS_URL:
-        return None
-    loop = asyncio.get_running_loop()
-    relay = _relays.get(loop)
-    if relay is None:
-        relay = _relays[loop] = Relay(settings.REDIS_URL)
-    return relay
-
-
-def turn_frames(conversation_id: str, turn_id: str, *, local: bool = True) -> list[str]:
-    """The frames of `turn_id` sent so far (in a thread): this process's log if it has the turn
-    (and `local`), else the Redis stream, which every worker's log follows."""
-    feed = feed_find(conversation_id)
-    log = feed.log if feed is not None else None
-    if log is not None and log.turn_id == turn_id and (local or not settings.REDIS_URL):
-        return list(log.frames)
-    if not settings.REDIS_URL:
-        return []
-    entries = _sync_client().xrange(log_key(conversation_id))
-    return [fields[b"frame"].decode() for _, fields in entries if fields[b"turn"].decode() == turn_id]
-
-
-_sync: list[redis.Redis] = []
-
-
-def _sync_client() -> redis.Redis:
-    if not _sync:
-        _sync.append(redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5))
-    return _sync[0]
-
-
-async def watch_begin(feed: ConversationFeed) -> None:
+async def watch_begin(relay: Relay | None, feed: ConversationFeed) -> None:
     """Before a socket joins `feed`: catch up with a turn running elsewhere, and say so."""
-    relay = relay_get()
     if relay is None:
         return
     first = not feed.watchers
@@ -315,15 +284,12 @@ async def watch_begin(feed: ConversationFeed) -> None:
         await relay.presence(feed.conversation_id, present=True)
 
 
-async def catch_up(feed: ConversationFeed) -> None:
+async def catch_up(relay: Relay | None, feed: ConversationFeed) -> None:
     """Bring this process's log of a turn running elsewhere up to date with the stream."""
-    relay = relay_get()
     if relay is not None and not feed.local:
         await relay.catch_up(feed)
 
 
-async def watch_end(conversation_id: str) -> None:
-    relay = relay_get()
-    feed = feed_find(conversation_id)
-    if relay is not None and (feed is None or not feed.watchers):
-        await relay.presence(conversation_id, present=False)
+async def watch_end(relay: Relay | None, feed: ConversationFeed) -> None:
+    if relay is not None and not feed.watchers:
+        await relay.presence(feed.conversation_id, present=False)

@@ -1,7 +1,7 @@
-"""One chat turn: validate it, drive the Agents SDK, map and record its events, end it.
+"""One chat turn's run: drive the Agents SDK, map and record its events, end it.
 
-`turn_begin` runs inside the consumer's `receive` (quick: validation and one transaction);
-`turn_run` runs in its own task, so a cancel frame or a disconnect can stop it.
+`TurnRun` runs in its own task, so a cancel frame or a disconnect can stop it. It alone decides
+how the turn ends (`stop`, once, with a reason) and sends exactly one `stream_end`.
 """
 
 from __future__ import annotations
@@ -9,36 +9,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache, partial
-from pathlib import Path
+from enum import Enum
 from typing import Any
 
-from agents import Agent, FunctionTool, RunConfig, Runner, ToolErrorFormatterArgs
+from agents import Agent, Runner
 from agents.result import RunResultStreaming
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from chat.catalog import CatalogModel, catalog_get
-from chat.exceptions import ModelUnavailable, UnknownModel
-from chat.models import TurnStatus
-from chat.protocol import ErrorEvent, FinalResponseStart, FinishReason, Queued, StreamEnd, TurnEvent
-from chat.providers import (
-    TurnFailure,
-    failure_classify,
-    model_resolve,
-    provider_streams_closed,
-    provider_turn_slot,
-)
+from chat.catalog import CatalogModel
+from chat.protocol import FinishReason, Queued, TurnEvent
+from chat.providers import TurnFailure, failure_classify, provider_streams_closed, provider_turn_slot
 from chat.store import selectors, services
+from chat.turn.agent import agent_build, run_config_build
 from chat.turn.journal import Journal
+from chat.turn.lease import INTERRUPTED, Lease, closing_events
 from chat.turn.mapping import EventMapper
 from chat.turn.session import ConversationSession
 from chat.usage import RequestUsage, request_usage, stream_end_usage, usage_estimate, usage_row
-from tools.adapter import function_tool
 from tools.offered import mcp_function_tools
-from tools.registry import registry
 
 logger = logging.getLogger(__name__)
 Emit = Callable[[TurnEvent], None]  # sends the event to every socket on the conversation
@@ -55,74 +46,15 @@ class TurnPlan:
     owner_id: int | None = None  # the user whose conversation and spending it is (AUTH_MODE=django)
 
 
-async def turn_begin(
-    *, conversation_id: str, message: str, model_id: str | None, owner_id: int | None = None
-) -> TurnPlan:
-    """Check the model and store the user's message; raise a `ChatError` for a lone error."""
-    catalog = catalog_get()
-    chosen = (
-        model_id or await selectors.aconversation_model(conversation_id=conversation_id) or catalog.usable_default()
-    )
-    model = catalog.get(chosen)
-    if model is None:
-        raise UnknownModel(f"Unknown model {chosen!r}; GET /models lists the available ones.")
-    if not model.usable:
-        raise ModelUnavailable(
-            f"The model {chosen!r} is not available: its provider ({model.provider}) has no API key configured."
-        )
-    turn, history = await services.aturn_start(
-        conversation_id=conversation_id, model=model.id, user_message=message, owner_id=owner_id
-    )
-    return TurnPlan(
-        conversation_id=conversation_id,
-        turn_id=turn.id,
-        model=model,
-        message=message,
-        history=history,
-        owner_id=owner_id,
-    )
+class StopReason(Enum):
+    CANCEL = "cancel"  # a cancel frame, the grace after the last socket left, a test's end
+    INTERRUPT = "interrupt"  # this process is stopping: the turn ends as `interrupted`
+    LEASE_LOST = "lease_lost"  # another process ended it as orphaned: it sends nothing more
 
 
-@lru_cache(maxsize=4)
-def _instructions(path: Path) -> str:
-    return path.read_text(encoding="utf-8")
-
-
-def _tool_not_found(offered: list[str], args: ToolErrorFormatterArgs[Any]) -> str | None:
-    """What the model reads when it calls a tool it was not offered: the turn goes on."""
-    if args.kind != "tool_not_found":
-        return None  # the SDK's own message
-    available = ", ".join(offered) if offered else "none"
-    return f"Error: there is no tool named {args.tool_name!r}. The tools you can call are: {available}."
-
-
-def run_config_build(agent: Agent[Any]) -> RunConfig:
-    offered = [tool.name for tool in agent.tools]
-    return RunConfig(
-        tracing_disabled=not settings.AGENTS_TRACING,
-        workflow_name="DreamyTin chat",
-        tool_not_found_behavior="return_error_to_model",
-        tool_error_formatter=partial(_tool_not_found, offered),
-    )
-
-
-def agent_build(model: CatalogModel, mcp_tools: Sequence[FunctionTool] = ()) -> Agent[Any]:
-    """The turn's agent: the enabled built-in tools, then the MCP servers' (`mcp_tools`)."""
-    offered = registry.enabled() if model.supports_tools else []
-    resolved = model_resolve(model)
-    # Only the offered tools' paragraphs: a model must not be told to cite notes it cannot search.
-    paragraphs = [tool.instructions for tool in offered if tool.instructions]
-    return Agent(
-        name="DreamyTin",
-        instructions="\n\n".join([_instructions(Path(settings.SYSTEM_PROMPT_FILE)), *paragraphs]),
-        model=resolved.model,
-        model_settings=resolved.settings,
-        tools=[*(function_tool(tool) for tool in offered), *(mcp_tools if model.supports_tools else ())],
-    )
-
-
-class _Turn:
-    """The state of one running turn; `run` always ends with exactly one `stream_end`."""
+class TurnRun:
+    """One running turn and its state; `task` ends it with exactly one `stream_end` (none when
+    its lease was lost: the process that took it over ended it)."""
 
     def __init__(self, plan: TurnPlan, emit: Emit) -> None:
         self.plan = plan
@@ -138,37 +70,37 @@ class _Turn:
         )
         self.result: RunResultStreaming | None = None
         self.sent_events = 0
-        self.beat: asyncio.Task[None] | None = None  # the heartbeat's latest write
-        self.task: asyncio.Task[Any] | None = None
-        self.lease_lost = False
-        self.interrupted = False  # set before a cancel that means "this process is stopping"
+        self.stopped: StopReason | None = None
         self.started = time.perf_counter()
+        self.task = asyncio.create_task(self._run(), name=f"turn {plan.turn_id}")
 
-    async def run(self) -> None:
-        status, finish, failure = TurnStatus.COMPLETE, "stop", None
-        self.task = asyncio.current_task()
-        heartbeat = asyncio.create_task(self._heartbeat())
+    def stop(self, reason: StopReason = StopReason.CANCEL) -> None:
+        """End the turn, once: a second stop would cut short its recording of the first."""
+        if self.stopped is not None or self.task.done():
+            return
+        self.stopped = reason
+        self.task.cancel()
+
+    async def _run(self) -> None:
+        finish: FinishReason = "stop"
+        failure: TurnFailure | None = None
+        lease = Lease(self.journal.flush, on_lost=lambda: self.stop(StopReason.LEASE_LOST))
         try:
             async with provider_turn_slot(self.plan.model, self._queued), provider_streams_closed():
                 await self._stream_with_retries()
         except asyncio.CancelledError:
-            if self.lease_lost:
-                return  # another process ended the turn and told its sockets
-            status, finish = TurnStatus.CANCELLED, "cancelled"
-            if self.interrupted:  # its process is stopping
-                failure = TurnFailure(code="interrupted", message=services.INTERRUPTED_ERROR, retryable=True)
-                status, finish = TurnStatus.INTERRUPTED, "error"
+            finish = "cancelled"
+            if self.stopped is StopReason.INTERRUPT:
+                finish, failure = "error", INTERRUPTED
         except Exception as exc:  # every failure ends the turn with an error event
             failure = failure_classify(exc)
             if failure.code == "internal_error":
                 logger.error("turn failed", exc_info=exc, extra={"event": "turn_internal_error"})
-            status = TurnStatus.ERROR
             finish = "max_turns" if failure.code == "max_turns_exceeded" else "error"
-        finally:
-            heartbeat.cancel()
-        # A beat still writing (or about to) goes first: the end is the turn's last write.
-        await asyncio.gather(heartbeat, *([self.beat] if self.beat else []), return_exceptions=True)
-        await self._finish(status, finish, failure)
+        await lease.stop()
+        if self.stopped is StopReason.LEASE_LOST:
+            return  # another process ended the turn and told its sockets
+        await self._finish(finish, failure)
 
     async def _queued(self, ahead: int) -> None:
         # Not counted in `sent_events`: no model output reached the client, so a retry stays safe.
@@ -242,57 +174,19 @@ class _Turn:
         )
         self.journal.usage_add(row)
 
-    async def _heartbeat(self) -> None:
-        """Renew the turn's lease and write what it has not written yet."""
-        while True:
-            await asyncio.sleep(services.HEARTBEAT_SECONDS)
-            self.beat = asyncio.create_task(self._beat())
-            await asyncio.shield(self.beat)  # cancelling the heartbeat must not cut a write short
-
-    async def _beat(self) -> None:
+    async def _finish(self, finish: FinishReason, failure: TurnFailure | None) -> None:
         try:
-            if not await self.journal.flush():
-                self._lease_lose()
-        except Exception:
-            # The turn goes on and the next flush writes it all; missed beats only matter once
-            # they outlast the lease (another worker then marks the turn interrupted).
-            logger.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
-
-    def _lease_lose(self) -> None:
-        """Its lease lapsed (this process was too slow to renew it) and another process ended
-        the turn as orphaned: stop, sending nothing more."""
-        logger.warning("turn %s lost its lease", self.plan.turn_id, extra={"event": "turn_lease_lost"})
-        self.lease_lost = True
-        if self.task is not None:
-            self.task.cancel()
-
-    async def _finish(self, status: TurnStatus, finish: FinishReason, failure: TurnFailure | None) -> None:
-        try:
-            await self._record_end(status, finish, failure)
-            if self.lease_lost:
-                return
+            if not await self._record_end(finish, failure):
+                return  # lost its lease meanwhile: the process that took it over ends it
         except Exception:
             # The sockets still get stream_end; once the lease lapses, a reaper writes the end
             # from the event log.
             logger.exception(
                 "could not record the end of turn %s", self.plan.turn_id, extra={"event": "turn_record_failed"}
             )
-        if failure is not None:
-            if self.sent_events:
-                # The frontend writes an error over the last assistant message: give it an
-                # entry of its own, so the text and tools already shown stay (PROTOCOL.md,
-                # "Errors after output"), as the restored conversation shows them.
-                self.emit(FinalResponseStart())
-            self.emit(
-                ErrorEvent(
-                    error=failure.message,
-                    code=failure.code,
-                    retryable=failure.retryable,
-                    retry_after=failure.retry_after,
-                )
-            )
         usage = stream_end_usage(self.journal.usage)
-        self.emit(StreamEnd(finish_reason=finish, usage=usage))
+        for event in closing_events(finish, usage, failure, shown_anything=bool(self.sent_events)):
+            self.emit(event)
         logger.info(
             "turn %s ended: %s",
             self.plan.turn_id,
@@ -306,14 +200,13 @@ class _Turn:
             },
         )
 
-    async def _record_end(self, status: TurnStatus, finish: FinishReason, failure: TurnFailure | None) -> None:
-        if status != TurnStatus.COMPLETE:
-            await self._estimate_unreported(failure, self.journal.open_text_so_far())
-        end = services.TurnEnd(
-            status, finish, error_code=failure.code if failure else "", error=failure.message if failure else ""
+    async def _record_end(self, finish: FinishReason, failure: TurnFailure | None) -> bool:
+        end = services.TurnEnd.of(
+            finish, error_code=failure.code if failure else "", error=failure.message if failure else ""
         )
-        if not await self.journal.flush(end):
-            self.lease_lost = True
+        if finish != "stop":
+            await self._estimate_unreported(failure, self.journal.open_text_so_far())
+        return await self.journal.flush(end)
 
     async def _estimate_unreported(self, failure: TurnFailure | None, partial_text: str) -> None:
         """A request in flight when the turn stopped was billed but never reported its usage."""
@@ -332,17 +225,3 @@ class _Turn:
             output_text=partial_text,
         )
         self._usage_add(usage)
-
-
-class TurnRun:
-    """A turn to run in its own task: `run` ends it with exactly one `stream_end`."""
-
-    def __init__(self, plan: TurnPlan, emit: Emit) -> None:
-        self._turn = _Turn(plan, emit)
-
-    async def run(self) -> None:
-        await self._turn.run()
-
-    def mark_interrupted(self) -> None:
-        """The cancel that follows means the process is stopping: end as `interrupted`."""
-        self._turn.interrupted = True

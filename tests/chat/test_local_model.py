@@ -17,8 +17,8 @@ from django.test import override_settings
 from chat.catalog import catalog_get
 from chat.local_model import LOCAL_MODEL_ID, LoadState, LocalEngine, local_engine, local_model_file
 from chat.protocol import ToolCall, ToolResult
+from chat.turn.agent import agent_build
 from chat.turn.mapping import EventMapper
-from chat.turn.runner import agent_build
 from tests.conftest import catalog_file, connect
 
 pytestmark = [pytest.mark.local_model, pytest.mark.django_db(transaction=True)]

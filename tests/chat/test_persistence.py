@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from chat.models import Conversation, SessionItem, Turn, TurnStatus
 from chat.store import services
+from chat.turn import lease
 from chat.turn.journal import Journal
 from chat.turn.session import ConversationSession
 from tests.chat.frontend import render, without_empty
@@ -111,7 +112,7 @@ async def test_a_turn_whose_lease_lapsed_reads_as_interrupted_and_blocks_nothing
 
 
 async def test_the_heartbeat_saves_partial_text(ws, provider, monkeypatch):
-    monkeypatch.setattr(services, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(lease, "HEARTBEAT_SECONDS", 0.05)
     provider.script(text(*["tok "] * 40, interval=0.02))
     await ws.send({"message": "stream"})
     first = await ws.receive()
@@ -131,7 +132,7 @@ async def test_the_heartbeat_saves_partial_text(ws, provider, monkeypatch):
 async def test_a_heartbeat_write_still_running_at_the_end_does_not_overwrite_the_reply(ws, provider, monkeypatch):
     # A database call keeps running in its thread when the awaiting task is cancelled; model
     # that with a slow write the heartbeat's cancel cannot stop.
-    monkeypatch.setattr(services, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(lease, "HEARTBEAT_SECONDS", 0.05)
     original = services.aturn_flush
 
     async def slow_flush(**kwargs):

@@ -10,10 +10,9 @@ from django.utils import timezone
 
 from chat.models import Turn, TurnStatus
 from chat.protocol import Stream, ToolCall, ToolResult
+from chat.runtime import runtime
 from chat.store import services
-from chat.turn.log import feed_get
-from chat.turn.reaper import turns_reap
-from chat.turn.relay import relay_get
+from chat.turn import turns_reap
 from chat.wire import TurnFrames
 from tests.conftest import connect
 from tests.fake_provider import text
@@ -25,13 +24,13 @@ async def _dead_turn(conversation_id: str) -> Turn:
     """A turn as a worker left it when it died: events sent, little written."""
     turn, _ = await services.aturn_start(conversation_id=conversation_id, model="gpt-4o", user_message="list it")
     frames = TurnFrames(model="gpt-4o", conversation_id=conversation_id, message_id=str(turn.id))
-    feed = feed_get(conversation_id)
+    feed = runtime().feeds.get(conversation_id)
     events = [
         Stream(content="Let me look"),
         ToolCall(tool_name="list_directory", arguments={"path": "."}, call_id="call_1"),
         ToolResult(tool_name="list_directory", result="a.txt", call_id="call_1", ok=True),
     ]
-    relay = relay_get()
+    relay = runtime().relay()
     for event in events:
         frame = frames.encode(event)
         feed.append(str(turn.id), frames.seq, frame)

@@ -8,8 +8,7 @@ import pytest
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionChunk
 
-from chat.fast_paths.openai_client import LeanOpenAI
-from chat.openai_client import openai_client_build
+from chat.openai_client import LeanOpenAI, openai_client_build
 
 BASE = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
 CHUNKS = [

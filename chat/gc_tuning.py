@@ -19,7 +19,7 @@ import gc
 YOUNG_COLLECTION_EVERY = 10_000  # allocations (Python's default: 700)
 
 
-def heap_settle() -> None:
+def gc_settle() -> None:
     # No collection first: it would find ~200 garbage objects at start-up, and cost 250 ms.
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])

@@ -1,4 +1,4 @@
-"""The private library APIs the kept fast paths (chat.fast_paths) rely on still have the shape
+"""The private library APIs the kept fast paths (chat.openai_client, chat.store.sql) rely on still have the shape
 they were written against, in the pinned releases.
 
 An upgrade that moves one would otherwise go unnoticed, or show up far from its cause: the
@@ -20,11 +20,11 @@ from django.db.models import Field
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionChunk
 
-from chat.fast_paths.openai_client import LeanOpenAI
 from chat.models import Conversation, Turn
+from chat.openai_client import LeanOpenAI
 from tests import fake_provider
 
-ADVICE = "update chat/fast_paths for this release, or run with FAST_PATHS=0 until it is"
+ADVICE = "update chat/openai_client.py and chat/store/sql.py for this release, or run with FAST_PATHS=0 until it is"
 
 
 def _moved(library: str, attribute: str, expected: str) -> str:
@@ -72,7 +72,7 @@ async def test_openai_streams_build_their_chunks_through_that_hook(fake):
     ],
 )
 def test_django_field_and_backend_hooks_keep_their_signatures(owner, method, parameters):
-    # chat.fast_paths.sql prepares and converts values through these, as the ORM's compiler does.
+    # chat.store.sql prepares and converts values through these, as the ORM's compiler does.
     assert list(inspect.signature(getattr(owner, method)).parameters) == parameters, _moved(
         "django", f"{owner.__name__}.{method}({', '.join(parameters[1:])})", "that signature"
     )

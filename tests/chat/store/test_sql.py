@@ -13,8 +13,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from chat.fast_paths.sql import column_values, objects_insert, rows_update
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
+from chat.store.sql import column_values, objects_insert, rows_update
 
 pytestmark = pytest.mark.django_db
 

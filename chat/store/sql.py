@@ -1,5 +1,5 @@
-"""Fast path: the statements every turn runs, without the ORM's query compiler. With FAST_PATHS
-off, each function here makes the same change through the ORM instead (the stock path).
+"""A fast path (FAST_PATHS): the statements every turn runs, without the ORM's query compiler.
+With FAST_PATHS off, each function here makes the same change through the ORM instead.
 
 A turn runs two transactions, at its start and at its end. Through `Model.objects.create()`,
 `bulk_create()`, `QuerySet.update()` and `values_list()` they cost 1.0 ms of Python for a
@@ -13,7 +13,7 @@ Values are prepared by each field as the ORM prepares them (`pre_save`, then
 the field's converters; names come from the models' metadata. So rows are stored and read
 exactly as the ORM stores and reads them, on SQLite and on PostgreSQL. Everything else (the
 rare writes, the API's reads) stays on the ORM. It relies on Django's model metadata and on
-`Model._state`: tests/chat/fast_paths/test_private_api.py fails, naming them, if they move.
+`Model._state`: tests/chat/test_private_api.py fails, naming them, if they move.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""A conversation's turn events as every socket receives them, in this process.
+"""Fan-out: a conversation's turn events as every socket receives them, in this process.
 
 Each process keeps, per conversation it serves, the frames of the latest turn (`TurnLog`: the
 one in progress, or the last one for `RESUME_WINDOW_SECONDS`) and the sockets that watch it.
 A turn running here appends its frames directly; a turn running on another worker reaches this
 log through the Redis relay (chat/turn/relay.py), which appends the same frames, same `seq`.
 Each socket sends from the log at its own pace, so a slow socket never holds up the turn or the
-other sockets, and a `resume` is a replay from the same list.
+other sockets, and a `resume` is a replay from the same list. The feeds live in the process's
+runtime (chat/runtime.py).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ class TurnLog:
 
 
 class ConversationFeed:
-    def __init__(self, conversation_id: str) -> None:
+    def __init__(self, conversation_id: str, feeds: Feeds) -> None:
         self.conversation_id = conversation_id
+        self.feeds = feeds
         self.log: TurnLog | None = None
         self.watchers: set[Watcher] = set()
         self.local = False  # a turn of this process is writing the log (the relay need not read it)
@@ -58,7 +60,7 @@ class ConversationFeed:
         for watcher in self.watchers:
             watcher.wake.set()
         if end:
-            _drop_later(self)
+            self.feeds.drop_later(self)
         return True
 
     def live(self) -> bool:
@@ -69,35 +71,35 @@ class ConversationFeed:
         return not self.watchers and not self.joining and not self.local and not self.live()
 
 
-_feeds: dict[str, ConversationFeed] = {}
+class Feeds:
+    """The conversations this process serves, each with its feed."""
 
+    def __init__(self) -> None:
+        self._feeds: dict[str, ConversationFeed] = {}
 
-def feed_get(conversation_id: str) -> ConversationFeed:
-    feed = _feeds.get(conversation_id)
-    if feed is None:
-        feed = _feeds[conversation_id] = ConversationFeed(conversation_id)
-    return feed
+    def get(self, conversation_id: str) -> ConversationFeed:
+        feed = self._feeds.get(conversation_id)
+        if feed is None:
+            feed = self._feeds[conversation_id] = ConversationFeed(conversation_id, self)
+        return feed
 
+    def find(self, conversation_id: str) -> ConversationFeed | None:
+        return self._feeds.get(conversation_id)
 
-def feed_find(conversation_id: str) -> ConversationFeed | None:
-    return _feeds.get(conversation_id)
+    def watched(self) -> list[ConversationFeed]:
+        return [feed for feed in self._feeds.values() if feed.watchers]
 
+    def drop_later(self, feed: ConversationFeed) -> None:
+        """Forget an idle conversation's log once it can no longer be resumed."""
 
-def feeds_watched() -> list[ConversationFeed]:
-    return [feed for feed in _feeds.values() if feed.watchers]
+        def drop() -> None:
+            if self._feeds.get(feed.conversation_id) is feed and feed.idle():
+                del self._feeds[feed.conversation_id]
 
-
-def _drop_later(feed: ConversationFeed) -> None:
-    """Forget an idle conversation's log once it can no longer be resumed."""
-
-    def drop() -> None:
-        if _feeds.get(feed.conversation_id) is feed and feed.idle():
-            del _feeds[feed.conversation_id]
-
-    try:
-        asyncio.get_running_loop().call_later(RESUME_WINDOW_SECONDS, drop)
-    except RuntimeError:  # no loop (a synchronous caller): the next watcher's leave schedules it
-        pass
+        try:
+            asyncio.get_running_loop().call_later(RESUME_WINDOW_SECONDS, drop)
+        except RuntimeError:  # no loop (a synchronous caller): the next watcher's leave schedules it
+            pass
 
 
 class Watcher:
@@ -130,7 +132,7 @@ class Watcher:
         if not self.feed.watchers:
             if self.feed.on_leave is not None:
                 self.feed.on_leave(self.feed.conversation_id)
-            _drop_later(self.feed)
+            self.feed.feeds.drop_later(self.feed)
 
     async def _run(self) -> None:
         while True:
