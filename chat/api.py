@@ -13,7 +13,7 @@ from chat.catalog import PROVIDERS, catalog_get
 from chat.exceptions import InvalidConversationId
 from chat.ids import conversation_id_valid
 from chat.store import selectors, services
-from chat.turn import snapshot
+from chat.turn import client_key, conversation_forget, snapshot
 from chat.usage import usage_report, usage_totals
 
 router = Router()
@@ -38,6 +38,18 @@ def _title(conversation: Any) -> str:
 def _owner(request: HttpRequest) -> int | None:
     """The caller's user id in AUTH_MODE=django (accounts.middleware identified it), else None."""
     return request.identity.owner_id  # type: ignore[attr-defined]
+
+
+def _client(request: HttpRequest) -> str:
+    """The page that asks (chat/turn/delivery.py): its socket that joins next starts where this
+    answer stops."""
+    identity = request.identity  # type: ignore[attr-defined]
+    return client_key(
+        user_id=identity.user_id,
+        address=identity.address,
+        origin=request.headers.get("Origin", ""),
+        user_agent=request.headers.get("User-Agent", ""),
+    )
 
 
 def _iso(value: Any) -> str:
@@ -86,7 +98,7 @@ def conversation_create(request: HttpRequest, payload: ConversationCreateIn) -> 
     conversation, created = services.conversation_create(
         conversation_id=payload.session_id, model=model, owner_id=_owner(request)
     )
-    body = _conversation_body(conversation)
+    body = _conversation_body(conversation, request)
     return JsonResponse(body, status=201 if created else 200, json_dumps_params={"ensure_ascii": False})
 
 
@@ -94,17 +106,18 @@ def conversation_create(request: HttpRequest, payload: ConversationCreateIn) -> 
 def conversation_detail(request: HttpRequest, conversation_id: str) -> JsonResponse:
     _check_id(conversation_id)
     conversation = selectors.conversation_get(conversation_id=conversation_id, owner_id=_owner(request))
-    return JsonResponse(_conversation_body(conversation), json_dumps_params={"ensure_ascii": False})
+    return JsonResponse(_conversation_body(conversation, request), json_dumps_params={"ensure_ascii": False})
 
 
 @router.delete("/conversations/{conversation_id}", tags=["conversations"], summary="Delete a conversation")
 def conversation_delete(request: HttpRequest, conversation_id: str) -> dict[str, str]:
     _check_id(conversation_id)
     services.conversation_delete(conversation_id=conversation_id, owner_id=_owner(request))
+    conversation_forget(conversation_id)
     return {"message": f"Conversation {conversation_id} deleted"}
 
 
-def _conversation_body(conversation: Any) -> dict[str, Any]:
+def _conversation_body(conversation: Any, request: HttpRequest) -> dict[str, Any]:
     body = {
         "id": conversation.id,
         "title": _title(conversation),
@@ -114,7 +127,7 @@ def _conversation_body(conversation: Any) -> dict[str, Any]:
     }
     # A turn in progress is shown as its event log has it, up to `live.seq`: a client that
     # resumes after that seq misses nothing and is sent nothing twice.
-    running = snapshot(conversation.id)
+    running = snapshot(conversation.id, client=_client(request))
     live = None
     if running is not None:
         # Before its first text, an empty assistant entry, as the frontend shows a turn it just

@@ -1,7 +1,8 @@
 """The WebSocket endpoint `/ws/<client_id>`: parse frames, start, cancel or resume a turn.
 
 A socket watches its conversation: it is sent the events of every turn of it, whichever socket
-or worker runs the turn (chat/turn/).
+or worker runs the turn (chat/turn/). A v1 socket (the existing frontend's) shares its page's
+turns with the page's other sockets: one of them shows each turn (chat/turn/delivery.py).
 
 A turn runs in its own task, owned by the conversation, not by this connection: Channels hands a
 connection one message at a time, and the turn outlives the socket that started it.
@@ -21,6 +22,7 @@ from django.conf import settings
 from accounts.budget import budget_exceeded
 from accounts.identity import BEARER, Identity
 from accounts.limits import FrameRate, rate_hit
+from chat.catalog import catalog_get
 from chat.exceptions import ChatError
 from chat.ids import conversation_id_valid
 from chat.protocol import (
@@ -28,12 +30,23 @@ from chat.protocol import (
     CancelFrame,
     ChatFrame,
     FrameError,
+    HelloFrame,
     PingFrame,
     ResumeFrame,
     frame_parse,
 )
-from chat.turn import Watcher, resume, turn_cancel, turn_running, turn_start, unwatch, watch
-from chat.visibility import aconversation_foreign
+from chat.turn import (
+    Watcher,
+    client_key,
+    resume,
+    turn_cancel,
+    turn_running,
+    turn_start,
+    unwatch,
+    upgrade,
+    watch,
+)
+from chat.visibility import aconversation_claim
 from chat.wire import json_encode, timestamp_now
 
 logger = logging.getLogger("chat.websocket")
@@ -73,7 +86,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_INVALID_ID)
             return
         # Refused like a malformed id: never joined, and nothing of it is sent.
-        if await aconversation_foreign(conversation_id=self.conversation_id, owner_id=self.identity.owner_id):
+        mine = await aconversation_claim(
+            conversation_id=self.conversation_id,
+            owner_id=self.identity.owner_id,
+            model=catalog_get().usable_default(),
+        )
+        if not mine:
             await self.close(code=CLOSE_NOT_FOUND)
             return
         # A client that sent its token as the subprotocols `bearer, <token>` expects one back.
@@ -83,7 +101,28 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "connect %s", self.conversation_id, extra={"event": "ws_connect", "conversation_id": self.conversation_id}
         )
         await self._send({"type": "connected", "conversation_id": self.conversation_id, "protocol": PROTOCOL_VERSION})
-        self.watcher = await watch(self.conversation_id, self._send_text, resume_after=self._after_seq())
+        self.watcher = await watch(
+            self.conversation_id,
+            self._send_text,
+            resume_after=self._after_seq(),
+            client=self._client(),
+            gone=self._conversation_gone,
+        )
+
+    async def _conversation_gone(self) -> None:
+        """Its conversation was deleted: nothing more of it may reach this socket."""
+        if self.state is ConnectionState.OPEN:
+            await self._close(CLOSE_NOT_FOUND)
+
+    def _client(self) -> str:
+        """The page this socket belongs to (its user, address, Origin and User-Agent)."""
+        headers = dict(self.scope.get("headers", []))
+        return client_key(
+            user_id=self.identity.user_id,
+            address=self.identity.address,
+            origin=headers.get(b"origin", b"").decode("latin-1"),
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
+        )
 
     def _after_seq(self) -> int | None:
         """`/ws/<id>?after_seq=n`: resume at once, before any live event can reach the socket."""
@@ -137,6 +176,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif isinstance(frame, ResumeFrame):
             assert self.watcher is not None
             await resume(self.watcher, frame.after_seq)
+        elif isinstance(frame, HelloFrame):
+            assert self.watcher is not None
+            if frame.protocol >= 2:
+                upgrade(self.watcher)
+            await self._send({"type": "hello", "protocol": min(frame.protocol, 2), "timestamp": timestamp_now()})
         elif isinstance(frame, ChatFrame):
             await self._start_turn(frame)
 
@@ -163,6 +207,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 message=frame.message,
                 model_id=frame.model,
                 owner_id=self.identity.owner_id,
+                sender=self.watcher,
             )
         except ChatError as exc:
             await self._lone_error(exc.code, exc.message, retryable=exc.retryable, retry_after=exc.retry_after)

@@ -47,11 +47,18 @@ class ResumeFrame(_Frame):
     after_seq: int = Field(ge=0)
 
 
-Frame = Annotated[ChatFrame | CancelFrame | PingFrame | ResumeFrame, Field(discriminator="type")]
+class HelloFrame(_Frame):
+    """*Extension*: the client speaks `protocol` (2: every socket is sent every turn)."""
+
+    type: Literal["hello"]
+    protocol: int = Field(ge=1)
+
+
+Frame = Annotated[ChatFrame | CancelFrame | PingFrame | ResumeFrame | HelloFrame, Field(discriminator="type")]
 _FRAME = TypeAdapter(Frame)
 
 
-def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame | PingFrame | ResumeFrame:
+def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame | PingFrame | ResumeFrame | HelloFrame:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -64,9 +71,9 @@ def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame
         raise FrameError("invalid_message", "A frame must be a JSON object.")
     # The existing frontend sends chat frames with no `type`.
     data.setdefault("type", "chat")
-    if data["type"] not in ("chat", "cancel", "ping", "resume"):
+    if data["type"] not in ("chat", "cancel", "ping", "resume", "hello"):
         raise FrameError(
-            "invalid_message", f"Unknown frame type {data['type']!r}; expected chat, cancel, ping or resume."
+            "invalid_message", f"Unknown frame type {data['type']!r}; expected chat, cancel, ping, resume or hello."
         )
     try:
         frame = _FRAME.validate_python(data)

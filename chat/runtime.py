@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
     from chat.local_model import LocalEngine
+    from chat.turn.delivery import Claims
     from chat.turn.relay import Relay
     from chat.turn.running import RunningTurn
 
@@ -31,9 +32,11 @@ logger = logging.getLogger(__name__)
 class Runtime:
     def __init__(self) -> None:
         # Imported here: the turn package imports this module (its facade is chat/turn/__init__).
+        from chat.turn.delivery import LocalClaims
         from chat.turn.fanout import Feeds
 
         self.feeds = Feeds()
+        self.local_claims = LocalClaims()  # who delivers a turn to a page, with no Redis
         self.turns: dict[str, RunningTurn] = {}  # conversation id -> its turn running here
         # One client (and connection pool) per endpoint and key, shared by every turn.
         self.openai_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, AsyncOpenAI]] = (
@@ -58,7 +61,28 @@ class Runtime:
             from chat.turn.relay import Relay
 
             relay = self._relays[loop] = Relay(settings.REDIS_URL, self.feeds)
+            relay.on_control("deleted", self.forget)
         return relay
+
+    def forget(self, conversation_id: str) -> None:
+        """A deleted conversation: stop its turn here, close its sockets, drop its log."""
+        turn = self.turns.get(conversation_id)
+        if turn is not None:
+            turn.run.stop()
+        self.feeds.forget(conversation_id)
+
+    def loop_of(self, conversation_id: str) -> asyncio.AbstractEventLoop | None:
+        """The loop serving the conversation in this process, if anything here serves it."""
+        turn = self.turns.get(conversation_id)
+        if turn is not None:
+            return turn.task.get_loop()
+        feed = self.feeds.find(conversation_id)
+        return next((watcher.task.get_loop() for watcher in feed.watchers), None) if feed is not None else None
+
+    def claims(self) -> Claims:
+        """Where it is kept which of a page's v1 sockets delivers a turn."""
+        relay = self.relay()
+        return relay.claims if relay is not None else self.local_claims
 
     def sync_redis(self) -> redis.Redis:
         """A blocking client, for the reads of a synchronous view (in a thread)."""

@@ -18,12 +18,16 @@ def owned(rows: QuerySet[M] | Manager[M], owner_id: int | None) -> QuerySet[M]:
     return rows if owner_id is None else rows.filter(owner_id=owner_id)
 
 
-def conversation_foreign(*, conversation_id: str, owner_id: int | None) -> bool:
-    """Whether the id is a conversation the caller may not see (someone else's, or one made
-    before users were on). An unknown id is not: its first chat frame makes it the caller's."""
+def conversation_claim(*, conversation_id: str, owner_id: int | None, model: str) -> bool:
+    """Whether the caller may watch the conversation: with users, one that is theirs. An
+    unknown id becomes theirs now (an empty conversation, as `POST /conversations` makes), so
+    nobody else can start a turn in it for this socket to see."""
     if owner_id is None:
-        return False
-    return Conversation.objects.filter(id=conversation_id).exclude(owner_id=owner_id).exists()
+        return True
+    conversation, _ = Conversation.objects.get_or_create(
+        id=conversation_id, defaults={"model": model, "owner_id": owner_id}
+    )
+    return conversation.owner_id == owner_id
 
 
-aconversation_foreign = db_async(conversation_foreign)
+aconversation_claim = db_async(conversation_claim)

@@ -158,14 +158,43 @@ class Client:
                 return events
 
 
-async def connect(conversation_id: str = "conv1", headers: list[tuple[bytes, bytes]] | None = None) -> Client:
+async def connect(
+    conversation_id: str = "conv1", headers: list[tuple[bytes, bytes]] | None = None, *, protocol: int = 1
+) -> Client:
+    """A socket on the conversation; with `protocol=2` it says `hello` and is sent every turn."""
     communicator = WebsocketCommunicator(application, f"/ws/{conversation_id}", headers=headers or [])
     connected, _ = await communicator.connect(timeout=5)
     assert connected
     client = Client(communicator)
-    hello = await client.receive()
-    assert hello["type"] == "connected"
+    greeting = await client.receive()
+    assert greeting["type"] == "connected"
+    if protocol >= 2:
+        await client.send({"type": "hello", "protocol": protocol})
+        assert (await client.receive())["protocol"] == 2
     return client
+
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0"
+ORIGIN = "http://localhost:1420"
+
+
+async def page_socket(conversation_id: str, *, user_agent: str = BROWSER) -> Client:
+    """A socket of a browser page at 127.0.0.1, as the existing frontend opens it (v1)."""
+    headers = [(b"origin", ORIGIN.encode()), (b"user-agent", user_agent.encode())]
+    communicator = WebsocketCommunicator(application, f"/ws/{conversation_id}", headers=headers)
+    communicator.scope["client"] = ("127.0.0.1", 50000)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    client = Client(communicator)
+    assert (await client.receive())["type"] == "connected"
+    return client
+
+
+async def page_get(async_client: Any, conversation_id: str) -> dict[str, Any]:
+    response = await async_client.get(
+        f"/conversations/{conversation_id}", headers={"Origin": ORIGIN, "User-Agent": BROWSER}
+    )
+    return response.json()
 
 
 @pytest.fixture

@@ -79,9 +79,17 @@ def server(request: pytest.FixtureRequest, fake_server: FakeProvider, tmp_path_f
     running.stop()
 
 
-def open_socket(server: Server, conversation_id: str) -> ClientConnection:
+def open_socket(server: Server, conversation_id: str, *, protocol: int = 1) -> ClientConnection:
+    """A socket on the conversation; with `protocol=2` it says `hello` and is sent every turn."""
     ws = connect(f"ws://127.0.0.1:{server.port}/ws/{conversation_id}", additional_headers=ORIGIN, open_timeout=5)
     assert json.loads(ws.recv(timeout=5))["type"] == "connected"
+    if protocol >= 2:
+        ws.send(json.dumps({"type": "hello", "protocol": protocol}))
+        assert json.loads(ws.recv(timeout=5)) | {"timestamp": None} == {
+            "type": "hello",
+            "protocol": 2,
+            "timestamp": None,
+        }
     return ws
 
 

@@ -31,6 +31,10 @@ from tests.fake_provider import FakeProvider, text, tools
 from tests.servers import Server, servers_start
 from tests.test_end_to_end import closed_early_within, open_socket, restored, server_env, until_end
 
+# Sockets that see every turn (v2); the existing frontend's (v1) share a page's turns:
+# tests/test_frontend.py runs those across two workers.
+open_v2 = partial(open_socket, protocol=2)
+
 pytestmark = [
     pytest.mark.skipif(
         not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")),
@@ -159,7 +163,7 @@ def seqs(events: list[dict[str, Any]]) -> list[int]:
 def test_both_workers_sockets_get_the_same_turn(workers, fake):
     conversation_id = new_conversation()
     fake.script(tools(("read_file", {"path": "todo.md"}), text=["Checking."]), text("You need to ", "write tests."))
-    with open_socket(workers.a, conversation_id) as on_a, open_socket(workers.b, conversation_id) as on_b:
+    with open_v2(workers.a, conversation_id) as on_a, open_v2(workers.b, conversation_id) as on_b:
         on_a.send(chat("What is on my list?"))
         seen_a = until_end(on_a)
         seen_b = until_end(on_b)
@@ -178,7 +182,7 @@ def test_both_workers_sockets_get_the_same_turn(workers, fake):
 def test_the_next_turn_from_the_other_worker_reaches_both_sockets_too(workers, fake):
     conversation_id = new_conversation()
     fake.script(text("First ", "answer."), text("Second ", "answer."))
-    with open_socket(workers.a, conversation_id) as on_a, open_socket(workers.b, conversation_id) as on_b:
+    with open_v2(workers.a, conversation_id) as on_a, open_v2(workers.b, conversation_id) as on_b:
         on_a.send(chat("one"))
         first_a, first_b = until_end(on_a), until_end(on_b)
         on_b.send(chat("two"))
@@ -194,7 +198,7 @@ def test_the_next_turn_from_the_other_worker_reaches_both_sockets_too(workers, f
 def test_a_cancel_on_the_other_worker_ends_the_turn_for_every_socket(workers, fake):
     conversation_id = new_conversation()
     fake.script(text(*MANY, interval=0.02))
-    with open_socket(workers.a, conversation_id) as on_a, open_socket(workers.b, conversation_id) as on_b:
+    with open_v2(workers.a, conversation_id) as on_a, open_v2(workers.b, conversation_id) as on_b:
         on_a.send(chat("write a lot"))
         seen_a, seen_b = [receive(on_a)], [receive(on_b)]
         time.sleep(0.2)
@@ -215,7 +219,7 @@ def test_a_cancel_on_the_other_worker_ends_the_turn_for_every_socket(workers, fa
 def test_a_message_on_the_other_worker_while_a_turn_runs_is_busy(workers, fake):
     conversation_id = new_conversation()
     fake.script(text(*MANY[:20], interval=0.05))
-    with open_socket(workers.a, conversation_id) as on_a, open_socket(workers.b, conversation_id) as on_b:
+    with open_v2(workers.a, conversation_id) as on_a, open_v2(workers.b, conversation_id) as on_b:
         on_a.send(chat("first"))
         seen_b = [receive(on_b)]  # the turn runs
         on_b.send(chat("second"))
@@ -333,8 +337,8 @@ def test_a_socket_on_the_other_worker_keeps_the_turn_going_past_the_grace(worker
     conversation_id = new_conversation()
     fake.script(text(*MANY, interval=0.02))
     with ExitStack() as sockets:
-        on_b = sockets.enter_context(open_socket(workers.b, conversation_id))
-        with open_socket(workers.a, conversation_id) as on_a:
+        on_b = sockets.enter_context(open_v2(workers.b, conversation_id))
+        with open_v2(workers.a, conversation_id) as on_a:
             on_a.send(chat("write a lot"))
             receive(on_a)
         seen = [receive(on_b)]
@@ -357,8 +361,8 @@ def test_a_worker_killed_mid_turn_leaves_it_interrupted_with_its_partial_reply(w
     fake.script(text(*MANY, interval=0.05))  # 20 s: still streaming when its worker dies
     victim = workers.spare
     assert victim is not None
-    with open_socket(workers.b, conversation_id) as on_b:
-        on_victim = open_socket(victim, conversation_id)
+    with open_v2(workers.b, conversation_id) as on_b:
+        on_victim = open_v2(victim, conversation_id)
         on_victim.send(chat("write a lot"))
         seen = [receive(on_b) for _ in range(3)]
         victim.process.send_signal(signal.SIGKILL)

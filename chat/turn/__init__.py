@@ -8,8 +8,8 @@ package. Behind them, one module per concern:
 - `lease`: its heartbeat, when it lapses, who claims it, and the events that close a turn;
 - `running`: the turns running in this process, owned by their conversation, and their
   detach grace;
-- `fanout`: every socket's view of a conversation's turn in this process, and `relay`, the
-  same across workers through Redis.
+- `fanout`: every socket's view of a conversation's turn in this process, `delivery`: which of
+  a page's v1 sockets shows a turn, and `relay`: the same across workers through Redis.
 This process's state for all of it is one object, `chat.runtime.runtime()`.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,10 @@ from chat.protocol import StreamEnd, TurnEvent
 from chat.runtime import Runtime, runtime
 from chat.store import selectors, services
 from chat.turn import lease
-from chat.turn.fanout import Send, Watcher
+from chat.turn.delivery import client_key, seen_record_redis
+from chat.turn.fanout import Page, Send, Watcher
 from chat.turn.journal import journal_from_frames
-from chat.turn.relay import catch_up, frame_send, log_key, watch_begin, watch_end
+from chat.turn.relay import catch_up, forget_everywhere, frame_send, log_key, watch_begin, watch_end
 from chat.turn.runner import TurnPlan
 from chat.turn.running import turn_joined, turn_launch, turns_drain
 from chat.wire import TurnFrames
@@ -40,6 +42,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Snapshot",
     "Watcher",
+    "client_key",
+    "conversation_forget",
     "resume",
     "snapshot",
     "turn_cancel",
@@ -50,13 +54,22 @@ __all__ = [
     "turns_started",
     "turns_stopping",
     "unwatch",
+    "upgrade",
     "watch",
 ]
 
 
-async def turn_start(*, conversation_id: str, message: str, model_id: str | None, owner_id: int | None = None) -> None:
+async def turn_start(
+    *,
+    conversation_id: str,
+    message: str,
+    model_id: str | None,
+    owner_id: int | None = None,
+    sender: Watcher | None = None,
+) -> None:
     """Check the model, store the user's message, and run the turn for every socket on the
-    conversation; raise a `ChatError` for a lone error (nothing started)."""
+    conversation; raise a `ChatError` for a lone error (nothing started). `sender`: the socket
+    that sent it, which shows it to its page while it is open."""
     catalog = catalog_get()
     chosen = (
         model_id or await selectors.aconversation_model(conversation_id=conversation_id) or catalog.usable_default()
@@ -79,7 +92,18 @@ async def turn_start(*, conversation_id: str, message: str, model_id: str | None
         history=history,
         owner_id=owner_id,
     )
-    turn_launch(runtime(), plan)
+    state = runtime()
+    if sender is not None and sender.page is not None:
+        # Before the turn's first event can reach a socket, on any worker.
+        await sender.page.claims.claim(
+            conversation_id=conversation_id,
+            turn_id=str(turn.id),
+            client=sender.page.client,
+            socket_id=sender.socket_id,
+            joined_at=0,
+            forced=True,
+        )
+    turn_launch(state, plan)
 
 
 def turn_running(conversation_id: str) -> bool:
@@ -103,9 +127,18 @@ async def turn_cancel(conversation_id: str) -> None:
             logger.warning("could not send a cancel to the other workers", exc_info=True)
 
 
-async def watch(conversation_id: str, send: Send, *, resume_after: int | None = None) -> Watcher:
+async def watch(
+    conversation_id: str,
+    send: Send,
+    *,
+    resume_after: int | None = None,
+    client: str | None = None,
+    gone: Callable[[], Awaitable[None]] | None = None,
+) -> Watcher:
     """A socket joins its conversation: it receives its turns' events from now on, or, with
-    `resume_after`, the events after that seq first, then `resume_end`."""
+    `resume_after`, the events after that seq first, then `resume_end`. `client`: a v1
+    socket's page (chat/turn/delivery.py), which is shown each turn by one of its sockets.
+    `gone` closes the socket when the conversation is deleted."""
     state = runtime()
     feed = state.feeds.get(conversation_id)
     feed.joining += 1
@@ -113,13 +146,22 @@ async def watch(conversation_id: str, send: Send, *, resume_after: int | None = 
         await watch_begin(state.relay(), feed)
     finally:
         feed.joining -= 1
-    watcher = Watcher(feed, send, resume_after=resume_after)
+    page = Page(client, state.claims()) if client is not None and resume_after is None else None
+    watcher = Watcher(feed, send, resume_after=resume_after, page=page, gone=gone)
     turn_joined(state, conversation_id)
     return watcher
 
 
+def upgrade(watcher: Watcher) -> None:
+    """The socket speaks v2 (`hello`, `resume`): from now on it is sent every turn."""
+    if watcher.page is not None:
+        runtime().spawn(watcher.hand_over())
+        watcher.page = None
+
+
 async def resume(watcher: Watcher, after_seq: int) -> None:
     """Send the socket the turn's events after `after_seq`, up to date with the stream first."""
+    upgrade(watcher)
     await catch_up(runtime().relay(), watcher.feed)
     watcher.resume(after_seq)
 
@@ -127,8 +169,9 @@ async def resume(watcher: Watcher, after_seq: int) -> None:
 async def unwatch(watcher: Watcher) -> None:
     await watcher.close()
     state = runtime()
-    # Telling the other workers is Redis's round trip: the socket's close does not wait for it
-    # (its connection slot is freed when the close returns).
+    # Redis's round trips: the socket's close does not wait for them (its connection slot is
+    # freed when the close returns). Another socket of its page takes over the turn it showed.
+    state.spawn(watcher.hand_over())
     state.spawn(watch_end(state.relay(), watcher.feed))
 
 
@@ -141,14 +184,21 @@ class Snapshot:
     display: list[dict[str, Any]]  # its entries as the frontend shows them
 
 
-def snapshot(conversation_id: str) -> Snapshot | None:
-    """The conversation's turn in progress, if any (a synchronous view's read, in a thread)."""
+def snapshot(conversation_id: str, *, client: str | None = None) -> Snapshot | None:
+    """The conversation's turn in progress, if any (a synchronous view's read, in a thread).
+    `client`: the page that asked, whose v1 socket joining next starts after what it shows."""
     turn_id = selectors.turn_in_progress(conversation_id=conversation_id)
     if turn_id is None:
         return None
     state = runtime()
     frames = _frames(state, conversation_id, turn_id, local=True)
     journal = journal_from_frames(turn_id=turn_id, conversation_id=conversation_id, frames=frames)
+    if client is not None:
+        where = {"conversation_id": conversation_id, "client": client, "turn_id": turn_id, "seq": len(frames)}
+        if state.relay_configured():
+            seen_record_redis(state.sync_redis(), **where)
+        else:
+            state.local_claims.seen_record(**where)
     return Snapshot(turn_id=turn_id, seq=len(frames), display=journal.display())
 
 
@@ -164,6 +214,20 @@ def _frames(state: Runtime, conversation_id: str, turn_id: str, *, local: bool) 
         return []
     entries = state.sync_redis().xrange(log_key(conversation_id))
     return [fields[b"frame"].decode() for _, fields in entries if fields[b"turn"].decode() == turn_id]
+
+
+def conversation_forget(conversation_id: str) -> None:
+    """The conversation was deleted (blocking: the view's thread): on every worker, its running
+    turn stops, its sockets close, and its last turn can no longer be resumed."""
+    state = runtime()
+    if state.relay_configured():
+        forget_everywhere(state.sync_redis(), conversation_id)
+        return
+    loop = state.loop_of(conversation_id)
+    if loop is not None:
+        loop.call_soon_threadsafe(state.forget, conversation_id)
+    else:  # no socket, no turn: only its log, which no task is reading
+        state.forget(conversation_id)
 
 
 async def turns_reap() -> int:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+from chat.turn.delivery import CLAIM_SECONDS, Claims
 from chat.wire import json_encode, timestamp_now
 
 logger = logging.getLogger(__name__)
@@ -76,6 +79,7 @@ class Feeds:
 
     def __init__(self) -> None:
         self._feeds: dict[str, ConversationFeed] = {}
+        self.closing: set[asyncio.Task[None]] = set()
 
     def get(self, conversation_id: str) -> ConversationFeed:
         feed = self._feeds.get(conversation_id)
@@ -85,6 +89,25 @@ class Feeds:
 
     def find(self, conversation_id: str) -> ConversationFeed | None:
         return self._feeds.get(conversation_id)
+
+    def forget(self, conversation_id: str) -> None:
+        """The conversation was deleted: drop its log (a socket that takes its id next must not
+        resume its last turn) and close its sockets."""
+        feed = self._feeds.pop(conversation_id, None)
+        if feed is None:
+            return
+        feed.log = None
+        for watcher in list(feed.watchers):
+            if watcher.gone is not None:
+                closing = asyncio.create_task(watcher.gone())
+                self.closing.add(closing)  # held until done: the loop keeps only a weak reference
+                closing.add_done_callback(self.closing.discard)
+
+    def standbys_wake(self, conversation_id: str) -> None:
+        """A v1 deliverer of the conversation left, on some worker: its page's standbys ask again."""
+        feed = self._feeds.get(conversation_id)
+        for watcher in feed.watchers if feed is not None else ():
+            watcher.standby_wake()
 
     def watched(self) -> list[ConversationFeed]:
         return [feed for feed in self._feeds.values() if feed.watchers]
@@ -102,21 +125,45 @@ class Feeds:
             pass
 
 
+@dataclass(frozen=True)
+class Page:
+    """A v1 socket's page (chat/turn/delivery.py): its client, and where it is kept which
+    socket of the page delivers a turn."""
+
+    client: str
+    claims: Claims
+
+
 class Watcher:
     """One socket on a conversation: the turn it follows, how far it was sent, and the task
     that sends the rest. It joins from now on: the events of a turn in progress after this
-    moment, and every event of the turns that start later."""
+    moment, and every event of the turns that start later. A v1 socket (`page` set) sends a
+    turn only while it is its page's deliverer."""
 
-    def __init__(self, feed: ConversationFeed, send: Send, *, resume_after: int | None = None) -> None:
+    def __init__(
+        self,
+        feed: ConversationFeed,
+        send: Send,
+        *,
+        resume_after: int | None = None,
+        page: Page | None = None,
+        gone: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.feed = feed
         self.send = send
+        self.gone = gone  # closes the socket: its conversation was deleted
+        self.page = page
+        self.socket_id = uuid.uuid4().hex
         self.log = feed.log
         self.sent = len(feed.log.frames) if feed.log is not None else 0
+        self.joined = (self.log, self.sent)  # where it came in: a v1 socket's first claim starts there
+        self.delivering: bool | None = None  # a v1 socket's part in `self.log`; None: not asked yet
+        self.recheck = False  # a standby asks again: the deliverer left, or its claim may have lapsed
         # A socket that connects with its last seq resumes before it is sent anything live.
         self.resume_after = resume_after
         self.wake = asyncio.Event()
-        if resume_after is not None:
-            self.wake.set()
+        if resume_after is not None or (page is not None and feed.live()):
+            self.wake.set()  # a v1 socket claims a turn in progress at once: it may owe a gap
         feed.watchers.add(self)
         self.task = asyncio.create_task(self._run(), name=f"watch {feed.conversation_id}")
 
@@ -124,6 +171,11 @@ class Watcher:
         """Send the current (or last) turn's events after `after_seq`, then `resume_end`."""
         self.resume_after = after_seq
         self.wake.set()
+
+    def standby_wake(self) -> None:
+        if self.page is not None and self.delivering is False:
+            self.recheck = True
+            self.wake.set()
 
     async def close(self) -> None:
         self.feed.watchers.discard(self)
@@ -134,9 +186,32 @@ class Watcher:
                 self.feed.on_leave(self.feed.conversation_id)
             self.feed.feeds.drop_later(self.feed)
 
+    async def hand_over(self) -> None:
+        """A v1 deliverer left (or became v2) mid-turn: another socket of its page goes on from
+        what it sent."""
+        page, log = self.page, self.log
+        if page is None or not self.delivering or log is None or (log.ended and self.sent >= len(log.frames)):
+            return
+        self.delivering = None
+        await page.claims.release(
+            conversation_id=self.feed.conversation_id,
+            turn_id=log.turn_id,
+            client=page.client,
+            socket_id=self.socket_id,
+            sent=self.sent,
+        )
+        for watcher in self.feed.watchers:
+            watcher.standby_wake()
+
     async def _run(self) -> None:
         while True:
-            await self.wake.wait()
+            if self.delivering is False and self.page is not None and self.page.claims.lapses and self.feed.live():
+                try:  # a deliverer whose worker died never hands over: its claim lapses
+                    await asyncio.wait_for(self.wake.wait(), CLAIM_SECONDS / 2)
+                except TimeoutError:
+                    self.recheck = True
+            else:
+                await self.wake.wait()
             self.wake.clear()
             try:
                 await self._send_pending()
@@ -153,10 +228,34 @@ class Watcher:
             await self._send_log()
             await self.send(_resume_end(self.log))
         while True:
-            await self._send_log()
+            if await self._delivers():
+                await self._send_log()
             if self.feed.log is self.log:
                 return
-            self.log, self.sent = self.feed.log, 0  # a newer turn began: all of it
+            self.log, self.sent, self.delivering = self.feed.log, 0, None  # a newer turn began: all of it
+
+    async def _delivers(self) -> bool:
+        """Whether this socket sends `self.log`: every v2 socket does; of a page's v1 sockets,
+        the one holding the turn's claim, which starts where the claim says."""
+        log, page = self.log, self.page
+        if page is None or log is None or self.delivering:
+            return True
+        if self.delivering is False and not self.recheck:
+            return False
+        if log.ended and self.sent >= len(log.frames):
+            return False  # it joined after the turn: nothing of it to send
+        self.recheck = False
+        claim = await page.claims.claim(
+            conversation_id=self.feed.conversation_id,
+            turn_id=log.turn_id,
+            client=page.client,
+            socket_id=self.socket_id,
+            joined_at=self.joined[1] if self.joined[0] is log else 0,
+        )
+        self.delivering = claim.won
+        if claim.won:
+            self.sent = claim.after
+        return claim.won
 
     async def _send_log(self) -> None:
         log = self.log
@@ -164,6 +263,14 @@ class Watcher:
             frame = log.frames[self.sent]
             self.sent += 1
             await self.send(frame)
+        page = self.page
+        if page is None or log is None or not self.delivering:
+            return
+        where = {"conversation_id": self.feed.conversation_id, "turn_id": log.turn_id, "client": page.client}
+        if log.ended and self.sent >= len(log.frames):
+            page.claims.forget(**where, socket_id=self.socket_id)
+        elif page.claims.lapses:  # how far it got, for whoever takes over if its worker dies
+            page.claims.renew(**where, socket_id=self.socket_id, sent=self.sent)
 
 
 def _resume_end(log: TurnLog | None) -> str:

@@ -25,9 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from chat.turn.delivery import CLAIM_SECONDS, RedisClaims
 from chat.turn.fanout import RESUME_WINDOW_SECONDS, ConversationFeed, Feeds
 
 logger = logging.getLogger(__name__)
@@ -76,11 +78,16 @@ class Relay:
         self.pending: list[_Pending] = []
         self.flushing = asyncio.Event()
         self.control_handlers: dict[str, Callable[[str], None]] = {}
+        self.claims = RedisClaims(
+            self.client, announce=lambda conversation_id: self.control_send("released", conversation_id)
+        )
+        self.on_control("released", feeds.standbys_wake)
         self.tasks = [
             asyncio.create_task(self._write_forever(), name="relay write"),
             asyncio.create_task(self._read_forever(), name="relay read"),
             asyncio.create_task(self._control_forever(), name="relay control"),
             asyncio.create_task(self._presence_forever(), name="relay presence"),
+            asyncio.create_task(self._claims_forever(), name="relay claims"),
         ]
         for task in self.tasks:
             task.add_done_callback(_died)
@@ -238,6 +245,15 @@ class Relay:
                     logger.warning("could not refresh presence", exc_info=True)
                     break
 
+    async def _claims_forever(self) -> None:
+        """Renew the claims of this process's v1 deliverers (chat/turn/delivery.py)."""
+        while True:
+            await asyncio.sleep(CLAIM_SECONDS / 3)
+            try:
+                await self.claims.renew_all()
+            except (RedisError, OSError):
+                logger.warning("could not renew the turns' deliverers", exc_info=True)
+
 
 def _entries_append(feed: ConversationFeed, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
     for stream_id, fields in entries:
@@ -264,6 +280,18 @@ def _advance(feed: ConversationFeed, stream_id: bytes) -> bool:
 def _died(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("the relay's %s stopped", task.get_name(), exc_info=task.exception())
+
+
+def forget_everywhere(sync_client: redis.Redis, conversation_id: str) -> None:
+    """A deleted conversation (blocking): its stream emptied (trimmed, not deleted: a new
+    turn's ids must follow every reader's place), and every worker told, this one included."""
+    pipe = sync_client.pipeline(transaction=False)
+    pipe.xtrim(log_key(conversation_id), maxlen=0)
+    pipe.publish(CONTROL_CHANNEL, json.dumps({"op": "deleted", "conversation_id": conversation_id, "worker": ""}))
+    try:
+        pipe.execute()
+    except (RedisError, OSError):
+        logger.warning("could not tell the workers a conversation was deleted", exc_info=True)
 
 
 def frame_send(feed: ConversationFeed, relay: Relay | None, turn_id: str, seq: int, frame: str, *, end: bool) -> None:

@@ -114,18 +114,45 @@ async def test_a_socket_by_token_or_session_and_ownership(client, alice, bob, pr
     await socket.disconnect()
 
 
-async def test_a_conversation_made_under_the_socket_is_not_hijacked(alice, bob, provider):
-    """Bob's socket opened on an unknown id; alice then made it. Bob's chat frame must not join."""
+async def test_a_socket_on_an_unused_id_makes_it_its_users(client, alice, bob, provider):
+    """Bob's socket opened on an id nobody used: it is his now, so alice cannot start a turn
+    there for his socket to watch (issue 35: he received, resumed and cancelled her turns)."""
     _, bob_raw = await sync_to_async(token_create)(user=bob)
-    accepted, _sub, socket = await open_socket("/ws/race1", subprotocols=["bearer", bob_raw])
+    _, alice_raw = await sync_to_async(token_create)(user=alice)
+    accepted, _sub, bobs = await open_socket("/ws/race1", subprotocols=["bearer", bob_raw])
     assert accepted
-    await socket.receive_json_from()
-    await Conversation.objects.acreate(id="race1", model="gpt-4o", owner=alice)
-    await socket.send_json_to({"message": "let me in"})
-    event = await socket.receive_json_from(timeout=10)
-    assert event["type"] == "error" and event["code"] == "not_found"
+    await bobs.receive_json_from()
+    assert (await Conversation.objects.aget(id="race1")).owner_id == bob.id
+    made = await sync_to_async(client.post)(
+        "/conversations", {"session_id": "race1"}, content_type="application/json", **bearer(alice_raw)
+    )
+    assert made.status_code == 404
+    accepted, code, _ = await open_socket("/ws/race1", subprotocols=["bearer", alice_raw])
+    assert not accepted and code == 4404
+    assert await bobs.receive_nothing(timeout=0.3)
     assert provider.requests == []
-    await socket.disconnect()
+    await bobs.disconnect()
+
+
+async def test_a_deleted_conversations_last_turn_is_never_shown_to_whoever_takes_its_id(client, alice, bob, provider):
+    _, bob_raw = await sync_to_async(token_create)(user=bob)
+    _, alice_raw = await sync_to_async(token_create)(user=alice)
+    accepted, _sub, alices = await open_socket("/ws/gone1", subprotocols=["bearer", alice_raw])
+    assert accepted
+    await alices.receive_json_from()
+    provider.script(text("alice's secret"))
+    await alices.send_json_to({"message": "hi"})
+    while (await alices.receive_json_from(timeout=10))["type"] != "stream_end":
+        pass
+    deleted = await sync_to_async(client.delete)("/conversations/gone1", **bearer(alice_raw))
+    assert deleted.status_code == 200
+    assert (await alices.receive_output(timeout=5))["code"] == 4404  # her socket on it is closed
+    accepted, _sub, bobs = await open_socket("/ws/gone1?after_seq=0", subprotocols=["bearer", bob_raw])
+    assert accepted
+    assert (await bobs.receive_json_from())["type"] == "connected"
+    ended = await bobs.receive_json_from(timeout=5)
+    assert ended["type"] == "resume_end" and ended["message_id"] is None  # nothing of hers
+    await bobs.disconnect()
 
 
 def test_usage_is_per_user(client, alice, bob):

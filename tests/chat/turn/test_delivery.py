@@ -1,0 +1,61 @@
+"""A page's v1 sockets share its turns: one of them shows each turn (chat/turn/delivery.py).
+
+In one process here; tests/test_frontend.py drives the real frontend's habits on each server
+and across two workers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import page_socket
+from tests.fake_provider import text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+WORDS = [f"w{i} " for i in range(40)]
+
+
+def reply_text(events: list[dict]) -> str:
+    return "".join(event.get("content", "") for event in events if event["type"] in ("stream", "final_stream"))
+
+
+async def test_only_the_sending_socket_of_a_page_shows_the_reply(provider):
+    stale, sender = await page_socket("page1"), await page_socket("page1")
+    provider.script(text(*WORDS[:5], interval=0.01))
+    events = await sender.turn("hi")
+    assert reply_text(events) == "".join(WORDS[:5])
+    assert await stale.communicator.receive_nothing(timeout=0.5)  # the page renders it once
+    for socket in (stale, sender):
+        await socket.communicator.disconnect()
+
+
+async def test_another_socket_of_the_page_goes_on_where_the_sender_stopped(provider, async_client):
+    other, sender = await page_socket("page2"), await page_socket("page2")
+    provider.script(text(*WORDS, interval=0.03))
+    await sender.send({"message": "count"})
+    first = [await sender.receive() for _ in range(5)]
+    await sender.communicator.disconnect()  # the page closes the socket it sent on
+    rest = await other.until_end()
+    assert [event["seq"] for event in first + rest] == list(range(1, len(first) + len(rest) + 1))
+    assert reply_text(first + rest) == "".join(WORDS)
+    await other.communicator.disconnect()
+
+
+async def test_each_page_shows_the_turn_once(provider):
+    mine = await page_socket("page4")
+    other_browser = await page_socket("page4", user_agent="Mozilla/5.0 (Macintosh) Firefox/133.0")
+    provider.script(text(*WORDS[:5], interval=0.01))
+    events = await mine.turn("hi")
+    assert await other_browser.until_end() == events
+    for socket in (mine, other_browser):
+        await socket.communicator.disconnect()
+
+
+async def test_hello_makes_a_socket_see_every_turn(provider):
+    first, second = await page_socket("page5"), await page_socket("page5")
+    await second.send({"type": "hello", "protocol": 2})
+    assert (await second.receive())["protocol"] == 2
+    provider.script(text(*WORDS[:5], interval=0.01))
+    events = await first.turn("hi")
+    assert await second.until_end() == events
+    for socket in (first, second):
+        await socket.communicator.disconnect()
