@@ -32,6 +32,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chat.turn.log import RESUME_WINDOW_SECONDS, ConversationFeed, feed_find, feeds_watched
+from observability.metrics import relay_lag_observe
 
 logger = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -165,6 +166,7 @@ class Relay:
                 await asyncio.sleep(0.5)
                 continue
             for key, entries in answer or []:
+                relay_lag_observe(entries[0][0], time.time() * 1000)  # its oldest entry
                 feed = followed.get(key.decode())
                 if feed is not None:
                     _entries_append(feed, entries)

@@ -36,6 +36,8 @@ from chat.turn.journal import Journal
 from chat.turn.mapping import EventMapper
 from chat.turn.session import ConversationSession
 from chat.usage import RequestUsage, request_usage, stream_end_usage, usage_estimate, usage_row
+from observability.tracing import sdk_tracing_options
+from observability.turn import TurnTelemetry
 from tools.adapter import function_tool
 from tools.offered import mcp_function_tools
 from tools.registry import registry
@@ -99,7 +101,7 @@ def _tool_not_found(offered: list[str], args: ToolErrorFormatterArgs[Any]) -> st
 def run_config_build(agent: Agent[Any]) -> RunConfig:
     offered = [tool.name for tool in agent.tools]
     return RunConfig(
-        tracing_disabled=not settings.AGENTS_TRACING,
+        **sdk_tracing_options(),
         workflow_name="DreamyTin chat",
         tool_not_found_behavior="return_error_to_model",
         tool_error_formatter=partial(_tool_not_found, offered),
@@ -143,8 +145,10 @@ class _Turn:
         self.lease_lost = False
         self.interrupted = False  # set before a cancel that means "this process is stopping"
         self.started = time.perf_counter()
+        self.telemetry: TurnTelemetry  # made in `run`, the turn's own task
 
     async def run(self) -> None:
+        self.telemetry = TurnTelemetry(model=self.plan.model, conversation_id=self.plan.conversation_id)
         status, finish, failure = TurnStatus.COMPLETE, "stop", None
         self.task = asyncio.current_task()
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -153,6 +157,7 @@ class _Turn:
                 await self._stream_with_retries()
         except asyncio.CancelledError:
             if self.lease_lost:
+                self.telemetry.end(None)
                 return  # another process ended the turn and told its sockets
             status, finish = TurnStatus.CANCELLED, "cancelled"
             if self.interrupted:  # its process is stopping
@@ -169,6 +174,7 @@ class _Turn:
         # A beat still writing (or about to) goes first: the end is the turn's last write.
         await asyncio.gather(heartbeat, *([self.beat] if self.beat else []), return_exceptions=True)
         await self._finish(status, finish, failure)
+        self.telemetry.end(finish, failure.code if failure else None)
 
     async def _queued(self, ahead: int) -> None:
         # Not counted in `sent_events`: no model output reached the client, so a retry stays safe.
@@ -222,6 +228,7 @@ class _Turn:
             for event in self.mapper.feed(sdk_event):
                 self.sent_events += 1
                 self.journal.observe(event)
+                self.telemetry.event(event)
                 self.emit(event)
             if self.mapper.completed:
                 self._record_completed()
@@ -241,6 +248,7 @@ class _Turn:
             user_id=self.plan.owner_id,
         )
         self.journal.usage_add(row)
+        self.telemetry.usage(row)
 
     async def _heartbeat(self) -> None:
         """Renew the turn's lease and write what it has not written yet."""
