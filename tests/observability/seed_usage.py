@@ -8,10 +8,6 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from django.utils import timezone
-
-from chat.models import Conversation, UsageRecord
-
 ADMIN, PASSWORD = "admin", "a-long-test-password-1"
 # (days ago, model, conversation, cost, input, output)
 LEDGER = (
@@ -23,7 +19,11 @@ LEDGER = (
 
 
 def seed() -> None:
+    # Imported here: run as a script, Django is set up only below.
     from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from chat.models import Conversation, UsageRecord
 
     get_user_model().objects.create_superuser(ADMIN, "admin@example.com", PASSWORD)
     for name in ("big", "mid", "small"):
