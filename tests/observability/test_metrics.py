@@ -3,9 +3,16 @@ and only loopback clients or the METRICS_TOKEN may read them."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from django.conf import settings
 from django.test import AsyncClient, override_settings
 
+from chat.protocol import Stream
+from chat.store import services
+from observability.metrics import local_model_held
+from tests.chat.turn.test_relay import OtherWorker
 from tests.conftest import connect
 from tests.fake_provider import error, text, tools
 from tests.observability.scrape import samples, value
@@ -108,3 +115,44 @@ async def test_metrics_off_is_a_404_and_counts_nothing(ws, provider):
     assert value(after, "dreamytin_turns_total", model="gpt-4o", finish_reason="stop") == value(
         before, "dreamytin_turns_total", model="gpt-4o", finish_reason="stop"
     )
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the relay runs only with REDIS_URL")
+async def test_events_of_a_turn_on_another_worker_count_their_relay_lag(provider):
+    turn, _ = await services.aturn_start(conversation_id="lag1", model="gpt-4o", user_message="hi")
+    other = OtherWorker("lag1", str(turn.id))
+    socket = await connect("lag1")
+    before = await scrape()
+    for word in ("one ", "two "):
+        await other.send(Stream(content=word))
+        await socket.receive(timeout=5)
+    after = await scrape()
+    await socket.communicator.disconnect()
+    reads = value(after, "dreamytin_relay_lag_seconds_count") - value(before, "dreamytin_relay_lag_seconds_count")
+    waited = value(after, "dreamytin_relay_lag_seconds_sum") - value(before, "dreamytin_relay_lag_seconds_sum")
+    assert reads >= 1 and 0 <= waited / reads < 1.0
+
+
+async def test_turns_queued_for_the_local_model_are_counted_until_served_or_cancelled():
+    lock = asyncio.Lock()
+    before = await scrape()
+    async with local_model_held(lock):
+        queued = asyncio.create_task(_hold(lock))
+        cancelled = asyncio.create_task(_hold(lock))
+        await asyncio.sleep(0.05)
+        waiting = "dreamytin_local_model_waiting"
+        assert value(await scrape(), waiting) - value(before, waiting) == 2
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        assert value(await scrape(), waiting) - value(before, waiting) == 1
+    await queued
+    after = await scrape()
+    assert value(after, "dreamytin_local_model_waiting") == value(before, "dreamytin_local_model_waiting")
+    served = "dreamytin_local_model_wait_seconds_count"
+    assert value(after, served) - value(before, served) == 2  # this one and the queued one, not the cancelled
+    assert not lock.locked()
+
+
+async def _hold(lock: asyncio.Lock) -> None:
+    async with local_model_held(lock):
+        pass

@@ -43,7 +43,8 @@ def traced_env(fake: FakeProvider, tmp: Path, name: str, receiver: OtlpReceiver,
 @pytest.fixture(scope="module", params=["daphne", "uvicorn"])
 def server(request, fake_server, receiver, tmp_path_factory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp(f"otel-{request.param}")
-    running = Server(request.param, traced_env(fake_server, tmp, f"otel_{request.param}", receiver), tmp / "log")
+    env = traced_env(fake_server, tmp, f"otel_{request.param}", receiver)
+    running = Server(request.param, env, tmp / "log", start_timeout=180)
     yield running
     running.stop()
 
@@ -128,7 +129,7 @@ def test_an_http_request_continues_its_traceparent(server, receiver):
 
 def test_message_text_is_recorded_only_when_asked(fake_server, receiver, tmp_path):
     env = traced_env(fake_server, tmp_path, "otel_content", receiver, OTEL_CAPTURE_CONTENT="1")
-    running = Server("uvicorn", env, tmp_path / "log")
+    running = Server("uvicorn", env, tmp_path / "log", start_timeout=180)
     try:
         fake_server.reset()
         tool_turn(running, fake_server, "otelcontent", {})

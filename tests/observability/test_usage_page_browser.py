@@ -30,7 +30,7 @@ def server(fake_server: FakeProvider, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("usage-page")
     env = server_env(fake_server, tmp, "usage_page")
     subprocess.run([sys.executable, "-m", "tests.observability.seed_usage"], cwd=PROJECT, env=env, check=True)
-    running = Server("runserver", env, tmp / "server.log")  # runserver serves the admin's CSS
+    running = Server("runserver", env, tmp / "server.log", start_timeout=180)  # runserver serves the admin's CSS
     yield running
     running.stop()
 
