@@ -25,7 +25,7 @@ from agents.tracing import Trace as SdkTrace
 from agents.tracing import TracingProcessor
 from django.conf import settings
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -131,10 +131,11 @@ def turn_span_start(*, model: str, provider: str, conversation_id: str) -> tuple
             "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
             "gen_ai.system": PROVIDER_NAMES.get(provider, provider),
             "gen_ai.conversation.id": conversation_id,
+            "gen_ai.agent.name": "DreamyTin",
         },
     )
     turn_provider.set(provider)
-    return span, otel_context.attach(trace.set_span_in_context(span))
+    return span, otel_context.attach(otel_trace.set_span_in_context(span))
 
 
 def turn_span_end(span: Span, token: object, *, finish: str | None, error_code: str | None) -> None:
@@ -151,28 +152,25 @@ def turn_span_end(span: Span, token: object, *, finish: str | None, error_code: 
 
 
 class AgentsSpanProcessor(TracingProcessor):
-    """The Agents SDK's traces and spans as OTel spans: its trace (one agent run) under the
-    current span (the turn's), each model request (`generation`) and tool call (`function`)
-    under it. Its other spans (agent, response, guardrail ...) are not exported: their children
-    hang on the nearest exported ancestor."""
+    """The Agents SDK's spans as OTel spans under the current one (the turn's): each model
+    request (`generation`) and tool call (`function`). Its trace (one agent run) and its other
+    spans (agent, task, turn, response ...) are not exported: their children hang on the
+    nearest exported ancestor."""
 
     EXPORTED = frozenset({"generation", "function"})
 
     def __init__(self, tracer: Tracer) -> None:
         self.tracer = tracer
-        self.runs: dict[str, Span] = {}  # SDK trace id -> span
+        self.runs: dict[str, Span] = {}  # SDK trace id -> the span its spans go under
         self.spans: dict[str, tuple[Span, bool]] = {}  # SDK span id -> (span, ours to end)
 
     def on_trace_start(self, trace: SdkTrace) -> None:
-        self.runs[trace.trace_id] = self.tracer.start_span(
-            f"invoke_agent {trace.name}",
-            attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "DreamyTin"},
-        )
+        # The run's spans go under the turn's (current in the turn's task): the turn span is
+        # the agent's invocation, and a retried run adds its requests to the same turn.
+        self.runs[trace.trace_id] = otel_trace.get_current_span()
 
     def on_trace_end(self, trace: SdkTrace) -> None:
-        span = self.runs.pop(trace.trace_id, None)
-        if span is not None:
-            span.end()
+        self.runs.pop(trace.trace_id, None)
 
     def on_span_start(self, span: SdkSpan[Any]) -> None:
         parent = self._parent(span)
@@ -196,7 +194,7 @@ class AgentsSpanProcessor(TracingProcessor):
             attributes["gen_ai.tool.type"] = "function"
             kind_of = SpanKind.INTERNAL
         started = self.tracer.start_span(
-            name, context=trace.set_span_in_context(parent), kind=kind_of, attributes=attributes
+            name, context=otel_trace.set_span_in_context(parent), kind=kind_of, attributes=attributes
         )
         self.spans[span.span_id] = (started, True)
 
