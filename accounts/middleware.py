@@ -13,8 +13,9 @@ from accounts.limits import rate_hit
 from dreamytin.middleware import AsyncMiddleware, json_error
 
 logger = logging.getLogger("accounts")
-# Probes call /health with no credentials; it says up or down and nothing else.
-OPEN_PATHS = frozenset({"/health"})
+# Probes call /health with no credentials; it says up or down and nothing else. /metrics has its
+# own access rule (loopback or METRICS_TOKEN: observability.views).
+OPEN_PATHS = frozenset({"/health", "/metrics"})
 # The admin has its own login, and in django mode it is where users log in.
 OWN_LOGIN_PREFIXES = ("/admin/",)
 

@@ -4,6 +4,8 @@
     python3 -m bench.ab /tmp/before .                        # one-chunk turns: the cost of a turn
     python3 -m bench.ab /tmp/before . --chunks 200 --sdk     # 200-chunk replies, and the SDK alone
     python3 -m bench.ab . . --chunks 200 --env-b FAST_PATHS=false   # one checkout, two settings
+    python3 -m bench.ab . . --chunks 200 --env-a METRICS=0 --env-b PROMETHEUS_MULTIPROC_DIR=$(mktemp -d) \
+        --env-b OTEL_EXPORTER_OTLP_ENDPOINT=sink         # metrics and traces on against off
 
 Both servers (uvicorn, one worker, each checkout on a SQLite file of its own) run side by side
 against one fake provider, and their rounds of K steady-arrival clients alternate, first A then
@@ -11,7 +13,8 @@ B, then B then A. The speed of a shared VM drifts over minutes by more than most
 (SDK-only runs of one load spread 151-185 us a chunk within an hour): two `bench.run` runs one
 after the other cannot tell such a change from the drift, while alternated rounds put the drift
 on both sides. `--env-a` and `--env-b` add settings to one side's server only, so one checkout
-can be compared with itself under another setting. With `--sdk`, a round of the SDK alone
+can be compared with itself under another setting; `OTEL_EXPORTER_OTLP_ENDPOINT=sink` sends a
+side's traces to a receiver on 127.0.0.1 started here (tests/otlp_receiver.py). With `--sdk`, a round of the SDK alone
 (`bench.sdk_baseline`, this checkout's agent, on the servers' event loop) follows each pair.
 
 Prints each round's server CPU per chunk (per turn, with `--chunks 1`) and the medians, and
@@ -32,6 +35,7 @@ from typing import Any
 
 from bench.measure import results_write
 from bench.run import sdk_baseline, server_env, server_loop, server_round, start_fake
+from tests.otlp_receiver import OtlpReceiver
 from tests.servers import PROJECT, Server
 
 
@@ -53,9 +57,12 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
     rounds: dict[str, list[float]] = {"A": [], "B": [], "sdk": []}
     servers: dict[str, Server] = {}
     loop = server_loop("uvicorn")  # the SDK alone runs on the servers' event loop
+    sink = OtlpReceiver(keep=False).start()
     try:
         env = server_env(tmp, url)
         for name, checkout, extra in (("A", args.a, args.env_a), ("B", args.b, args.env_b)):
+            if extra.get("OTEL_EXPORTER_OTLP_ENDPOINT") == "sink":
+                extra = {**extra, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
             tree_env = checkout_env(env, checkout, tmp / f"{name}.sqlite3", extra)
             servers[name] = Server("uvicorn", tree_env, tmp / f"{name}.log", checkout=checkout)
         for server in servers.values():  # warm: first-use costs are not what we compare
@@ -75,6 +82,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
             server.stop()
         fake.terminate()
         fake.wait(10)
+        sink.stop()
     shutil.rmtree(tmp)  # only after a good run: a failed one leaves its server logs there
     medians = {name: statistics.median(values) for name, values in rounds.items() if values}
     return {
@@ -88,6 +96,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
             "rounds": args.rounds,
             "sdk_loop": loop,
         },
+        "spans_received": sink.count,
         "cpu_us_per_chunk": rounds,
         "median": medians,
         "b_over_a_pct": round((medians["B"] / medians["A"] - 1) * 100, 1),
@@ -123,6 +132,7 @@ def main() -> None:
     medians = report["median"]
     print(f"median cpu us/chunk: A {medians['A']}  B {medians['B']}  B/A {report['b_over_a_pct']:+}%")
     print(f"each pair, B/A %: {report['pairs_b_over_a_pct']}")
+    print(f"spans received from the servers: {report['spans_received']}")
     if "sdk" in medians:
         print(f"SDK alone {medians['sdk']}: own layer A {medians['A'] / medians['sdk'] * 100 - 100:+.1f}%, "
               f"B {medians['B'] / medians['sdk'] * 100 - 100:+.1f}%")  # fmt: skip

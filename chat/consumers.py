@@ -48,6 +48,8 @@ from chat.turn import (
 )
 from chat.visibility import aconversation_claim
 from chat.wire import json_encode, timestamp_now
+from observability import metrics
+from observability.tracing import caller_capture
 
 logger = logging.getLogger("chat.websocket")
 CLOSE_INVALID_ID = 4400  # application close code: the conversation id is malformed
@@ -82,6 +84,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.conversation_id = self.scope["url_route"]["kwargs"]["client_id"]
+        caller_capture(self.scope)  # the handshake's traceparent: this socket's turns continue it
         if not conversation_id_valid(self.conversation_id):
             await self.close(code=CLOSE_INVALID_ID)
             return
@@ -97,6 +100,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # A client that sent its token as the subprotocols `bearer, <token>` expects one back.
         await self.accept(subprotocol=BEARER if self.identity.via_subprotocol else None)
         self.state = ConnectionState.OPEN
+        metrics.socket_opened()
         logger.info(
             "connect %s", self.conversation_id, extra={"event": "ws_connect", "conversation_id": self.conversation_id}
         )
@@ -131,6 +135,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return int(values[0]) if values and values[0].isdigit() and len(values[0]) <= 18 else None
 
     async def disconnect(self, code: int) -> None:
+        if self.state is not ConnectionState.CONNECTING:  # it was accepted (and counted)
+            metrics.socket_closed()
         self.state = ConnectionState.CLOSED
         if self.watcher is not None:
             # The turn goes on for TURN_DETACH_GRACE seconds if this was its last socket.
@@ -224,6 +230,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _lone_error(
         self, code: str, message: str, *, retryable: bool = False, retry_after: float | None = None
     ) -> None:
+        metrics.error_counted(code)
         event = {"type": "error", "error": message, "code": code, "retryable": retryable, "timestamp": timestamp_now()}
         if retry_after is not None:
             event["retry_after"] = round(retry_after, 1)

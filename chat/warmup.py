@@ -26,7 +26,6 @@ from enum import Enum
 
 import httpx
 from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner, set_tracing_disabled
-from django.conf import settings
 
 from chat.catalog import catalog_get
 from chat.gc_tuning import gc_settle
@@ -35,6 +34,7 @@ from chat.providers import NATIVE_PROVIDERS, litellm_setup
 from chat.turn.agent import agent_build
 from chat.turn.mapping import EventMapper
 from chat.wire import TurnFrames
+from observability.tracing import sdk_tracing_wanted
 from tools.adapter import function_tool
 from tools.registry import registry
 
@@ -100,9 +100,10 @@ def warmup() -> None:
     with _state_lock:
         _state = WarmupState.RUNNING
     try:
-        # The SDK exports traces to OpenAI by default: off unless the operator asks for it.
+        # The SDK exports traces to OpenAI by default: off unless the operator asks for it, or
+        # wants them as OTel spans (observability.tracing, which then replaces that exporter).
         # (Every turn also says so in its RunConfig; building the trace provider costs ~0.2 s.)
-        set_tracing_disabled(not settings.AGENTS_TRACING)
+        set_tracing_disabled(not sdk_tracing_wanted())
         asyncio.run(_warm_turn())
         models = catalog_get().models.values()
         for model in models:

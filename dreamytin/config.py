@@ -92,6 +92,12 @@ class Config:
     knowledge_scan_interval: float
     knowledge_semantic: bool
     agents_tracing: bool
+    metrics: bool
+    metrics_token: str | None
+    prometheus_multiproc_dir: Path | None
+    otel_exporter_otlp_endpoint: str | None
+    otel_service_name: str
+    otel_capture_content: bool
     fast_paths: bool
     secure_ssl_redirect: bool
     secure_hsts_seconds: int
@@ -184,6 +190,12 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             ),
             knowledge_semantic=env.bool("KNOWLEDGE_SEMANTIC", default=False),
             agents_tracing=env.bool("AGENTS_TRACING", default=False),
+            metrics=env.bool("METRICS", default=True),
+            metrics_token=_metrics_token(_optional(env, "METRICS_TOKEN")),
+            prometheus_multiproc_dir=_multiproc_dir(_optional(env, "PROMETHEUS_MULTIPROC_DIR")),
+            otel_exporter_otlp_endpoint=_otlp_endpoint(_optional(env, "OTEL_EXPORTER_OTLP_ENDPOINT")),
+            otel_service_name=_optional(env, "OTEL_SERVICE_NAME") or "dreamytin",
+            otel_capture_content=env.bool("OTEL_CAPTURE_CONTENT", default=False),
             fast_paths=env.bool("FAST_PATHS", default=True),
             secure_ssl_redirect=env.bool("SECURE_SSL_REDIRECT", default=False),
             secure_hsts_seconds=env.int("SECURE_HSTS_SECONDS", default=0),
@@ -265,6 +277,36 @@ def _auth_token(token: str | None, mode: str) -> str | None:
             "AUTH_TOKEN may hold only letters, digits and !#$%&'*+-.^_`|~ (it travels as a WebSocket subprotocol)."
         )
     return token
+
+
+def _metrics_token(token: str | None) -> str | None:
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise ImproperlyConfigured(
+            f"METRICS_TOKEN must be at least {MIN_TOKEN_CHARS} characters (generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
+        )
+    return token
+
+
+def _multiproc_dir(path: str | None) -> Path | None:
+    """prometheus_client reads the variable itself; a missing folder would only fail at the
+    first counter, in the middle of a turn."""
+    if path is None:
+        return None
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR must be an existing folder, got {path!r}")
+    return folder
+
+
+def _otlp_endpoint(url: str | None) -> str | None:
+    if url is None:
+        return None
+    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+        raise ImproperlyConfigured(
+            f"OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL such as http://collector:4318, got {url!r}"
+        )
+    return url.rstrip("/")
 
 
 def _rate(value: str, name: str) -> Rate | None:

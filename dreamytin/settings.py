@@ -34,11 +34,14 @@ INSTALLED_APPS = [
     "tools",
     "chat",
     "knowledge",
+    "observability",
 ]
 
 MIDDLEWARE = [
     # Outermost, so the CORS headers are on every response, JSON error bodies included.
     "corsheaders.middleware.CorsMiddleware",
+    # A span per request when OTEL_EXPORTER_OTLP_ENDPOINT is set (nothing otherwise).
+    "observability.middleware.TraceMiddleware",
     "dreamytin.middleware.RequestLogMiddleware",
     "dreamytin.middleware.JsonErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -133,6 +136,13 @@ TURN_DRAIN_SECONDS = CONFIG.turn_drain_seconds
 PROVIDER_RETRIES = CONFIG.provider_retries
 PROVIDER_TIMEOUT = CONFIG.provider_timeout
 AGENTS_TRACING = CONFIG.agents_tracing
+# Metrics and traces (observability/, docs/observability.md).
+METRICS = CONFIG.metrics
+METRICS_TOKEN = CONFIG.metrics_token
+PROMETHEUS_MULTIPROC_DIR = CONFIG.prometheus_multiproc_dir
+OTEL_EXPORTER_OTLP_ENDPOINT = CONFIG.otel_exporter_otlp_endpoint
+OTEL_SERVICE_NAME = CONFIG.otel_service_name
+OTEL_CAPTURE_CONTENT = CONFIG.otel_capture_content
 # The hand-written fast paths (chat.openai_client, chat.store.sql); off: the libraries' stock paths.
 FAST_PATHS = CONFIG.fast_paths
 

@@ -12,6 +12,7 @@ from django.conf import settings
 
 from chat.catalog import CatalogModel
 from chat.providers import model_resolve
+from observability.tracing import sdk_tracing_options
 from tools.adapter import function_tool
 from tools.registry import registry
 
@@ -32,7 +33,7 @@ def _tool_not_found(offered: list[str], args: ToolErrorFormatterArgs[Any]) -> st
 def run_config_build(agent: Agent[Any]) -> RunConfig:
     offered = [tool.name for tool in agent.tools]
     return RunConfig(
-        tracing_disabled=not settings.AGENTS_TRACING,
+        **sdk_tracing_options(),
         workflow_name="DreamyTin chat",
         tool_not_found_behavior="return_error_to_model",
         tool_error_formatter=partial(_tool_not_found, offered),

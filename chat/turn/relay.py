@@ -6,7 +6,7 @@
   expiring `RESUME_WINDOW_SECONDS` after its last write. The worker running a turn appends in batches
   (one pipeline every few milliseconds for all its turns, never a round trip per token), and
   each worker reads, with one blocking `XREAD` over every conversation its sockets watch, the
-  turns that run elsewhere into its own log (chat/turn/log.py), which its sockets send from.
+  turns that run elsewhere into its own log (chat/turn/fanout.py), which its sockets send from.
 - Control: `cancel` from any worker, and who watches (`left` and `joined`, so the worker running
   a turn can tell when its last socket anywhere has gone) on one pub/sub channel, with each
   worker's presence per conversation in a hash whose entries expire unless refreshed.
@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 
 from chat.turn.delivery import CLAIM_SECONDS, RedisClaims
 from chat.turn.fanout import RESUME_WINDOW_SECONDS, ConversationFeed, Feeds
+from observability.metrics import relay_lag_observe
 
 logger = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -178,6 +179,7 @@ class Relay:
                 await asyncio.sleep(0.5)
                 continue
             for key, entries in answer or []:
+                relay_lag_observe(entries[0][0], time.time() * 1000)  # its oldest entry
                 feed = followed.get(key.decode())
                 if feed is not None:
                     _entries_append(feed, entries)

@@ -29,6 +29,7 @@ from chat.turn.lease import INTERRUPTED, Lease, closing_events
 from chat.turn.mapping import EventMapper
 from chat.turn.session import ConversationSession
 from chat.usage import RequestUsage, request_usage, stream_end_usage, usage_estimate, usage_row
+from observability.turn import TurnTelemetry
 from tools.offered import mcp_function_tools
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class TurnRun:
         self.sent_events = 0
         self.stopped: StopReason | None = None
         self.started = time.perf_counter()
+        self.telemetry: TurnTelemetry  # made in `_run`, the turn's own task
         self.task = asyncio.create_task(self._run(), name=f"turn {plan.turn_id}")
 
     def stop(self, reason: StopReason = StopReason.CANCEL) -> None:
@@ -82,6 +84,7 @@ class TurnRun:
         self.task.cancel()
 
     async def _run(self) -> None:
+        self.telemetry = TurnTelemetry(model=self.plan.model, conversation_id=self.plan.conversation_id)
         finish: FinishReason = "stop"
         failure: TurnFailure | None = None
         lease = Lease(self.journal.flush, on_lost=lambda: self.stop(StopReason.LEASE_LOST))
@@ -99,8 +102,10 @@ class TurnRun:
             finish = "max_turns" if failure.code == "max_turns_exceeded" else "error"
         await lease.stop()
         if self.stopped is StopReason.LEASE_LOST:
+            self.telemetry.end(None)
             return  # another process ended the turn and told its sockets
         await self._finish(finish, failure)
+        self.telemetry.end(finish, failure.code if failure else None)
 
     async def _queued(self, ahead: int) -> None:
         # Not counted in `sent_events`: no model output reached the client, so a retry stays safe.
@@ -154,6 +159,7 @@ class TurnRun:
             for event in self.mapper.feed(sdk_event):
                 self.sent_events += 1
                 self.journal.observe(event)
+                self.telemetry.event(event)
                 self.emit(event)
             if self.mapper.completed:
                 self._record_completed()
@@ -173,6 +179,7 @@ class TurnRun:
             user_id=self.plan.owner_id,
         )
         self.journal.usage_add(row)
+        self.telemetry.usage(row)
 
     async def _finish(self, finish: FinishReason, failure: TurnFailure | None) -> None:
         try:

@@ -173,3 +173,40 @@ def test_knowledge_settings():
         config_from_env({"KNOWLEDGE_SCAN_INTERVAL": "-1"}, base_dir=BASE)
     with pytest.raises(ImproperlyConfigured, match="KNOWLEDGE_MAX_FILES must be a positive integer"):
         config_from_env({"KNOWLEDGE_MAX_FILES": "0"}, base_dir=BASE)
+
+
+def test_metrics_and_traces_settings(tmp_path):
+    config = config_from_env({}, base_dir=BASE)
+    assert (config.metrics, config.metrics_token, config.prometheus_multiproc_dir) == (True, None, None)
+    assert (config.otel_exporter_otlp_endpoint, config.otel_service_name, config.otel_capture_content) == (
+        None,
+        "dreamytin",
+        False,
+    )
+    config = config_from_env(
+        {
+            "METRICS": "0",
+            "METRICS_TOKEN": "t" * 32,
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+            "OTEL_SERVICE_NAME": "chat-eu",
+            "OTEL_CAPTURE_CONTENT": "1",
+        },
+        base_dir=BASE,
+    )
+    assert (config.metrics, config.metrics_token, config.prometheus_multiproc_dir) == (False, "t" * 32, tmp_path)
+    assert config.otel_exporter_otlp_endpoint == "http://collector:4318"
+    assert (config.otel_service_name, config.otel_capture_content) == ("chat-eu", True)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be at least 32 characters"),
+        ({"PROMETHEUS_MULTIPROC_DIR": "/no/such/folder"}, "PROMETHEUS_MULTIPROC_DIR must be an existing folder"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT must be an http"),
+    ],
+)
+def test_bad_metrics_and_traces_settings_name_the_variable(environ, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        config_from_env(environ, base_dir=BASE)
