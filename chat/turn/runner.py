@@ -32,6 +32,7 @@ from chat.providers import (
     provider_turn_slot,
 )
 from chat.store import selectors, services
+from chat.titles import title_schedule
 from chat.turn.journal import Journal
 from chat.turn.mapping import EventMapper
 from chat.turn.session import ConversationSession
@@ -293,6 +294,10 @@ class _Turn:
             )
         usage = stream_end_usage(self.journal.usage)
         self.emit(StreamEnd(finish_reason=finish, usage=usage))
+        if status == TurnStatus.COMPLETE:
+            title_schedule(
+                conversation_id=self.plan.conversation_id, first_turn=not self.plan.history, owner_id=self.plan.owner_id
+            )
         logger.info(
             "turn %s ended: %s",
             self.plan.turn_id,
