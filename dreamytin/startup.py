@@ -15,10 +15,15 @@ import asyncio
 import sys
 from typing import Any
 
+from chat.retention import retention_start
+from chat.titles import titles_settle
 from chat.turn.live import turns_drain
 from chat.turn.reaper import reaper_start
 from chat.warmup import warmup_start
 from tools.mcp.toolset import mcp_shutdown, mcp_start
+
+# Seconds a stopping process lets the titles being made finish.
+TITLES_SETTLE_SECONDS = 5.0
 
 
 def process_started() -> None:
@@ -26,11 +31,13 @@ def process_started() -> None:
     warmup_start()  # in the background: the server answers meanwhile
     mcp_start()
     reaper_start()  # ends the turns of workers that died
+    retention_start()  # deletes conversations untouched for RETENTION_DAYS
 
 
 async def process_stopping() -> None:
     """On the serving loop, once its sockets are closed."""
     await turns_drain()
+    await titles_settle(TITLES_SETTLE_SECONDS)
     await mcp_shutdown()
 
 
