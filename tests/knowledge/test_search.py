@@ -139,3 +139,5 @@ async def test_postgres_word_counts_follow_every_change(notes):
     (notes / "bird2.md").unlink()
     await sync_to_async(index_update)()
     assert await sync_to_async(counted)("heron") == (0, 0) and await sync_to_async(counted)("sparrow") == (1, 1)
+    await sync_to_async(index_update)(rebuild=True)  # a rebuild truncates the tables
+    assert await sync_to_async(counted)("sparrow") == (1, 1)
