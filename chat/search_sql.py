@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from typing import Any, Protocol
 
 # (conversation id, message id or None, rank): a conversation's best match among messages or
 # titles.
 Match = tuple[str, int | None, float]
+# Titles ranked at most (a common word is in thousands of them; the messages decide then).
+TITLES_RANKED = 1000
 _WORD = re.compile(r"\w+")
 
 # Snippets mark the matched words in Markdown bold (`**`), as the frontend renders messages: the
@@ -47,31 +50,48 @@ GROUP BY conversation_id
 """
 SQLITE_TITLES = """
 SELECT k.conversation_id, f.rank
-FROM chat_conversation_fts f
+FROM (SELECT rowid, rank FROM chat_conversation_fts WHERE chat_conversation_fts MATCH %s LIMIT %s) f
 JOIN chat_conversation_search_key k ON k.id = f.rowid
 {owned}
-WHERE chat_conversation_fts MATCH %s
 ORDER BY f.rank
 LIMIT %s
 """
 _SQLITE_TITLE_OWNED = "JOIN chat_conversation c ON c.id = k.conversation_id AND c.owner_id = %s"
-SQLITE_MESSAGE_SNIPPET = """
-SELECT snippet(chat_message_fts, -1, '**', '**', '…', 16)
-FROM chat_message_fts WHERE chat_message_fts MATCH %s AND rowid = %s
+SQLITE_MESSAGE_SNIPPETS = """
+SELECT rowid, snippet(chat_message_fts, -1, '**', '**', '…', 16)
+FROM chat_message_fts WHERE chat_message_fts MATCH %s AND rowid IN ({ids})
 """
-SQLITE_TITLE_SNIPPET = """
-SELECT highlight(chat_conversation_fts, 0, '**', '**')
-FROM chat_conversation_fts
+SQLITE_TITLE_SNIPPETS = """
+SELECT k.conversation_id, highlight(chat_conversation_fts, 0, '**', '**')
+FROM chat_conversation_fts f
+JOIN chat_conversation_search_key k ON k.id = f.rowid
 WHERE chat_conversation_fts MATCH %s
-  AND rowid = (SELECT id FROM chat_conversation_search_key WHERE conversation_id = %s)
+  AND f.rowid IN (SELECT id FROM chat_conversation_search_key WHERE conversation_id IN ({ids}))
 """
 
 POSTGRES_COUNT = (
-    "(SELECT count(*) FROM (SELECT 1 FROM chat_message WHERE search @@ to_tsquery('english', %s) LIMIT %s) s)"
+    "SELECT count(*) FROM (SELECT 1 FROM chat_message WHERE search @@ to_tsquery('english', %s) LIMIT %s) s"
 )
+# Counting a common word reads up to the bound's rows from the table (a GIN index cannot count
+# alone): 6 ms a word at 200,000 messages. The planner's statistics already know the common words
+# (migration 0005 keeps 10,000 of them, down to about 1 message in 3,000): a word listed there is
+# weighed by its listed frequency, and only the others, rare, are counted. Reading the list takes
+# 12 ms (its text is parsed), so a process keeps it (`Frequencies`) until the next ANALYZE.
+POSTGRES_ANALYSED = """
+SELECT greatest(last_analyze, last_autoanalyze) FROM pg_stat_user_tables WHERE relid = 'chat_message'::regclass
+"""
+POSTGRES_FREQUENCIES = """
+SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats
+WHERE schemaname = current_schema() AND tablename = 'chat_message' AND attname = 'search'
+"""
+# Each term's lexemes (a word the stemmer splits, `foo_bar`, has two; a stopword none).
+POSTGRES_LEXEMES = """
+SELECT t.term, x.lexeme
+FROM unnest(%s::text[]) AS t(term), unnest(tsvector_to_array(to_tsvector('english', t.term))) AS x(lexeme)
+"""
 # How many messages there are, near enough for a word's weight and read from the primary key's
-# index at once (count(*) would read every row; the planner's estimate lags behind inserts).
-POSTGRES_TOTAL = "(SELECT coalesce(max(id), 1) FROM chat_message)"
+# index at once (count(*) would read every row).
+POSTGRES_TOTAL = "SELECT coalesce(max(id), 1) FROM chat_message"
 _POSTGRES_OWNED = "AND c.owner_id = %s"
 # ts_rank knows no inverse document frequency: each query word a message holds adds the word's
 # IDF (as BM25 does for short texts); ts_rank only breaks ties.
@@ -102,22 +122,22 @@ ORDER BY conversation_id, rank DESC
 POSTGRES_TITLE_TERM = "%s * (c.search @@ to_tsquery('english', %s))::int"
 POSTGRES_TITLES = """
 SELECT c.id, {ranks} + 0.01 * ts_rank(c.search, q) AS rank
-FROM chat_conversation c, to_tsquery('english', %s) AS q
-WHERE c.search @@ q {owned}
+FROM (SELECT id FROM chat_conversation WHERE search @@ to_tsquery('english', %s) {owned_inner} LIMIT %s) hit
+JOIN chat_conversation c ON c.id = hit.id, to_tsquery('english', %s) AS q
 ORDER BY rank DESC
 LIMIT %s
 """
 # ts_headline parses the whole text: a long tool result is cut first, to keep a search quick.
-POSTGRES_MESSAGE_SNIPPET = """
-SELECT ts_headline('english', left(CASE WHEN kind = 'tool' THEN content || ': ' || coalesce(tool_result, '')
-                                        ELSE content END, 20000),
-                   to_tsquery('english', %s),
-                   'StartSel=**, StopSel=**, MaxWords=24, MinWords=8, MaxFragments=1, FragmentDelimiter=…')
-FROM chat_message WHERE id = %s
+POSTGRES_MESSAGE_SNIPPETS = """
+SELECT id, ts_headline('english', left(CASE WHEN kind = 'tool' THEN content || ': ' || coalesce(tool_result, '')
+                                            ELSE content END, 20000),
+                       to_tsquery('english', %s),
+                       'StartSel=**, StopSel=**, MaxWords=24, MinWords=8, MaxFragments=1, FragmentDelimiter=…')
+FROM chat_message WHERE id = ANY(%s)
 """
-POSTGRES_TITLE_SNIPPET = """
-SELECT ts_headline('english', title, to_tsquery('english', %s), 'HighlightAll=true, StartSel=**, StopSel=**')
-FROM chat_conversation WHERE id = %s
+POSTGRES_TITLE_SNIPPETS = """
+SELECT id, ts_headline('english', title, to_tsquery('english', %s), 'HighlightAll=true, StartSel=**, StopSel=**')
+FROM chat_conversation WHERE id = ANY(%s)
 """
 
 
@@ -135,8 +155,9 @@ class Backend(Protocol):
     def titles(self, terms: list[str], *, every: bool, owner_id: int | None, limit: int) -> list[tuple[str, float]]:
         """Conversations whose title matches, best first."""
 
-    def snippet(self, terms: list[str], *, conversation_id: str, message_id: int | None) -> str:
-        """The matching passage of the message (or of the title, without one), words marked."""
+    def snippets(self, terms: list[str], matches: list[Match]) -> dict[str, str]:
+        """By conversation, the matching passage of its message (or of its title, without
+        one), the words marked."""
 
 
 def words_marked(text: str, terms: list[str], width: int = 16) -> str:
@@ -191,17 +212,54 @@ class SqliteBackend:
     def titles(self, terms: list[str], *, every: bool, owner_id: int | None, limit: int) -> list[tuple[str, float]]:
         owned = _SQLITE_TITLE_OWNED if owner_id is not None else ""
         mine = [owner_id] if owner_id is not None else []
-        self.cursor.execute(SQLITE_TITLES.format(owned=owned), [*mine, _fts5(terms, every), limit])
+        self.cursor.execute(SQLITE_TITLES.format(owned=owned), [_fts5(terms, every), TITLES_RANKED, *mine, limit])
         return [(conversation_id, -rank) for conversation_id, rank in self.cursor.fetchall()]
 
-    def snippet(self, terms: list[str], *, conversation_id: str, message_id: int | None) -> str:
+    def snippets(self, terms: list[str], matches: list[Match]) -> dict[str, str]:
         expression = _fts5(terms, every=False)
-        if message_id is None:
-            self.cursor.execute(SQLITE_TITLE_SNIPPET, [expression, conversation_id])
-        else:
-            self.cursor.execute(SQLITE_MESSAGE_SNIPPET, [expression, message_id])
-        row = self.cursor.fetchone()
-        return row[0] if row else ""
+        by_message = {message_id: key for key, message_id, _ in matches if message_id is not None}
+        titled = [key for key, message_id, _ in matches if message_id is None]
+        found: dict[str, str] = {}
+        if by_message:
+            sql = SQLITE_MESSAGE_SNIPPETS.format(ids=", ".join(["%s"] * len(by_message)))
+            self.cursor.execute(sql, [expression, *by_message])
+            found |= {by_message[message_id]: text for message_id, text in self.cursor.fetchall()}
+        if titled:
+            sql = SQLITE_TITLE_SNIPPETS.format(ids=", ".join(["%s"] * len(titled)))
+            self.cursor.execute(sql, [expression, *titled])
+            found |= dict(self.cursor.fetchall())
+        return found
+
+
+class Frequencies:
+    """The common words of the messages and the share of messages holding each, as PostgreSQL's
+    statistics have them; read again when they may have changed (an ANALYZE since, looked for
+    at most every CHECK_SECONDS)."""
+
+    CHECK_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._words: dict[str, float] = {}
+        self._analysed: Any = None
+        self._checked = -math.inf
+
+    def words(self, cursor: Any) -> dict[str, float]:
+        if time.monotonic() - self._checked < self.CHECK_SECONDS:
+            return self._words
+        self._checked = time.monotonic()
+        cursor.execute(POSTGRES_ANALYSED)
+        row = cursor.fetchone()
+        analysed = row[0] if row else None
+        if analysed != self._analysed:
+            cursor.execute(POSTGRES_FREQUENCIES)
+            row = cursor.fetchone()
+            self._words = dict(zip(row[0], row[1], strict=False)) if row and row[0] else {}
+            self._analysed = analysed
+        return self._words
+
+
+# Per process, as the planner's statistics are per database: one list for every search.
+frequencies = Frequencies()
 
 
 class PostgresBackend:
@@ -210,14 +268,27 @@ class PostgresBackend:
         self.idf: dict[str, float] = {}
 
     def counts(self, terms: list[str], bound: int) -> list[int]:
-        lexemes = [value for term in terms for value in (f"'{term}'", bound)]
-        self.cursor.execute(f"SELECT {POSTGRES_TOTAL}, {', '.join([POSTGRES_COUNT] * len(terms))}", lexemes)
-        total, *found = self.cursor.fetchone()
+        self.cursor.execute(POSTGRES_TOTAL)
+        total = self.cursor.fetchone()[0]
+        common = frequencies.words(self.cursor)
+        self.cursor.execute(POSTGRES_LEXEMES, [terms])
+        lexemes: dict[str, list[str]] = {}
+        for term, lexeme in self.cursor.fetchall():
+            lexemes.setdefault(term, []).append(lexeme)
+        found = []
+        for term in terms:
+            listed = [common[lexeme] for lexeme in lexemes.get(term, []) if lexeme in common]
+            if listed:
+                found.append(round(min(listed) * total))
+            else:  # rare (or never analysed): counted, up to the bound
+                self.cursor.execute(POSTGRES_COUNT, [f"'{term}'", bound])
+                found.append(self.cursor.fetchone()[0])
         total = max(total, *found)  # so no weight is negative
+        # BM25's IDF.
         self.idf = {
             term: math.log(1 + (float(total) - n + 0.5) / (n + 0.5)) for term, n in zip(terms, found, strict=True)
         }
-        return found
+        return [min(n, bound) for n in found]
 
     def messages(
         self, terms: list[str], *, every: bool, newest: bool, owner_id: int | None, ranked: int
@@ -236,10 +307,11 @@ class PostgresBackend:
         ]
 
     def titles(self, terms: list[str], *, every: bool, owner_id: int | None, limit: int) -> list[tuple[str, float]]:
-        owned = _POSTGRES_OWNED if owner_id is not None else ""
+        owned = "AND owner_id = %s" if owner_id is not None else ""
         mine = [owner_id] if owner_id is not None else []
-        sql = POSTGRES_TITLES.format(ranks=self._ranks(POSTGRES_TITLE_TERM, terms), owned=owned)
-        self.cursor.execute(sql, [*self._weights(terms), _tsquery(terms, every), *mine, limit])
+        sql = POSTGRES_TITLES.format(ranks=self._ranks(POSTGRES_TITLE_TERM, terms), owned_inner=owned)
+        query = _tsquery(terms, every)
+        self.cursor.execute(sql, [*self._weights(terms), query, *mine, TITLES_RANKED, query, limit])
         return [(conversation_id, float(rank)) for conversation_id, rank in self.cursor.fetchall()]
 
     @staticmethod
@@ -249,14 +321,17 @@ class PostgresBackend:
     def _weights(self, terms: list[str]) -> list[Any]:
         return [value for term in terms for value in (self.idf.get(term, 1.0), f"'{term}'")]
 
-    def snippet(self, terms: list[str], *, conversation_id: str, message_id: int | None) -> str:
+    def snippets(self, terms: list[str], matches: list[Match]) -> dict[str, str]:
         query = _tsquery(terms, every=False)
-        if message_id is None:
-            self.cursor.execute(POSTGRES_TITLE_SNIPPET, [query, conversation_id])
-        else:
-            self.cursor.execute(POSTGRES_MESSAGE_SNIPPET, [query, message_id])
-        row = self.cursor.fetchone()
-        text = row[0] if row else ""
+        by_message = {message_id: key for key, message_id, _ in matches if message_id is not None}
+        titled = [key for key, message_id, _ in matches if message_id is None]
+        found: dict[str, str] = {}
+        if by_message:
+            self.cursor.execute(POSTGRES_MESSAGE_SNIPPETS, [query, list(by_message)])
+            found |= {by_message[message_id]: text for message_id, text in self.cursor.fetchall()}
+        if titled:
+            self.cursor.execute(POSTGRES_TITLE_SNIPPETS, [query, titled])
+            found |= dict(self.cursor.fetchall())
         # ts_headline parses the text as it is, where a word inside a file name or a path
         # (`notes-2024.csv`) is no word of its own (the index splits them: migration 0003).
-        return text if "**" in text else words_marked(text, terms)
+        return {key: text if "**" in text else words_marked(text, terms) for key, text in found.items()}
