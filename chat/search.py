@@ -30,7 +30,7 @@ MAX_QUERY_CHARS = 500
 MAX_TERMS = 16
 MAX_TERM_CHARS = 64
 FREQUENT_MESSAGES = 1000
-FREQUENT_RANKED = 500
+FREQUENT_RANKED = 200
 TITLE_WEIGHT = 2.0
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -58,12 +58,9 @@ def conversation_search(*, query: str, owner_id: int | None = None, limit: int =
     with connection.cursor() as cursor:
         backend: Backend = PostgresBackend(cursor) if connection.vendor == "postgresql" else SqliteBackend(cursor)
         best = _ranked(backend, terms, owner_id, limit)
-        snippets = {
-            conversation_id: backend.snippet(terms, conversation_id=conversation_id, message_id=message_id)
-            for conversation_id, message_id, _ in best
-        }
+        snippets = backend.snippets(terms, best)
     rows = {row.id: row for row in selectors.conversation_list(owner_id=owner_id).filter(id__in=snippets)}
-    return [Found(conversation=rows[key], snippet=snippets[key]) for key, _, _ in best if key in rows]
+    return [Found(conversation=rows[key], snippet=snippets.get(key, "")) for key, _, _ in best if key in rows]
 
 
 def _ranked(backend: Backend, terms: list[str], owner_id: int | None, limit: int) -> list[Match]:
@@ -71,13 +68,17 @@ def _ranked(backend: Backend, terms: list[str], owner_id: int | None, limit: int
     rare = [term for term, found in zip(terms, counts, strict=True) if found < FREQUENT_MESSAGES]
     # The rare words, every match ranked; then (when there are none, or they match nothing) all
     # of the words in the newest messages, and if none holds them all, any of them.
+    # The common words still count in ranking the rare words' matches: of the messages holding a
+    # rare name, the one that also holds the query's other words comes first.
+    common = tuple(term for term in terms if term not in rare)
     plans = [(rare, False, False, len(rare) * FREQUENT_MESSAGES)] if rare else []
-    if len(rare) < len(terms):
+    if common:
         plans += [(terms, True, True, FREQUENT_RANKED), (terms, False, True, FREQUENT_RANKED)]
     messages: list[Match] = []
     titles: dict[str, float] = {}
     for words, every, newest, ranked in plans:
-        messages = backend.messages(words, every=every, newest=newest, owner_id=owner_id, ranked=ranked)
+        also = common if words is rare else ()
+        messages = backend.messages(words, every=every, newest=newest, owner_id=owner_id, ranked=ranked, also=also)
         titles = dict(backend.titles(words, every=every, owner_id=owner_id, limit=limit))
         if messages or titles:
             break

@@ -146,11 +146,18 @@ class Backend(Protocol):
         """How many messages hold each term, counted up to `bound`."""
 
     def messages(
-        self, terms: list[str], *, every: bool, newest: bool, owner_id: int | None, ranked: int
+        self,
+        terms: list[str],
+        *,
+        every: bool,
+        newest: bool,
+        owner_id: int | None,
+        ranked: int,
+        also: tuple[str, ...] = (),
     ) -> list[Match]:
         """Each conversation's best matching message, among those holding every term (`every`)
         or any. `newest`: only the newest `ranked` matches are ranked; else `ranked` bounds the
-        matches, and the caller knows there are fewer."""
+        matches, and the caller knows there are fewer. Words `also` count in the ranking only."""
 
     def titles(self, terms: list[str], *, every: bool, owner_id: int | None, limit: int) -> list[tuple[str, float]]:
         """Conversations whose title matches, best first."""
@@ -198,14 +205,24 @@ class SqliteBackend:
         return found
 
     def messages(
-        self, terms: list[str], *, every: bool, newest: bool, owner_id: int | None, ranked: int
+        self,
+        terms: list[str],
+        *,
+        every: bool,
+        newest: bool,
+        owner_id: int | None,
+        ranked: int,
+        also: tuple[str, ...] = (),
     ) -> list[Match]:
         owned = _SQLITE_OWNED if owner_id is not None else ""
         mine = [owner_id] if owner_id is not None else []
+        expression = _fts5(terms, every)
+        if also:  # BM25 scores every phrase of the expression: these add to it, never select
+            expression = f"({expression}) AND ({_fts5([*terms, *also], every=False)})"
         if newest:
-            sql, params = SQLITE_MESSAGES_NEWEST.format(owned=owned), [*mine, _fts5(terms, every), ranked]
+            sql, params = SQLITE_MESSAGES_NEWEST.format(owned=owned), [*mine, expression, ranked]
         else:
-            sql, params = SQLITE_MESSAGES_RANKED.format(owned=owned), [_fts5(terms, every), ranked, *mine]
+            sql, params = SQLITE_MESSAGES_RANKED.format(owned=owned), [expression, ranked, *mine]
         self.cursor.execute(sql, params)
         return [(conversation_id, message_id, -rank) for conversation_id, message_id, rank in self.cursor.fetchall()]
 
@@ -291,7 +308,14 @@ class PostgresBackend:
         return [min(n, bound) for n in found]
 
     def messages(
-        self, terms: list[str], *, every: bool, newest: bool, owner_id: int | None, ranked: int
+        self,
+        terms: list[str],
+        *,
+        every: bool,
+        newest: bool,
+        owner_id: int | None,
+        ranked: int,
+        also: tuple[str, ...] = (),
     ) -> list[Match]:
         owned = _POSTGRES_OWNED if owner_id is not None else ""
         mine = [owner_id] if owner_id is not None else []
@@ -299,8 +323,9 @@ class PostgresBackend:
         if newest:
             sql, params = POSTGRES_MESSAGES_NEWEST.format(owned=owned), [*mine, query, ranked]
         else:
-            sql = POSTGRES_MESSAGES_RANKED.format(ranks=self._ranks(POSTGRES_TERM, terms), owned=owned)
-            params = [*self._weights(terms), query, ranked, *mine, query]
+            scored = [*terms, *also]
+            sql = POSTGRES_MESSAGES_RANKED.format(ranks=self._ranks(POSTGRES_TERM, scored), owned=owned)
+            params = [*self._weights(scored), query, ranked, *mine, _tsquery(scored, every=False)]
         self.cursor.execute(sql, params)
         return [
             (conversation_id, message_id, float(rank)) for conversation_id, message_id, rank in self.cursor.fetchall()

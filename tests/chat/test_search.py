@@ -123,16 +123,20 @@ def test_limit_and_no_match(client):
 
 
 def test_words_in_most_messages_rank_the_newest_that_hold_them_all(client, monkeypatch):
-    monkeypatch.setattr(search, "FREQUENT_MESSAGES", 2)
+    monkeypatch.setattr(search, "FREQUENT_MESSAGES", 3)
     monkeypatch.setattr(search, "FREQUENT_RANKED", 10)
     chat("old", "weather report", "weather today")
     chat("mid", "weather only", "nothing else")
     chat("new", "weather report again", "report says weather")
     # Both words are "frequent": the messages must hold both.
     assert {hit["id"] for hit in found(client, "weather report")} == {"old", "new"}
-    # A rarer word decides alone.
+    # A rarer word chooses the messages; the common ones still rank them: the shorter message
+    # holds the rare word alone, and comes second.
+    for number in range(12):  # so that "weather" is in fewer than half the messages, as common words are
+        chat(f"filler{number}", f"unrelated question {number}", "unrelated answer")
     chat("rare", "weather report with hailstones")
-    assert found(client, "weather hailstones")[0]["id"] == "rare"
+    chat("rare-alone", "big hailstones fell")
+    assert [hit["id"] for hit in found(client, "weather hailstones")][:2] == ["rare", "rare-alone"]
 
 
 def test_only_the_callers_own_conversations(client, django_user_model):
