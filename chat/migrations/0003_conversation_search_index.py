@@ -14,6 +14,11 @@ each with a GIN index. A tool's result is indexed up to its first 100,000 charac
 names and paths are indexed as their words (PostgreSQL's parser would keep them whole).
 
 `chat.search` runs the queries (`chat.search_sql` has their text).
+
+A later migration that makes SQLite copy `chat_message` or `chat_conversation` into a new table
+(Django does for most field changes; adding a nullable column is an ALTER TABLE) drops their
+triggers with the old table: it must create the triggers above again. The search tests fail
+if it does not.
 """
 
 from django.db import migrations
