@@ -47,6 +47,25 @@ IMPORT_BODY = {
 }
 
 
+_DOCUMENT = {"type": "object", "description": "{format, version, exported_at, conversations: [...]}: docs/protocol.md"}
+EXPORT_ALL = {
+    "responses": {
+        200: {
+            "description": "All of the caller's conversations",
+            "content": {"application/json": {"schema": _DOCUMENT}},
+        }
+    }
+}
+EXPORT_ONE = {
+    "responses": {
+        200: {
+            "description": "The conversation, as JSON (a document of one) or Markdown",
+            "content": {"application/json": {"schema": _DOCUMENT}, "text/markdown": {"schema": {"type": "string"}}},
+        }
+    }
+}
+
+
 def _owner(request: HttpRequest) -> int | None:
     return request.identity.owner_id  # type: ignore[attr-defined]
 
@@ -75,7 +94,12 @@ def _filename(title: str, extension: str) -> str:
     return f"{stem}.{extension}"
 
 
-@router.get("/conversations/export", tags=["conversations"], summary="Export all of the caller's conversations (JSON)")
+@router.get(
+    "/conversations/export",
+    tags=["conversations"],
+    summary="Export all of the caller's conversations (JSON)",
+    openapi_extra=EXPORT_ALL,
+)
 def conversations_export_all(request: HttpRequest) -> JsonResponse:
     document = export_document(list(conversations_export(owner_id=_owner(request))))
     response = JsonResponse(document, json_dumps_params=_JSON)
@@ -87,6 +111,7 @@ def conversations_export_all(request: HttpRequest) -> JsonResponse:
     "/conversations/{conversation_id}/export",
     tags=["conversations"],
     summary="Export one conversation: JSON with everything, or Markdown",
+    openapi_extra=EXPORT_ONE,
 )
 def conversation_export_one(request: HttpRequest, conversation_id: str, query: Query[ExportFormat]) -> HttpResponse:
     if not conversation_id_valid(conversation_id):
