@@ -202,7 +202,7 @@ def main() -> None:
         figures = result[label]
         print(
             f"{label}: {figures['searches']} searches p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
-            f"max {figures['max_ms']} ms, this process's CPU p50 {figures['cpu_p50_ms']} / p99 {figures['cpu_p99_ms']} ms ("
+            f"max {figures['max_ms']} ms, CPU p50 {figures['cpu_p50_ms']} / p99 {figures['cpu_p99_ms']} ms ("
             + ", ".join(f"{kind} p50/p99 {v['p50_ms']}/{v['p99_ms']}" for kind, v in figures["by_kind"].items())
             + f"); recall@5 {figures['recall_at_5']}"
         )
