@@ -4,7 +4,7 @@ The query is never handed to the database's query language: it is cut into words
 digits), each quoted (FTS5) or passed as a plain lexeme (PostgreSQL), so quotes, `*`, `NEAR(`,
 `-` or `:` are just characters. A conversation matches by its title or by any message's text
 (the user's, the assistant's, a tool's name and result); it ranks by its best message, plus its
-title's rank counted twice (a title names what the whole conversation is about).
+title's rank (`Backend.title_weight`).
 
 Ranking costs the database for every message that matches, so, as `knowledge.search` does,
 words found in more than FREQUENT_MESSAGES messages are left out when the query has rarer
@@ -31,7 +31,6 @@ MAX_TERMS = 16
 MAX_TERM_CHARS = 64
 FREQUENT_MESSAGES = 1000
 FREQUENT_RANKED = 200
-TITLE_WEIGHT = 2.0
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -84,10 +83,14 @@ def _ranked(backend: Backend, terms: list[str], owner_id: int | None, limit: int
             break
     scores: dict[str, Match] = {}
     for conversation_id, message_id, rank in messages:
-        scores[conversation_id] = (conversation_id, message_id, rank + TITLE_WEIGHT * titles.get(conversation_id, 0.0))
+        scores[conversation_id] = (
+            conversation_id,
+            message_id,
+            rank + backend.title_weight * titles.get(conversation_id, 0.0),
+        )
     for conversation_id, rank in titles.items():
         if conversation_id not in scores:
-            scores[conversation_id] = (conversation_id, None, TITLE_WEIGHT * rank)
+            scores[conversation_id] = (conversation_id, None, backend.title_weight * rank)
     return sorted(scores.values(), key=lambda match: match[2], reverse=True)[:limit]
 
 

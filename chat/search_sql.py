@@ -142,6 +142,9 @@ FROM chat_conversation WHERE id = ANY(%s)
 
 
 class Backend(Protocol):
+    # What a title's rank counts for beside a message's.
+    title_weight: float
+
     def counts(self, terms: list[str], bound: int) -> list[int]:
         """How many messages hold each term, counted up to `bound`."""
 
@@ -194,6 +197,9 @@ def _tsquery(terms: list[str], every: bool) -> str:
 
 
 class SqliteBackend:
+    # BM25 of a short title is about a message's: twice, as a title names the whole conversation.
+    title_weight = 2.0
+
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
 
@@ -280,6 +286,10 @@ frequencies = Frequencies()
 
 
 class PostgresBackend:
+    # Both ranks are sums of the same words' weights: a title's words count as a message's
+    # (twice made a common title word outrank a message holding every word of the query).
+    title_weight = 1.0
+
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
         self.idf: dict[str, float] = {}
