@@ -12,6 +12,7 @@ from pydantic import Field
 from chat.catalog import PROVIDERS, catalog_get
 from chat.exceptions import InvalidConversationId
 from chat.ids import conversation_id_valid
+from chat.search import conversation_search
 from chat.store import selectors, services
 from chat.turn import client_key, conversation_forget, snapshot
 from chat.usage import usage_report, usage_totals
@@ -70,21 +71,29 @@ def models(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-@router.get("/conversations", tags=["conversations"], summary="All conversations, newest first")
-def conversation_list(request: HttpRequest) -> dict[str, Any]:
+class ConversationFilters(Schema):
+    q: str | None = Field(None, description="Words to find in titles and messages: only matches, best first")
+    limit: int = Field(20, ge=1, le=100, description="With q: at most this many conversations")
+
+
+def _list_entry(conversation: Any) -> dict[str, Any]:
     return {
-        "conversations": [
-            {
-                "id": conversation.id,
-                "title": _title(conversation),
-                "created_at": _iso(conversation.created_at),
-                "updated_at": _iso(conversation.updated_at),
-                "message_count": conversation.message_count,
-                "model": conversation.model,
-            }
-            for conversation in selectors.conversation_list(owner_id=_owner(request))
-        ]
+        "id": conversation.id,
+        "title": _title(conversation),
+        "created_at": _iso(conversation.created_at),
+        "updated_at": _iso(conversation.updated_at),
+        "message_count": conversation.message_count,
+        "model": conversation.model,
     }
+
+
+@router.get("/conversations", tags=["conversations"], summary="All conversations, newest first, or those matching q")
+def conversation_list(request: HttpRequest, filters: Query[ConversationFilters]) -> dict[str, Any]:
+    if filters.q is not None:
+        found = conversation_search(query=filters.q, owner_id=_owner(request), limit=filters.limit)
+        entries = [{**_list_entry(hit.conversation), "match": {"snippet": hit.snippet}} for hit in found]
+        return {"conversations": entries}
+    return {"conversations": [_list_entry(row) for row in selectors.conversation_list(owner_id=_owner(request))]}
 
 
 @router.post("/conversations", tags=["conversations"], summary="Create (or return) a conversation")

@@ -39,3 +39,20 @@ class UnknownModel(ChatError):
 class ModelUnavailable(ChatError):
     code = "model_unavailable"
     http_status = 400
+
+
+class InvalidSearch(ChatError):
+    code = "invalid_query"
+    http_status = 400
+
+
+class ImportRefused(ChatError):
+    """An import file that is malformed, of an unknown shape, or too large."""
+
+    code = "invalid_import"
+    http_status = 400
+
+
+class ImportTooLarge(ImportRefused):
+    code = "import_too_large"
+    http_status = 413

@@ -132,6 +132,11 @@ class SessionItem(models.Model):
         return f"{self.conversation_id} #{self.pk} {kind}"
 
 
+class UsageKind(models.TextChoices):
+    TURN = "turn"  # a request of a chat turn
+    TITLE = "title"  # a conversation's title, made by a model after its first turn (chat.titles)
+
+
 class UsageRecord(models.Model):
     """The ledger: one row per model request. Rows outlive their conversation (links emptied),
     so totals never shrink."""
@@ -145,6 +150,7 @@ class UsageRecord(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage"
     )
+    kind = models.CharField(max_length=16, choices=UsageKind.choices, default=UsageKind.TURN)
     model = models.CharField(max_length=200, db_index=True)
     provider = models.CharField(max_length=40)
     input_tokens = models.PositiveIntegerField(default=0)  # includes the cached part

@@ -8,6 +8,7 @@ from ninja.errors import HttpError, ValidationError
 
 import dreamytin
 from chat.api import router as chat_router
+from chat.archive.api import router as archive_router
 from chat.exceptions import ChatError
 from chat.warmup import warmup_state
 from dreamytin.health import health_check
@@ -72,5 +73,7 @@ async def health(request: HttpRequest) -> JsonResponse:
     )
 
 
+# Before the chat router: `/conversations/export` is not a conversation's id.
+api.add_router("", archive_router)
 api.add_router("", chat_router)
 api.add_router("", tools_router)

@@ -111,6 +111,9 @@ class Config:
     rate_limit_frames: Rate | None
     max_connections_per_address: int
     budget_usd_per_day: Decimal | None
+    title_model: str | None
+    import_max_bytes: int
+    retention_days: int | None
 
 
 def _optional(env: environ.Env, name: str) -> str | None:
@@ -211,6 +214,11 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
                 env.int("MAX_CONNECTIONS_PER_ADDRESS", default=100), "MAX_CONNECTIONS_PER_ADDRESS"
             ),
             budget_usd_per_day=_money(env.str("BUDGET_USD_PER_DAY", default=""), "BUDGET_USD_PER_DAY"),
+            # Unset: the local model when it runs; "none": titles stay the first message.
+            # A catalog id is checked against the catalog at start-up (chat.apps).
+            title_model=_optional(env, "TITLE_MODEL"),
+            import_max_bytes=_positive(env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024), "IMPORT_MAX_BYTES"),
+            retention_days=_retention(env.str("RETENTION_DAYS", default="")),
         )
     except ValueError as exc:  # django-environ's casts raise ValueError with the bad value
         raise ImproperlyConfigured(f"Invalid configuration: {exc}") from exc
@@ -318,6 +326,16 @@ def _rate(value: str, name: str) -> Rate | None:
     if not count.isdigit() or int(count) < 1 or period not in _PERIODS:
         raise ImproperlyConfigured(f"{name} must look like 20/min (a count per s, min, hour or day), got {value!r}")
     return Rate(count=int(count), seconds=_PERIODS[period])
+
+
+def _retention(value: str) -> int | None:
+    """Days a conversation is kept after its last change; empty or 0: for ever."""
+    value = value.strip()
+    if value in ("", "0"):
+        return None
+    if not value.isdigit():
+        raise ImproperlyConfigured(f"RETENTION_DAYS must be a whole number of days (0: keep for ever), got {value!r}")
+    return int(value)
 
 
 def _money(value: str, name: str) -> Decimal | None:

@@ -170,6 +170,11 @@ BUDGET_USD_PER_DAY = CONFIG.budget_usd_per_day
 # Rate-limit and connection counters live in Redis when it is set (shared by the workers).
 REDIS_URL = CONFIG.redis_url
 
+# Conversations: model-made titles (chat.titles), import size, retention (chat.retention).
+TITLE_MODEL = CONFIG.title_model
+IMPORT_MAX_BYTES = CONFIG.import_max_bytes
+RETENTION_DAYS = CONFIG.retention_days
+
 # Knowledge base (the `search_knowledge` tool).
 KNOWLEDGE_DIRS = CONFIG.knowledge_dirs
 KNOWLEDGE_MAX_FILE_BYTES = CONFIG.knowledge_max_file_bytes

@@ -15,9 +15,14 @@ import asyncio
 import sys
 from typing import Any
 
-from chat.turn import turns_started, turns_stopping
+from chat.retention import retention_start
+from chat.titles import titles_settle
+from chat.turn import turns_closed, turns_started, turns_stopping
 from chat.warmup import warmup_start
 from tools.mcp.toolset import mcp_shutdown, mcp_start
+
+# Seconds a stopping process lets the titles being made finish.
+TITLES_SETTLE_SECONDS = 5.0
 
 
 def process_started() -> None:
@@ -25,11 +30,14 @@ def process_started() -> None:
     warmup_start()  # in the background: the server answers meanwhile
     mcp_start()
     turns_started()  # ends the turns of workers that died
+    retention_start()  # deletes conversations untouched for RETENTION_DAYS
 
 
 async def process_stopping() -> None:
     """On the serving loop, once its sockets are closed."""
-    await turns_stopping()  # drains the running turns, then closes the process's clients
+    await turns_stopping()  # lets the running turns end, or ends them as interrupted
+    await titles_settle(TITLES_SETTLE_SECONDS)  # the titles their ends asked for
+    await turns_closed()  # the relay, the reaper, the provider clients
     await mcp_shutdown()
 
 

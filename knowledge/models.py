@@ -53,3 +53,12 @@ class ChunkVector(models.Model):
 
     chunk = models.OneToOneField(Chunk, on_delete=models.DO_NOTHING, primary_key=True, related_name="vector")
     vector = models.BinaryField()
+
+
+class Lexeme(models.Model):
+    """PostgreSQL only: how many passages hold a word (a lexeme of the `english` configuration);
+    the empty lexeme's row counts every passage. Kept by triggers (migration 0004), read by
+    `knowledge.sql`; a model so that `flush` empties it with the passages."""
+
+    lexeme = models.TextField(primary_key=True)
+    passages = models.IntegerField()

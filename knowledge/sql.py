@@ -31,10 +31,17 @@ LIMIT %s
 # heading (B), 1 in the body (D): a word of the file name ranks a note first, but not past a
 # passage that holds two rarer words of the query (4, as for FTS5's columns, let a common word
 # of a name outrank the fact's passage on the test set). ts_rank only breaks ties.
-POSTGRES_COUNT = (
-    "(SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk WHERE search @@ to_tsquery('english', %s) LIMIT %s) s)"
-)
-POSTGRES_TOTAL = "(SELECT coalesce(sum(chunk_count), 0) FROM knowledge_document)"
+# How many passages hold each word, and (the empty lexeme) how many there are: counts kept by
+# triggers (migration 0004), one row per word. A word the stemmer splits (`foo_bar`) counts as
+# its rarest part; one it drops (a stopword of the `english` configuration) as 0.
+POSTGRES_COUNTS = """
+SELECT t.term, coalesce(min(l.passages), 0)
+FROM unnest(%s::text[]) AS t(term)
+LEFT JOIN LATERAL unnest(tsvector_to_array(to_tsvector('english', t.term))) AS x(lexeme) ON true
+LEFT JOIN knowledge_lexeme l ON l.lexeme = x.lexeme
+GROUP BY t.term
+"""
+POSTGRES_TOTAL = "SELECT coalesce((SELECT passages FROM knowledge_lexeme WHERE lexeme = ''), 0)"
 POSTGRES_TERM_RANK = (
     "%s * (2 * (c.search @@ to_tsquery('english', %s))::int + 1.5 * (c.search @@ to_tsquery('english', %s))::int"
     " + (c.search @@ to_tsquery('english', %s))::int)"
@@ -82,15 +89,16 @@ class PostgresBackend:
         self.idf: dict[str, float] = {}
 
     def counts(self, terms: list[str], bound: int) -> list[int]:
-        lexemes = [value for term in terms for value in (f"'{term}'", bound)]
-        self.cursor.execute(f"SELECT {POSTGRES_TOTAL}, {', '.join([POSTGRES_COUNT] * len(terms))}", lexemes)
-        total, *found = self.cursor.fetchone()
-        # BM25's IDF; a bounded count makes a frequent word's IDF a little too high, which only
-        # matters when every word of the query is frequent.
+        self.cursor.execute(POSTGRES_COUNTS, [terms])
+        counted = dict(self.cursor.fetchall())
+        self.cursor.execute(POSTGRES_TOTAL)
+        total = self.cursor.fetchone()[0]
+        found = [counted.get(term, 0) for term in terms]
+        # BM25's IDF.
         self.idf = {
             term: math.log(1 + (float(total) - n + 0.5) / (n + 0.5)) for term, n in zip(terms, found, strict=True)
         }
-        return found
+        return [min(n, bound) for n in found]
 
     def search(self, terms: list[str], operator: str, *, ranked: int, count: int) -> list[Row]:
         lexemes = {term: f"'{term}'" for term in terms}

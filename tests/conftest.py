@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connections
 from django.test import override_settings
 
+from chat.titles import titles_settle
 from chat.turn import turns_cancel_all
 from chat.warmup import warmup
 from dreamytin.asgi import application
@@ -67,9 +68,11 @@ def _local_model_only_when_marked(request: pytest.FixtureRequest) -> Iterator[No
 
 @pytest.fixture(autouse=True)
 async def _no_turn_outlives_its_test() -> AsyncIterator[None]:
-    """A turn outlives its socket (for TURN_DETACH_GRACE): not its test."""
+    """A turn outlives its socket (for TURN_DETACH_GRACE), and a title is made after the turn
+    (chat.titles): not after their test."""
     yield
     await turns_cancel_all()
+    await titles_settle(0)
 
 
 @pytest.fixture(scope="session")

@@ -60,9 +60,7 @@ class ToolRegistry:
         """Registered, available tools that `TOOLS_ENABLED` allows (None: all), in registration order."""
         allowed = settings.TOOLS_ENABLED
         return [
-            tool
-            for name, tool in self._registry.items()
-            if (allowed is None or name in allowed) and tool.available()
+            tool for name, tool in self._registry.items() if (allowed is None or name in allowed) and tool.available()
         ]
 
     def autodiscover(self) -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "turn_running",
     "turn_start",
     "turns_cancel_all",
+    "turns_closed",
     "turns_reap",
     "turns_started",
     "turns_stopping",
@@ -260,10 +261,13 @@ def turns_started() -> None:
 
 
 async def turns_stopping() -> None:
-    """Before the server exits: drain the running turns, then stop the background work."""
-    state = runtime()
-    await turns_drain(state)
-    await state.close()
+    """Before the server exits: let the running turns end (or end them as interrupted)."""
+    await turns_drain(runtime())
+
+
+async def turns_closed() -> None:
+    """Last, once nothing else needs them: stop the background work and close the clients."""
+    await runtime().close()
 
 
 async def turns_cancel_all() -> None:

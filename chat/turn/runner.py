@@ -23,6 +23,7 @@ from chat.catalog import CatalogModel
 from chat.protocol import FinishReason, Queued, TurnEvent
 from chat.providers import TurnFailure, failure_classify, provider_streams_closed, provider_turn_slot
 from chat.store import selectors, services
+from chat.titles import title_schedule
 from chat.turn.agent import agent_build, run_config_build
 from chat.turn.journal import Journal
 from chat.turn.lease import INTERRUPTED, Lease, closing_events
@@ -194,6 +195,10 @@ class TurnRun:
         usage = stream_end_usage(self.journal.usage)
         for event in closing_events(finish, usage, failure, shown_anything=bool(self.sent_events)):
             self.emit(event)
+        if finish == "stop":  # in the background: the reply is over for the user
+            title_schedule(
+                conversation_id=self.plan.conversation_id, first_turn=not self.plan.history, owner_id=self.plan.owner_id
+            )
         logger.info(
             "turn %s ended: %s",
             self.plan.turn_id,

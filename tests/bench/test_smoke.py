@@ -135,6 +135,15 @@ def test_knowledge_smoke_run_indexes_searches_and_measures_recall(tmp_path):
     assert report["questions"] == 50 and 0 <= report["recall_at_5"] <= 1
 
 
+def test_conversation_search_smoke_run_times_searches_with_and_without_users(tmp_path):
+    printed, report = bench_run("conversations", tmp_path / "conversations.json", "--smoke", timeout=180)
+    assert report["conversations"] == 200 and report["messages"] == 4000
+    for label in ("one_user", "no_users"):
+        assert label in printed and report[label]["searches"] == 100 and report[label]["p99_ms"] > 0
+        assert set(report[label]["by_kind"]) == {"name", "message", "common"}
+        assert report[label]["recall_at_5"] > 0.5
+
+
 def test_knowledge_semantic_smoke_run_compares_hybrid_with_full_text(tmp_path):
     printed, report = bench_run("knowledge", tmp_path / "semantic.json", "--smoke", "--semantic", timeout=180)
     semantic = report["semantic"]

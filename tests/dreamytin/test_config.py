@@ -210,3 +210,15 @@ def test_metrics_and_traces_settings(tmp_path):
 def test_bad_metrics_and_traces_settings_name_the_variable(environ, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         config_from_env(environ, base_dir=BASE)
+
+
+def test_conversation_keeping_settings():
+    config = config_from_env({}, base_dir=BASE)
+    assert config.title_model is None and config.retention_days is None
+    assert config.import_max_bytes == 50 * 1024 * 1024
+    config = config_from_env({"TITLE_MODEL": "none", "RETENTION_DAYS": "90", "IMPORT_MAX_BYTES": "1000"}, base_dir=BASE)
+    assert (config.title_model, config.retention_days, config.import_max_bytes) == ("none", 90, 1000)
+    assert config_from_env({"RETENTION_DAYS": "0"}, base_dir=BASE).retention_days is None
+    for name, value in [("RETENTION_DAYS", "-3"), ("RETENTION_DAYS", "a month"), ("IMPORT_MAX_BYTES", "0")]:
+        with pytest.raises(ImproperlyConfigured, match=name):
+            config_from_env({name: value}, base_dir=BASE)

@@ -112,3 +112,32 @@ async def test_frequent_words_give_way_to_rare_ones(notes, monkeypatch):
     assert "heron.md:1" not in citations(await search("garden work day", limit=10))
     # ...or, when none holds them all, any of them.
     assert len(citations(await search("garden owl", limit=20))) == 10
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL keeps word counts (SQLite's FTS5 counts)")
+async def test_postgres_word_counts_follow_every_change(notes):
+    from asgiref.sync import sync_to_async
+
+    from knowledge.indexer import index_update
+
+    def counted(word: str) -> tuple[int, int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT coalesce(max(passages), 0) FROM knowledge_lexeme WHERE lexeme = %s", [word])
+            kept = cursor.fetchone()[0]
+            cursor.execute("SELECT count(*) FROM knowledge_chunk WHERE search @@ to_tsquery('english', %s)", [word])
+            return kept, cursor.fetchone()[0]
+
+    for number in range(3):
+        (notes / f"bird{number}.md").write_text(f"A heron and a sparrow, note {number}.\n")
+    await sync_to_async(index_update)()
+    assert await sync_to_async(counted)("heron") == (3, 3)
+    (notes / "bird0.md").write_text("Only a sparrow now.\n")
+    (notes / "bird1.md").unlink()
+    await sync_to_async(index_update)()
+    assert await sync_to_async(counted)("heron") == (1, 1)
+    assert await sync_to_async(counted)("sparrow") == (2, 2)
+    (notes / "bird2.md").unlink()
+    await sync_to_async(index_update)()
+    assert await sync_to_async(counted)("heron") == (0, 0) and await sync_to_async(counted)("sparrow") == (1, 1)
+    await sync_to_async(index_update)(rebuild=True)  # a rebuild truncates the tables
+    assert await sync_to_async(counted)("sparrow") == (1, 1)

@@ -1,0 +1,97 @@
+"""Finding conversations by their words (`GET /conversations?q=`): a selector, reads only.
+
+The query is never handed to the database's query language: it is cut into words (letters and
+digits), each quoted (FTS5) or passed as a plain lexeme (PostgreSQL), so quotes, `*`, `NEAR(`,
+`-` or `:` are just characters. A conversation matches by its title or by any message's text
+(the user's, the assistant's, a tool's name and result); it ranks by its best message, plus its
+title's rank (`Backend.title_weight`).
+
+Ranking costs the database for every message that matches, so, as `knowledge.search` does,
+words found in more than FREQUENT_MESSAGES messages are left out when the query has rarer
+ones; when every word is that common, the messages must hold them all and only the newest
+FREQUENT_RANKED of them are ranked (the conversation being looked for is most often recent).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+
+from chat.exceptions import InvalidSearch
+from chat.search_sql import Backend, Match, PostgresBackend, SqliteBackend
+from chat.store import selectors
+from chat.store.db import db_async
+from knowledge.search import STOPWORDS
+
+MAX_QUERY_CHARS = 500
+MAX_TERMS = 16
+MAX_TERM_CHARS = 64
+FREQUENT_MESSAGES = 1000
+FREQUENT_RANKED = 200
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Found:
+    conversation: Any  # a `Conversation` of `selectors.conversation_list`, with its message_count
+    snippet: str
+
+
+def search_terms(query: str) -> list[str]:
+    """The query's searchable words, lower-cased, de-duplicated; `InvalidSearch` if none."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidSearch(f"The search is too long ({len(query)} characters; at most {MAX_QUERY_CHARS}).")
+    words = list(dict.fromkeys(word.lower()[:MAX_TERM_CHARS] for word in _WORD.findall(query)))
+    if not words:
+        raise InvalidSearch("The search has no words to look for (letters or digits); q must hold at least one.")
+    terms = [word for word in words if word not in STOPWORDS] or words
+    return terms[:MAX_TERMS]
+
+
+def conversation_search(*, query: str, owner_id: int | None = None, limit: int = 20) -> list[Found]:
+    """The caller's conversations that match, best first, each with a snippet of its match."""
+    terms = search_terms(query)
+    with connection.cursor() as cursor:
+        backend: Backend = PostgresBackend(cursor) if connection.vendor == "postgresql" else SqliteBackend(cursor)
+        best = _ranked(backend, terms, owner_id, limit)
+        snippets = backend.snippets(terms, best)
+    rows = {row.id: row for row in selectors.conversation_list(owner_id=owner_id).filter(id__in=snippets)}
+    return [Found(conversation=rows[key], snippet=snippets.get(key, "")) for key, _, _ in best if key in rows]
+
+
+def _ranked(backend: Backend, terms: list[str], owner_id: int | None, limit: int) -> list[Match]:
+    counts = backend.counts(terms, FREQUENT_MESSAGES)
+    rare = [term for term, found in zip(terms, counts, strict=True) if found < FREQUENT_MESSAGES]
+    # The rare words, every match ranked; then (when there are none, or they match nothing) all
+    # of the words in the newest messages, and if none holds them all, any of them.
+    # The common words still count in ranking the rare words' matches: of the messages holding a
+    # rare name, the one that also holds the query's other words comes first.
+    common = tuple(term for term in terms if term not in rare)
+    plans = [(rare, False, False, len(rare) * FREQUENT_MESSAGES)] if rare else []
+    if common:
+        plans += [(terms, True, True, FREQUENT_RANKED), (terms, False, True, FREQUENT_RANKED)]
+    messages: list[Match] = []
+    titles: dict[str, float] = {}
+    for words, every, newest, ranked in plans:
+        also = common if words is rare else ()
+        messages = backend.messages(words, every=every, newest=newest, owner_id=owner_id, ranked=ranked, also=also)
+        titles = dict(backend.titles(words, every=every, owner_id=owner_id, limit=limit))
+        if messages or titles:
+            break
+    scores: dict[str, Match] = {}
+    for conversation_id, message_id, rank in messages:
+        scores[conversation_id] = (
+            conversation_id,
+            message_id,
+            rank + backend.title_weight * titles.get(conversation_id, 0.0),
+        )
+    for conversation_id, rank in titles.items():
+        if conversation_id not in scores:
+            scores[conversation_id] = (conversation_id, None, backend.title_weight * rank)
+    return sorted(scores.values(), key=lambda match: match[2], reverse=True)[:limit]
+
+
+aconversation_search = db_async(conversation_search)
