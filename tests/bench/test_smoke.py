@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.knowledge.semantic.conftest import MODEL_MISSING, MODEL_MISSING_REASON
+
 PROJECT = Path(__file__).resolve().parents[2]
 
 # The benchmarks choose their own database (a SQLite file, or BENCH_DATABASE_URL) and no channel
@@ -135,6 +137,7 @@ def test_knowledge_smoke_run_indexes_searches_and_measures_recall(tmp_path):
     assert report["questions"] == 50 and 0 <= report["recall_at_5"] <= 1
 
 
+@pytest.mark.skipif(MODEL_MISSING, reason=MODEL_MISSING_REASON)
 def test_knowledge_semantic_smoke_run_compares_hybrid_with_full_text(tmp_path):
     printed, report = bench_run("knowledge", tmp_path / "semantic.json", "--smoke", "--semantic", timeout=180)
     semantic = report["semantic"]
