@@ -138,6 +138,7 @@ def test_knowledge_smoke_run_indexes_searches_and_measures_recall(tmp_path):
 
 
 @pytest.mark.skipif(MODEL_MISSING, reason=MODEL_MISSING_REASON)
+@pytest.mark.timeout(240)  # past bench_run's own 180 s, so that its clean-up runs
 def test_knowledge_semantic_smoke_run_compares_hybrid_with_full_text(tmp_path):
     printed, report = bench_run("knowledge", tmp_path / "semantic.json", "--smoke", "--semantic", timeout=180)
     semantic = report["semantic"]
