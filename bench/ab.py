@@ -8,17 +8,19 @@
         --env-b OTEL_EXPORTER_OTLP_ENDPOINT=sink         # metrics and traces on against off
 
 Both servers (uvicorn, one worker, each checkout on a SQLite file of its own) run side by side
-against one fake provider, and their rounds of K steady-arrival clients alternate, first A then
-B, then B then A. The speed of a shared VM drifts over minutes by more than most changes move it
-(SDK-only runs of one load spread 151-185 us a chunk within an hour): two `bench.run` runs one
-after the other cannot tell such a change from the drift, while alternated rounds put the drift
-on both sides. `--env-a` and `--env-b` add settings to one side's server only, so one checkout
-can be compared with itself under another setting; `OTEL_EXPORTER_OTLP_ENDPOINT=sink` sends a
-side's traces to a receiver on 127.0.0.1 started here (tests/otlp_receiver.py). With `--sdk`, a round of the SDK alone
-(`bench.sdk_baseline`, this checkout's agent, on the servers' event loop) follows each pair.
-
-Prints each round's server CPU per chunk (per turn, with `--chunks 1`) and the medians, and
-writes JSON (bench/results/ab.json unless --out).
+against one fake provider; each serves an unmeasured warm-up round, then their rounds of K
+clients (steady arrivals unless `--arrival burst`) alternate, first A then B, then B then A.
+The speed of a shared VM drifts over minutes by more than most changes move it (SDK-only runs
+of one load spread 151-185 us a chunk within an hour): two `bench.run` runs one after the other
+cannot tell such a change from the drift, while alternated rounds put the drift on both sides.
+`--env-a` and `--env-b` add settings to one side's server only, so one checkout can be compared
+with itself under another setting; `OTEL_EXPORTER_OTLP_ENDPOINT=sink` sends a side's traces to a
+receiver on 127.0.0.1 started here (tests/otlp_receiver.py). With `--sdk`, a round of the SDK
+alone (`bench.sdk_baseline`, this checkout's agent, on the servers' event loop) runs beside each
+pair (after it, then before the next), and each side's own layer is `bench.layer.own_layer_pct`:
+the same measurement and the same definition as `bench.run`'s "own cpu %". Prints each round's
+server CPU per chunk (per turn, with `--chunks 1`) and the medians, and writes JSON
+(bench/results/ab.json unless --out).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.measure import results_write
-from bench.run import sdk_baseline, server_env, server_loop, server_round, start_fake
+from bench.layer import cpu, layered_rounds, own_layer_pct, server_loop
+from bench.measure import ARRIVALS, results_write
+from bench.run import server_env, start_fake
 from tests.otlp_receiver import OtlpReceiver
 from tests.servers import PROJECT, Server
 
@@ -54,10 +57,9 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
     (tmp / "ws").mkdir()
     fake, url = start_fake(tmp, args.chunks, 1 / args.rate, args.ttft)
     span = args.ttft + args.chunks / args.rate
-    rounds: dict[str, list[float]] = {"A": [], "B": [], "sdk": []}
     servers: dict[str, Server] = {}
     loop = server_loop("uvicorn")  # the SDK alone runs on the servers' event loop
-    sink = OtlpReceiver(keep=False).start()
+    sink = OtlpReceiver(keep=False).start()  # `OTEL_EXPORTER_OTLP_ENDPOINT=sink`: traces to here
     try:
         env = server_env(tmp, url)
         for name, checkout, extra in (("A", args.a, args.env_a), ("B", args.b, args.env_b)):
@@ -65,27 +67,25 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
                 extra = {**extra, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
             tree_env = checkout_env(env, checkout, tmp / f"{name}.sqlite3", extra)
             servers[name] = Server("uvicorn", tree_env, tmp / f"{name}.log", checkout=checkout)
-        for server in servers.values():  # warm: first-use costs are not what we compare
-            await server_round(server.process.pid, server.port, min(args.k, 50), "steady", span, tag="warm-")
-        for index in range(args.rounds):
-            for name in ("A", "B") if index % 2 == 0 else ("B", "A"):
-                server = servers[name]
-                result = await server_round(server.process.pid, server.port, args.k, "steady", span, tag=f"r{index}-")
-                if result["failed"]:
-                    raise RuntimeError(f"{name}: {result['failed']} turns failed in round {index}")
-                rounds[name].append(result["cpu_us_per_chunk"])
-            if args.sdk:
-                rounds["sdk"].append(sdk_baseline(env, args.k, "steady", span, "route", loop)["cpu_us_per_chunk"])
-            print(f"round {index}: A {rounds['A'][-1]}  B {rounds['B'][-1]}  SDK {rounds['sdk'][-1:]}", flush=True)
+        measured = await layered_rounds(
+            servers, env, k=args.k, arrival=args.arrival, span=span, pairs=args.rounds, loop=loop, sdk=args.sdk
+        )
     finally:
         for server in servers.values():
             server.stop()
         fake.terminate()
         fake.wait(10)
         sink.stop()
+    for name, results in measured.items():
+        failed = [index for index, result in enumerate(results) if result["failed"]]
+        if failed:
+            raise RuntimeError(f"{name}: turns failed in rounds {failed}")
     shutil.rmtree(tmp)  # only after a good run: a failed one leaves its server logs there
-    medians = {name: statistics.median(values) for name, values in rounds.items() if values}
-    return {
+    rounds = {name: cpu(results) for name, results in measured.items()}
+    for index in range(args.rounds):
+        print(f"round {index}: " + "  ".join(f"{name} {values[index]}" for name, values in rounds.items()))
+    medians = {name: statistics.median(values) for name, values in rounds.items()}
+    report: dict[str, Any] = {
         "config": {
             "a": str(args.a),
             "b": str(args.b),
@@ -93,15 +93,20 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
             "env_b": args.env_b,
             "k": args.k,
             "chunks": args.chunks,
+            "arrival": args.arrival,
             "rounds": args.rounds,
             "sdk_loop": loop,
         },
-        "spans_received": sink.count,
         "cpu_us_per_chunk": rounds,
+        "spans_received": sink.count,
+        "load_1min": {name: [r["load_1min"] for r in results] for name, results in measured.items()},
         "median": medians,
         "b_over_a_pct": round((medians["B"] / medians["A"] - 1) * 100, 1),
         "pairs_b_over_a_pct": [round((b / a - 1) * 100, 1) for a, b in zip(rounds["A"], rounds["B"], strict=True)],
     }
+    if args.sdk:
+        report["own_layer_pct"] = {name: own_layer_pct(rounds[name], rounds["sdk"]) for name in ("A", "B")}
+    return report
 
 
 def env_setting(text: str) -> tuple[str, str]:
@@ -121,7 +126,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="chunks per second per stream")
     parser.add_argument("--ttft", type=float, default=0.2, help="fake time to first token, seconds")
     parser.add_argument("--rounds", type=int, default=6, help="rounds of each server")
-    parser.add_argument("--sdk", action="store_true", help="also run the SDK alone after each pair")
+    parser.add_argument("--arrival", choices=ARRIVALS, default="steady", help="see bench.measure.load")
+    parser.add_argument(
+        "--sdk", action="store_true", help="also run the SDK alone beside each round (our layer's cost)"
+    )
     parser.add_argument("--env-a", type=env_setting, action="append", default=[], help="NAME=value for A's server")
     parser.add_argument("--env-b", type=env_setting, action="append", default=[], help="NAME=value for B's server")
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "ab.json"))
@@ -133,9 +141,9 @@ def main() -> None:
     print(f"median cpu us/chunk: A {medians['A']}  B {medians['B']}  B/A {report['b_over_a_pct']:+}%")
     print(f"each pair, B/A %: {report['pairs_b_over_a_pct']}")
     print(f"spans received from the servers: {report['spans_received']}")
-    if "sdk" in medians:
-        print(f"SDK alone {medians['sdk']}: own layer A {medians['A'] / medians['sdk'] * 100 - 100:+.1f}%, "
-              f"B {medians['B'] / medians['sdk'] * 100 - 100:+.1f}%")  # fmt: skip
+    if "own_layer_pct" in report:
+        own = report["own_layer_pct"]
+        print(f"SDK alone {medians['sdk']}: our layer (bench.layer.own_layer_pct) A {own['A']:+}%, B {own['B']:+}%")
     results_write(args.out, report)
 
 

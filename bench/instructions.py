@@ -33,8 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.layer import server_loop
 from bench.measure import ChatClient, results_write
-from bench.run import server_env, server_loop, start_fake
+from bench.run import server_env, start_fake
 from bench.sdk_baseline import LOOPS, run_on
 from tests.servers import PROJECT, Server
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import shutil
@@ -30,21 +29,18 @@ from typing import Any
 
 import httpx
 
-from bench.measure import (
-    ARRIVALS,
-    ChatClient,
-    Load,
-    StreamTiming,
-    cpu_seconds,
-    load,
-    percentile,
-    raw_sse_stream,
-    results_write,
-    rss_bytes,
+from bench.layer import (
+    MODEL,
+    cpu,
+    layered_rounds,
+    ms,
+    own_layer_pct,
+    sdk_round,
+    server_loop,
+    summarize,
 )
+from bench.measure import ARRIVALS, ChatClient, load, raw_sse_stream, results_write
 from tests.servers import PROJECT, Server
-
-MODEL = "gpt-4o"
 
 
 def start_fake(tmp: Path, chunks: int, interval: float, ttft: float) -> tuple[subprocess.Popen[bytes], str]:
@@ -89,56 +85,11 @@ def server_env(tmp: Path, fake_url: str) -> dict[str, str]:
     return env
 
 
-def summarize(turns: Load) -> dict[str, Any]:
-    good = [t for t in turns.measured if t.ok]
-    ttft = [t.ttft for t in good if t.ttft is not None]
-    latency = [x for t in good for x in t.chunk_latency]
-    return {
-        "turns": len(turns.every),
-        "failed": sum(not t.ok for t in turns.every),
-        "chunks": sum(t.chunks for t in turns.every),
-        "ttft_p50_ms": _ms(percentile(ttft, 50)),
-        "ttft_p99_ms": _ms(percentile(ttft, 99)),
-        "chunk_p50_ms": _ms(percentile(latency, 50)),
-        "chunk_p99_ms": _ms(percentile(latency, 99)),
-    }
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
-
-
 async def raw_baseline(url: str, k: int, arrival: str, span: float) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=k + 10, max_keepalive_connections=k + 10)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         await raw_sse_stream(client, url)
         return summarize(await load(k, arrival=arrival, span=span, turn=lambda _: raw_sse_stream(client, url)))
-
-
-def server_loop(kind: str) -> str:
-    """The event loop a server runs on: Daphne on asyncio's (Twisted's asyncio reactor),
-    uvicorn on uvloop when it is installed (its `--loop auto`)."""
-    if kind == "daphne" or importlib.util.find_spec("uvloop") is None:
-        return "asyncio"
-    return "uvloop"
-
-
-def sdk_baseline(
-    env: dict[str, str], k: int, arrival: str, span: float, client: str, loop: str = "asyncio"
-) -> dict[str, Any]:
-    """The server's agent on the same turns with no server (`bench.sdk_baseline`), run with the
-    server's settings on the server's event loop."""
-    command = [sys.executable, "-m", "bench.sdk_baseline", "--model", MODEL, "--k", str(k)]
-    command += ["--arrival", arrival, "--span", str(span), "--client", client, "--loop", loop]
-    out = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, check=True)
-    raw = json.loads(out.stdout.strip().splitlines()[-1])
-    timings = [StreamTiming(ttft=t, ok=True) for t in raw["ttft"]]
-    if timings:
-        timings[0].chunk_latency = raw["chunk_latency"]
-    summary = summarize(Load(every=timings, measured=timings))
-    summary.update({"turns": None, "failed": raw["failed"], "chunks": raw["chunks"], "loop": raw["loop"]})
-    summary["cpu_us_per_chunk"] = round(raw["cpu_seconds"] / max(raw["chunks"], 1) * 1e6, 1)
-    return summary
 
 
 async def first_and_tenth(port: int) -> dict[str, Any]:
@@ -150,38 +101,10 @@ async def first_and_tenth(port: int) -> dict[str, Any]:
         ttfts.append((await client.turn("hi", MODEL, first_token_only=True)).ttft or 0.0)
     await client.close()
     return {
-        "first_ttft_ms": _ms(ttfts[0]),
-        "tenth_ttft_ms": _ms(ttfts[9]),
-        "first_minus_tenth_ms": _ms(ttfts[0] - ttfts[9]),
+        "first_ttft_ms": ms(ttfts[0]),
+        "tenth_ttft_ms": ms(ttfts[9]),
+        "first_minus_tenth_ms": ms(ttfts[0] - ttfts[9]),
     }
-
-
-async def server_round(pid: int, port: int, k: int, arrival: str, span: float, tag: str = "") -> dict[str, Any]:
-    """K clients, each on a conversation of its own (`tag` keeps repeated rounds apart)."""
-    rss_start = rss_bytes(pid)
-    clients = [ChatClient(f"ws://127.0.0.1:{port}/ws/bench-{tag}{arrival}-{k}-{index}") for index in range(k)]
-    for start in range(0, k, 50):  # open in batches: a burst of handshakes is not what we measure
-        await asyncio.gather(*(client.open() for client in clients[start : start + 50]))
-    await asyncio.sleep(0.5)
-    rss_idle = rss_bytes(pid)
-    peak = rss_idle
-    cpu_before = cpu_seconds(pid)
-    turns = asyncio.ensure_future(load(k, arrival=arrival, span=span, turn=lambda i: clients[i].turn("hi", MODEL)))
-    while not turns.done():
-        peak = max(peak, rss_bytes(pid))
-        await asyncio.sleep(0.05)
-    cpu = cpu_seconds(pid) - cpu_before
-    await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
-    summary = summarize(turns.result())
-    summary.update(
-        {
-            "cpu_us_per_chunk": round(cpu / max(summary["chunks"], 1) * 1e6, 1),
-            "rss_per_idle_conn_kib": round((rss_idle - rss_start) / k / 1024, 1),
-            "rss_per_streaming_conn_kib": round((peak - rss_start) / k / 1024, 1),
-            "rss_peak_mb": round(peak / 2**20, 1),
-        }
-    )
-    return summary
 
 
 def added(server: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
@@ -199,45 +122,30 @@ def added(server: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
 
 
 async def server_measure(
-    server: Server, kind: str, env: dict[str, str], k: int, arrival: str, span: float, pairs: int
+    server: Server, kind: str, env: dict[str, str], k: int, arrival: str, span: float, pairs: int, warm: bool
 ) -> dict[str, Any]:
     """The server's rounds of one load, each paired with an SDK-only round on the server's loop
-    run right beside it: this VM's speed drifts over minutes (SDK-only runs of one load spread
-    151-185 us a chunk within an hour), so a share taken against a baseline run far away in
-    time measures the drift. Pairs alternate their order (server first, then SDK first), as
-    `bench.ab` does. The row has the first round's latencies and memory (later rounds reuse
-    its freed memory), the medians of the CPU figures, and every round's turns."""
-    loop = server_loop(kind)
-    rounds: list[dict[str, Any]] = []
-    for index in range(pairs):
-        if index % 2:
-            sdk = sdk_baseline(env, k, arrival, span, "route", loop)
-            result = await server_round(server.process.pid, server.port, k, arrival, span, tag=f"r{index}-")
-        else:
-            result = await server_round(server.process.pid, server.port, k, arrival, span, tag=f"r{index}-")
-            sdk = sdk_baseline(env, k, arrival, span, "route", loop)
-        rounds.append({"server": result, "sdk": sdk})
-    row = dict(rounds[0]["server"])
+    run right beside it (`bench.layer.layered_rounds`, as `bench.ab --sdk`; `warm` for the
+    server's first load). The row has the first round's latencies and memory (later rounds reuse
+    its freed memory), the medians of the CPU figures, our layer's cost
+    (`bench.layer.own_layer_pct`), and every round's turns."""
+    rounds = await layered_rounds(
+        {kind: server}, env, k=k, arrival=arrival, span=span, pairs=pairs, loop=server_loop(kind), warm=warm
+    )
+    served, sdk = rounds[kind], rounds["sdk"]
+    row = dict(served[0])
     pairs_cpu = [
-        {
-            "server_cpu_us_per_chunk": r["server"]["cpu_us_per_chunk"],
-            "sdk_cpu_us_per_chunk": r["sdk"]["cpu_us_per_chunk"],
-        }
-        for r in rounds
-    ]
-    own = [
-        (p["server_cpu_us_per_chunk"] / p["sdk_cpu_us_per_chunk"] - 1) * 100
-        for p in pairs_cpu
-        if p["sdk_cpu_us_per_chunk"]
+        {"server_cpu_us_per_chunk": s["cpu_us_per_chunk"], "sdk_cpu_us_per_chunk": d["cpu_us_per_chunk"]}
+        for s, d in zip(served, sdk, strict=True)
     ]
     row.update(
         {
             # Every round's turns count: one failed turn in any round shows.
-            **{key: sum(r["server"][key] for r in rounds) for key in ("turns", "failed", "chunks")},
-            "cpu_us_per_chunk": round(statistics.median(p["server_cpu_us_per_chunk"] for p in pairs_cpu), 1),
-            "sdk_cpu_us_per_chunk": round(statistics.median(p["sdk_cpu_us_per_chunk"] for p in pairs_cpu), 1),
-            "own_layer_cpu_overhead_pct": round(statistics.median(own), 1) if own else None,
-            "sdk_paired": rounds[0]["sdk"],
+            **{key: sum(r[key] for r in served) for key in ("turns", "failed", "chunks")},
+            "cpu_us_per_chunk": round(statistics.median(cpu(served)), 1),
+            "sdk_cpu_us_per_chunk": round(statistics.median(cpu(sdk)), 1),
+            "own_layer_cpu_overhead_pct": own_layer_pct(cpu(served), cpu(sdk)),
+            "sdk_paired": sdk[0],
             "pairs": pairs_cpu,
         }
     )
@@ -271,8 +179,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "raw_sse": await raw_baseline(url, k, arrival, span),
                     # The library's cost as most run it: asyncio's loop. Each server's own
                     # layer is taken against SDK-only rounds on its own loop (server_measure).
-                    "sdk": sdk_baseline(env, k, arrival, span, "route"),
-                    "sdk_stock_client": sdk_baseline(env, k, arrival, span, "stock"),
+                    "sdk": sdk_round(env, k, arrival, span, "route"),
+                    "sdk_stock_client": sdk_round(env, k, arrival, span, "stock"),
                 }
         for kind in args.servers:
             server = Server(kind, env, tmp / f"{kind}.log")
@@ -284,10 +192,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     **await first_and_tenth(server.port),
                     "by_k": {},
                 }
+                warm = True  # the server's first load starts with an unmeasured round
                 for k in args.ks:
                     entry["by_k"][str(k)] = {}
                     for arrival in args.arrivals:
-                        row = await server_measure(server, kind, env, k, arrival, span, args.pairs)
+                        row = await server_measure(server, kind, env, k, arrival, span, args.pairs, warm)
+                        warm = False
                         row.update(added(row, report["baselines"][str(k)][arrival]["raw_sse"]))
                         entry["by_k"][str(k)][arrival] = row
                 report["servers"][kind] = entry

@@ -16,7 +16,7 @@ benchmark's own (made anew, dropped at the end), against the fake provider (stam
   receive time minus its starter's, same frame); both servers' CPU per chunk delivered to any socket.
 - single: the same K turns on a third server with one socket each, no watcher and no Redis, on
   a database of its own on the same PostgreSQL server, so only the fan-out differs
-  (`bench.run.server_round`); with --baseline, that server runs another checkout (today's code).
+  (`bench.layer.server_round`); with --baseline, that server runs another checkout (today's code).
 
 A watcher that lags is waited for (while it still receives), so `lost` counts events that never
 came. The JSON keeps a few anomalies of each round and what each server logged, counted.
@@ -50,8 +50,9 @@ import redis
 from psycopg import sql
 
 from bench.fanout import COUNTS, Socket, compare, drain, sockets_open, ws_url
+from bench.layer import server_round, summarize
 from bench.measure import cpu_seconds, load, results_write
-from bench.run import server_env, server_round, start_fake, summarize
+from bench.run import server_env, start_fake
 from tests.servers import PROJECT, Server, servers_start
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
@@ -100,7 +101,7 @@ async def single_round(server: Server, k: int, span: float, tag: str) -> dict[st
 
 
 def starter_figures(summary: dict[str, Any]) -> dict[str, Any]:
-    """`bench.run.summarize`'s figures of the sockets that started the turns."""
+    """`bench.layer.summarize`'s figures of the sockets that started the turns."""
     keys = ("ttft_p50_ms", "ttft_p99_ms", "chunk_p50_ms", "chunk_p99_ms")
     return {"turns": summary["turns"], "failed": summary["failed"], **{f"starter_{key}": summary[key] for key in keys}}
 

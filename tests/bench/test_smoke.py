@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.knowledge.semantic.conftest import MODEL_MISSING, MODEL_MISSING_REASON
+
 PROJECT = Path(__file__).resolve().parents[2]
 
 # The benchmarks choose their own database (a SQLite file, or BENCH_DATABASE_URL) and no channel
@@ -144,6 +146,8 @@ def test_conversation_search_smoke_run_times_searches_with_and_without_users(tmp
         assert report[label]["recall_at_5"] > 0.5
 
 
+@pytest.mark.skipif(MODEL_MISSING, reason=MODEL_MISSING_REASON)
+@pytest.mark.timeout(240)  # past bench_run's own 180 s, so that its clean-up runs
 def test_knowledge_semantic_smoke_run_compares_hybrid_with_full_text(tmp_path):
     printed, report = bench_run("knowledge", tmp_path / "semantic.json", "--smoke", "--semantic", timeout=180)
     semantic = report["semantic"]

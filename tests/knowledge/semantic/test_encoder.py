@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from knowledge.semantic.encoder import DIMENSIONS, encoder
+
+pytestmark = pytest.mark.usefixtures("embedding_model")
 
 REFERENCE = json.loads((Path(__file__).parent / "minilm_reference.json").read_text())
 
