@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from accounts.budget import budget_exceeded
+from accounts.budget import budget_admission
 from accounts.identity import BEARER, Identity
 from accounts.limits import FrameRate, rate_hit
 from chat.exceptions import ChatError
@@ -89,8 +89,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _after_seq(self) -> int | None:
         """`/ws/<id>?after_seq=n`: resume at once, before any live event can reach the socket."""
         values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("after_seq", [])
-        # Digits only, and few: an integer past 4,300 digits would raise.
-        return int(values[0]) if values and values[0].isdigit() and len(values[0]) <= 18 else None
+        # ASCII digits only (`"²".isdigit()` is true, `int("²")` raises), and few: an integer past
+        # 4,300 digits would raise.
+        value = values[0] if values else ""
+        return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
 
     async def disconnect(self, code: int) -> None:
         self.state = ConnectionState.CLOSED
@@ -155,15 +157,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._lone_error("rate_limited", message, retryable=True, retry_after=limited.retry_after)
             return
         try:
-            over_budget = await budget_exceeded(self.identity)
-            if over_budget is not None:
-                await self._lone_error("budget_exceeded", over_budget)
-                return
             plan = await turn_begin(
                 conversation_id=self.conversation_id,
                 message=frame.message,
                 model_id=frame.model,
                 owner_id=self.identity.owner_id,
+                admit=budget_admission(self.identity),  # the day's budget, reserved as the turn starts
             )
         except ChatError as exc:
             await self._lone_error(exc.code, exc.message, retryable=exc.retryable, retry_after=exc.retry_after)
