@@ -104,6 +104,7 @@ class Config:
     rate_limit_requests: Rate | None
     rate_limit_frames: Rate | None
     max_connections_per_address: int
+    rate_limit_ipv6_prefix: int
     budget_usd_per_day: Decimal | None
 
 
@@ -198,6 +199,7 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             max_connections_per_address=_positive(
                 env.int("MAX_CONNECTIONS_PER_ADDRESS", default=100), "MAX_CONNECTIONS_PER_ADDRESS"
             ),
+            rate_limit_ipv6_prefix=_ipv6_prefix(env.int("RATE_LIMIT_IPV6_PREFIX", default=64)),
             budget_usd_per_day=_money(env.str("BUDGET_USD_PER_DAY", default=""), "BUDGET_USD_PER_DAY"),
         )
     except ValueError as exc:  # django-environ's casts raise ValueError with the bad value
@@ -276,6 +278,12 @@ def _rate(value: str, name: str) -> Rate | None:
     if not count.isdigit() or int(count) < 1 or period not in _PERIODS:
         raise ImproperlyConfigured(f"{name} must look like 20/min (a count per s, min, hour or day), got {value!r}")
     return Rate(count=int(count), seconds=_PERIODS[period])
+
+
+def _ipv6_prefix(value: int) -> int:
+    if not 1 <= value <= 128:
+        raise ImproperlyConfigured(f"RATE_LIMIT_IPV6_PREFIX must be a prefix length from 1 to 128, got {value}")
+    return value
 
 
 def _money(value: str, name: str) -> Decimal | None:
