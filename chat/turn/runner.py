@@ -56,9 +56,16 @@ class TurnPlan:
 
 
 async def turn_begin(
-    *, conversation_id: str, message: str, model_id: str | None, owner_id: int | None = None
+    *,
+    conversation_id: str,
+    message: str,
+    model_id: str | None,
+    owner_id: int | None = None,
+    admit: Callable[..., None] | None = None,
 ) -> TurnPlan:
-    """Check the model and store the user's message; raise a `ChatError` for a lone error."""
+    """Check the model and store the user's message; raise a `ChatError` for a lone error.
+    `admit(turn=, history=, model=, message=)` may refuse the turn inside its start's
+    transaction (the budget: accounts.budget)."""
     catalog = catalog_get()
     chosen = (
         model_id or await selectors.aconversation_model(conversation_id=conversation_id) or catalog.usable_default()
@@ -71,7 +78,11 @@ async def turn_begin(
             f"The model {chosen!r} is not available: its provider ({model.provider}) has no API key configured."
         )
     turn, history = await services.aturn_start(
-        conversation_id=conversation_id, model=model.id, user_message=message, owner_id=owner_id
+        conversation_id=conversation_id,
+        model=model.id,
+        user_message=message,
+        owner_id=owner_id,
+        admit=partial(admit, model=model, message=message) if admit is not None else None,
     )
     return TurnPlan(
         conversation_id=conversation_id,
