@@ -12,11 +12,13 @@ from django.http.cookie import parse_cookie
 from django.utils.module_loading import import_string
 
 from accounts.identity import (
+    FORWARDED_HEADERS,
     UNAUTHORIZED,
     Identity,
     Refusal,
     client_address,
     credentials,
+    is_loopback,
     local_only,
     shared_token_valid,
 )
@@ -41,6 +43,19 @@ async def identify_request(request: HttpRequest) -> Identity:
     if user is None or not user.is_authenticated:
         raise Refusal(401, UNAUTHORIZED + " Or log in at /admin/.")
     return Identity(address=address, user_id=user.pk)
+
+
+async def health_details_allowed(request: HttpRequest) -> bool:
+    """`/health` is open to probes; its details (MCP servers, their errors) only to a caller
+    this server would serve, or to one on its own machine that came through no proxy."""
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    if is_loopback(client_address((request.META.get("REMOTE_ADDR"),))) and not FORWARDED_HEADERS & headers.keys():
+        return True
+    try:
+        await identify_request(request)
+    except Refusal:
+        return False
+    return True
 
 
 async def identify_scope(scope: dict[str, Any]) -> Identity:
