@@ -44,12 +44,14 @@ class Identity:
 
 
 class Refusal(Exception):
-    """Not admitted: 401 (no valid credentials) or 403 (not a loopback client in `none` mode)."""
+    """Not admitted: 401 (no valid credentials), 403 (not a loopback client in `none` mode) or
+    429 (too many failed credentials from this address lately)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, *, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.retry_after = retry_after  # status 429: too many failed credentials lately
 
 
 def client_address(client: Any) -> str:

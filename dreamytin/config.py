@@ -103,6 +103,7 @@ class Config:
     rate_limit_turns: Rate | None
     rate_limit_requests: Rate | None
     rate_limit_frames: Rate | None
+    rate_limit_login_failures: Rate | None
     max_connections_per_address: int
     rate_limit_ipv6_prefix: int
     budget_usd_per_day: Decimal | None
@@ -196,6 +197,9 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             rate_limit_turns=_rate(env.str("RATE_LIMIT_TURNS", default=""), "RATE_LIMIT_TURNS"),
             rate_limit_requests=_rate(env.str("RATE_LIMIT_REQUESTS", default=""), "RATE_LIMIT_REQUESTS"),
             rate_limit_frames=_rate(env.str("RATE_LIMIT_FRAMES", default="30/sec"), "RATE_LIMIT_FRAMES"),
+            rate_limit_login_failures=_rate(
+                env.str("RATE_LIMIT_LOGIN_FAILURES", default="20/hour"), "RATE_LIMIT_LOGIN_FAILURES"
+            ),
             max_connections_per_address=_positive(
                 env.int("MAX_CONNECTIONS_PER_ADDRESS", default=100), "MAX_CONNECTIONS_PER_ADDRESS"
             ),

@@ -160,6 +160,7 @@ RATE_LIMIT_REQUESTS = CONFIG.rate_limit_requests
 RATE_LIMIT_FRAMES = CONFIG.rate_limit_frames
 MAX_CONNECTIONS_PER_ADDRESS = CONFIG.max_connections_per_address
 RATE_LIMIT_IPV6_PREFIX = CONFIG.rate_limit_ipv6_prefix
+RATE_LIMIT_LOGIN_FAILURES = CONFIG.rate_limit_login_failures
 BUDGET_USD_PER_DAY = CONFIG.budget_usd_per_day
 # Rate-limit and connection counters live in Redis when it is set (shared by the workers).
 REDIS_URL = CONFIG.redis_url

@@ -119,7 +119,7 @@ def test_access_defaults_are_loopback_only_with_generous_limits():
     config = config_from_env({}, base_dir=BASE)
     assert config.auth_mode == "none" and config.auth_token is None
     assert config.rate_limit_turns is None and config.rate_limit_requests is None
-    assert config.rate_limit_frames == Rate(30, 1)
+    assert config.rate_limit_frames == Rate(30, 1) and config.rate_limit_login_failures == Rate(20, 3600)
     assert config.max_connections_per_address == 100 and config.rate_limit_ipv6_prefix == 64
     assert config.budget_usd_per_day is None and config.tools_allow_hardlinks is False
 
