@@ -79,7 +79,7 @@ async def test_bad_personal_tokens_on_sockets_count_too(django_user_model):
             (await open_socket(f"/ws/guess{n}", address=address, subprotocols=["bearer", f"dt_wrong{n}"]))
             for n in range(2)
         ]
-        accepted, _sub, socket = await open_socket("/ws/guess-ok", address=address, subprotocols=["bearer", raw])
+        accepted, _sub, _refused = await open_socket("/ws/guess-ok", address=address, subprotocols=["bearer", raw])
         ok_elsewhere, _sub, other = await open_socket("/ws/guess-ok2", subprotocols=["bearer", raw])
     assert [accepted for accepted, _, _ in tries] == [False, False]
     assert accepted is False  # the right token, from an address that guessed
