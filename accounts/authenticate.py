@@ -23,10 +23,10 @@ from accounts.identity import (
     local_only,
     shared_token_valid,
 )
-from accounts.tokens import token_user
+from accounts.tokens import token_find
 from chat.store.db import db_async
 
-atoken_user = db_async(token_user)
+atoken_find = db_async(token_find)
 
 
 async def identify_request(request: HttpRequest) -> Identity:
@@ -42,7 +42,8 @@ async def identify_request(request: HttpRequest) -> Identity:
             await _token_failed(address, presented)
             raise Refusal(401, UNAUTHORIZED)
         return Identity(address=address)
-    user = await atoken_user(presented) if presented is not None else await request.auser()
+    token = await atoken_find(presented) if presented is not None else None
+    user = token.user if token is not None else None if presented is not None else await request.auser()
     if user is None or not user.is_authenticated:
         await _token_failed(address, presented)
         raise Refusal(401, UNAUTHORIZED + " Or log in at /admin/.")
@@ -93,11 +94,14 @@ async def identify_scope(scope: dict[str, Any]) -> Identity:
             await _token_failed(address, presented)
             raise Refusal(401, UNAUTHORIZED)
         return Identity(address=address, via_subprotocol=via_subprotocol)
-    user = await atoken_user(presented) if presented is not None else await _session_user(headers)
+    token = await atoken_find(presented) if presented is not None else None
+    user = token.user if token is not None else None if presented is not None else await _session_user(headers)
     if user is None or not user.is_authenticated:
         await _token_failed(address, presented)
         raise Refusal(401, UNAUTHORIZED)
-    return Identity(address=address, user_id=user.pk, via_subprotocol=via_subprotocol)
+    return Identity(
+        address=address, user_id=user.pk, token_id=token.pk if token else None, via_subprotocol=via_subprotocol
+    )
 
 
 async def _session_user(headers: dict[str, str]) -> Any:

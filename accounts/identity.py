@@ -31,6 +31,7 @@ UNAUTHORIZED = (
 class Identity:
     address: str
     user_id: int | None = None  # AUTH_MODE=django only
+    token_id: int | None = None  # the personal token it came with (AUTH_MODE=django), if any
     via_subprotocol: bool = False  # the WebSocket handshake must answer with `bearer`
 
     @property

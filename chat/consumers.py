@@ -15,11 +15,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import DEFAULT_CHANNEL_LAYER
 from django.conf import settings
 
 from accounts.budget import budget_admission
 from accounts.identity import BEARER, Identity
 from accounts.limits import FrameRate, rate_hit
+from accounts.revocation import aidentity_current, identity_groups, revocation_listen, revocation_unlisten
 from chat.exceptions import ChatError
 from chat.ids import conversation_id_valid
 from chat.protocol import (
@@ -44,6 +46,7 @@ CLOSE_TOO_BIG = 1009  # RFC 6455: message too big
 # send 1008 or any code but 1000 and 3000-4999 from the application, and raises instead.
 CLOSE_FLOOD = 4429
 CLOSE_NOT_FOUND = 4404  # application close code: another user's conversation (refused at the handshake)
+CLOSE_REVOKED = 4401  # application close code: the socket's token was deleted or its user deactivated
 
 
 class ConnectionState(Enum):
@@ -53,9 +56,12 @@ class ConnectionState(Enum):
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    # Turn events reach sockets through the conversation's event log (chat/turn/log.py), not
-    # the channel layer, whose per-channel capacity a token stream would overflow.
-    channel_layer_alias = None
+    @property
+    def channel_layer_alias(self) -> str | None:  # type: ignore[override]
+        # Turn events reach sockets through the conversation's event log (chat/turn/log.py), not
+        # the channel layer, whose per-channel capacity a token stream would overflow. The layer
+        # carries only revocations (accounts/revocation.py), for identities that can be revoked.
+        return DEFAULT_CHANNEL_LAYER if identity_groups(self.scope["identity"]) else None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -83,6 +89,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         logger.info(
             "connect %s", self.conversation_id, extra={"event": "ws_connect", "conversation_id": self.conversation_id}
         )
+        await revocation_listen(self, self.identity)
         await self._send({"type": "connected", "conversation_id": self.conversation_id, "protocol": PROTOCOL_VERSION})
         self.watcher = await watch(self.conversation_id, self._send_text, resume_after=self._after_seq())
 
@@ -96,6 +103,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.state = ConnectionState.CLOSED
+        await revocation_unlisten(self, self.identity)
         if self.watcher is not None:
             # The turn goes on for TURN_DETACH_GRACE seconds if this was its last socket.
             await unwatch(self.watcher)
@@ -143,6 +151,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif isinstance(frame, ChatFrame):
             await self._start_turn(frame)
 
+    async def identity_revoked(self, event: dict[str, Any]) -> None:
+        """Its token was deleted or its user deactivated (accounts/revocation.py)."""
+        if self.state is not ConnectionState.OPEN:
+            return
+        await self._lone_error("unauthorized", "Your credentials were revoked; this connection is closed.")
+        await self._close(CLOSE_REVOKED)
+        if event.get("user"):
+            await turn_cancel(self.conversation_id)  # a deactivated user's reply stops too
+
     async def _start_turn(self, frame: ChatFrame) -> None:
         # This process's turn, answered without a query; a turn on another worker is found by
         # `turn_begin` (the conversation's row is locked while it looks).
@@ -150,6 +167,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._lone_error(
                 "busy", "A reply is still being generated; wait for it or cancel it.", retryable=True
             )
+            return
+        if identity_groups(self.identity) and not await aidentity_current(self.identity):
+            await self.identity_revoked({"user": False})  # a revocation whose message was lost
             return
         limited = await rate_hit("turns", self.identity.limit_key, settings.RATE_LIMIT_TURNS)
         if not limited.allowed:
