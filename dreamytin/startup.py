@@ -18,11 +18,13 @@ from typing import Any
 from chat.turn.live import turns_drain
 from chat.turn.reaper import reaper_start
 from chat.warmup import warmup_start
+from dreamytin.environment import environ_scrub
 from tools.mcp.toolset import mcp_shutdown, mcp_start
 
 
 def process_started() -> None:
     """On the serving loop, once it runs."""
+    environ_scrub()  # before any MCP server starts: no child can read the keys (dreamytin/environment.py)
     warmup_start()  # in the background: the server answers meanwhile
     mcp_start()
     reaper_start()  # ends the turns of workers that died
