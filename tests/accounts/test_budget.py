@@ -16,10 +16,12 @@ from accounts.budget import spent_today
 from accounts.models import BudgetHold, UserLimits
 from accounts.tokens import token_create
 from chat.models import Conversation, UsageRecord
+from chat.store.db import db_async
 from tests.accounts.sockets import open_socket
 from tests.fake_provider import text
 
 pytestmark = pytest.mark.django_db(transaction=True)
+aspent_today = db_async(spent_today)  # returns its connection, as the app's calls do
 
 
 async def spend(amount: str, *, user=None, days_ago: int = 0) -> None:
@@ -97,11 +99,11 @@ async def test_simultaneous_turns_spend_at_most_one_turn_over_the_budget(provide
     # $0.1625, under what a turn reserves (its prompt and the model's 16,384-token output cap).
     per_turn = Decimal("0.1625")
     budget = Decimal("1.00")
-    earlier = await sync_to_async(spent_today)(user_id=None)  # rows another test left, if any
+    earlier = await aspent_today(user_id=None)  # rows another test left, if any
     provider.script(*(text("ok", usage=(1000, 16000, 0), ttft=0.3) for _ in range(20)))
     with override_settings(BUDGET_USD_PER_DAY=earlier + budget):
         outcomes = await asyncio.gather(*(_one_turn(f"/ws/burst{n}") for n in range(20)))
-    spent = await sync_to_async(spent_today)(user_id=None) - earlier
+    spent = await aspent_today(user_id=None) - earlier
     assert outcomes.count("stream_end") + outcomes.count("budget_exceeded") == 20
     assert outcomes.count("budget_exceeded") >= 10
     assert spent <= budget + per_turn, f"spent ${spent} on a ${budget} budget"

@@ -28,6 +28,7 @@ def test_a_serving_process_keeps_no_secret_in_its_environment(kind, tmp_path: Pa
         "LOG_LEVEL": "WARNING",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("REDIS_URL", None)  # nothing here needs it, and no other test's counters then count
     server = Server(kind, env, tmp_path / "server.log")
     try:
         # The settings still hold them: the token still admits, the catalog still has a key.
