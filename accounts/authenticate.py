@@ -11,19 +11,22 @@ from django.http import HttpRequest
 from django.http.cookie import parse_cookie
 from django.utils.module_loading import import_string
 
+from accounts.guessing import guess_failed, guessing_refused
 from accounts.identity import (
+    FORWARDED_HEADERS,
     UNAUTHORIZED,
     Identity,
     Refusal,
     client_address,
     credentials,
+    is_loopback,
     local_only,
     shared_token_valid,
 )
-from accounts.tokens import token_user
+from accounts.tokens import token_find
 from chat.store.db import db_async
 
-atoken_user = db_async(token_user)
+atoken_find = db_async(token_find)
 
 
 async def identify_request(request: HttpRequest) -> Identity:
@@ -33,14 +36,49 @@ async def identify_request(request: HttpRequest) -> Identity:
         local_only(address, headers)
         return Identity(address=address)
     presented, _ = credentials(headers, [])
+    await _not_guessing(address, presented)
     if settings.AUTH_MODE == "token":
         if not shared_token_valid(presented):
+            await _token_failed(address, presented)
             raise Refusal(401, UNAUTHORIZED)
         return Identity(address=address)
-    user = await atoken_user(presented) if presented is not None else await request.auser()
+    token = await atoken_find(presented) if presented is not None else None
+    user = token.user if token is not None else None if presented is not None else await request.auser()
     if user is None or not user.is_authenticated:
+        await _token_failed(address, presented)
         raise Refusal(401, UNAUTHORIZED + " Or log in at /admin/.")
     return Identity(address=address, user_id=user.pk)
+
+
+async def _not_guessing(address: str, presented: str | None) -> None:
+    """A token from an address that sent too many bad ones lately is not even looked at."""
+    if presented is None:
+        return
+    verdict = await guessing_refused(address=address)
+    if not verdict.allowed:
+        raise Refusal(
+            429,
+            f"Too many invalid credentials from this address; retry in {verdict.retry_after:.0f} seconds.",
+            retry_after=verdict.retry_after,
+        )
+
+
+async def _token_failed(address: str, presented: str | None) -> None:
+    if presented is not None:  # no credentials at all is not a guess
+        await guess_failed(address=address)
+
+
+async def health_details_allowed(request: HttpRequest) -> bool:
+    """`/health` is open to probes; its details (MCP servers, their errors) only to a caller
+    this server would serve, or to one on its own machine that came through no proxy."""
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    if is_loopback(client_address((request.META.get("REMOTE_ADDR"),))) and not FORWARDED_HEADERS & headers.keys():
+        return True
+    try:
+        await identify_request(request)
+    except Refusal:
+        return False
+    return True
 
 
 async def identify_scope(scope: dict[str, Any]) -> Identity:
@@ -50,14 +88,20 @@ async def identify_scope(scope: dict[str, Any]) -> Identity:
         local_only(address, headers)
         return Identity(address=address)
     presented, via_subprotocol = credentials(headers, list(scope.get("subprotocols") or []))
+    await _not_guessing(address, presented)
     if settings.AUTH_MODE == "token":
         if not shared_token_valid(presented):
+            await _token_failed(address, presented)
             raise Refusal(401, UNAUTHORIZED)
         return Identity(address=address, via_subprotocol=via_subprotocol)
-    user = await atoken_user(presented) if presented is not None else await _session_user(headers)
+    token = await atoken_find(presented) if presented is not None else None
+    user = token.user if token is not None else None if presented is not None else await _session_user(headers)
     if user is None or not user.is_authenticated:
+        await _token_failed(address, presented)
         raise Refusal(401, UNAUTHORIZED)
-    return Identity(address=address, user_id=user.pk, via_subprotocol=via_subprotocol)
+    return Identity(
+        address=address, user_id=user.pk, token_id=token.pk if token else None, via_subprotocol=via_subprotocol
+    )
 
 
 async def _session_user(headers: dict[str, str]) -> Any:

@@ -1,23 +1,49 @@
 """Spending limits from the usage ledger: BUDGET_USD_PER_DAY, or a user's own in the admin.
 
-The day is the UTC day. A turn is refused before it starts once the day's spend reached the
-limit; a turn that starts under it runs to its end (its cost is known only afterwards), so a
-day can end a turn's cost over the limit, never more.
+The day is the UTC day. A turn's cost is known only at its end, so turns that start together
+would all pass a check of the ledger alone. Each turn therefore reserves, in the transaction
+that starts it, what its first request may cost (its prompt, and the model's whole output
+cap): a `BudgetHold`. A turn starts only while the day's ledger plus the holds of running turns
+is under the limit; the starts of one budget are serialized (a transaction lock), in every
+worker. A hold counts while its turn streams, less what the turn has recorded; once the turn
+ends, its ledger rows alone count (the hold is settled).
+
+So a day ends over the limit by at most the last admitted turn's cost, plus, for a turn of
+several requests (tool calls), what its later requests cost beyond its hold.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import zlib
+from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.identity import Identity
-from accounts.models import UserLimits
-from chat.models import UsageRecord
-from chat.store.db import db_async
+from accounts.models import BudgetHold, UserLimits
+from chat.catalog import CatalogModel
+from chat.exceptions import ChatError
+from chat.models import Turn, TurnStatus, UsageRecord
+from chat.usage import usage_cost
+
+# UTF-8 bytes per token a reservation assumes: about right for CJK text, a third high for
+# English (a reservation should err high).
+BYTES_PER_TOKEN = 3
+_LOCK_NAMESPACE = "dreamytin:budget:"
+
+
+class BudgetExceeded(ChatError):
+    code = "budget_exceeded"
+    http_status = 429
 
 
 def budget_limit(*, user_id: int | None) -> Decimal | None:
@@ -37,27 +63,80 @@ def spent_today(*, user_id: int | None) -> Decimal:
     return rows.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
 
 
-def budget_left(*, user_id: int | None) -> tuple[Decimal, Decimal] | None:
-    """(spent, limit) when the limit is reached, else None."""
-    limit = budget_limit(user_id=user_id)
-    if limit is None:
-        return None
-    spent = spent_today(user_id=user_id)
-    return (spent, limit) if spent >= limit else None
-
-
-abudget_left = db_async(budget_left)
-
-
-async def budget_exceeded(identity: Identity) -> str | None:
-    """The message of a `budget_exceeded` error, or None when the turn may start."""
-    if identity.user_id is None and settings.BUDGET_USD_PER_DAY is None:
-        return None  # no limit can apply: no trip to the database thread on every turn
-    reached = await abudget_left(user_id=identity.user_id)
-    if reached is None:
-        return None
-    spent, limit = reached
-    return (
-        f"The spending limit of ${limit:.2f} a day is reached (${spent:.2f} spent today, UTC); "
-        "it resets at midnight UTC."
+def held_for_running_turns(*, user_id: int | None) -> Decimal:
+    """What the holds of running turns still reserve: each hold less its turn's recorded cost."""
+    holds = dict(
+        BudgetHold.objects.filter(user_id=user_id, turn__status=TurnStatus.STREAMING).values_list(
+            "turn_id", "amount_usd"
+        )
     )
+    if not holds:
+        return Decimal(0)
+    recorded = dict(
+        UsageRecord.objects.filter(turn_id__in=holds)
+        .order_by()
+        .values("turn_id")
+        .annotate(total=Sum("cost_usd"))
+        .values_list("turn_id", "total")
+    )
+    left = (max(amount - (recorded.get(turn_id) or 0), Decimal(0)) for turn_id, amount in holds.items())
+    return sum(left, Decimal(0))
+
+
+def request_estimate(*, model: CatalogModel, history: list[dict[str, Any]], message: str) -> Decimal:
+    """US dollars one request of the turn may cost: its prompt at the input price and the
+    model's output cap at the output price (no tokenizer: bytes over BYTES_PER_TOKEN)."""
+    prompt_bytes = len(json.dumps(history, ensure_ascii=False).encode()) + len(message.encode())
+    with suppress(OSError):
+        prompt_bytes += os.path.getsize(settings.SYSTEM_PROMPT_FILE)
+    cost = usage_cost(
+        price=model.price,
+        input_tokens=-(-prompt_bytes // BYTES_PER_TOKEN),
+        cached_input_tokens=0,
+        output_tokens=model.max_output_tokens,
+    )
+    return cost or Decimal(0)  # a model without a known price costs nothing in the ledger
+
+
+def _budget_lock(user_id: int | None) -> None:
+    """Serialize the turn starts of one budget until the transaction ends, in every worker.
+    SQLite needs nothing: its transactions take the database's write lock when they begin
+    (`transaction_mode` IMMEDIATE)."""
+    if connection.vendor == "postgresql":
+        key = zlib.crc32(f"{_LOCK_NAMESPACE}{user_id}".encode())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+@dataclass(frozen=True)
+class BudgetAdmission:
+    """Called by `turn_start` inside its transaction, once the turn's row exists: refuse the
+    turn (the transaction, and with it the stored message, rolls back) or reserve its hold."""
+
+    user_id: int | None
+
+    def __call__(self, *, turn: Turn, history: list[dict[str, Any]], model: CatalogModel, message: str) -> None:
+        _budget_lock(self.user_id)
+        limit = budget_limit(user_id=self.user_id)
+        if limit is None:
+            return
+        # The holds first, the ledger last: a turn that ends between the reads (its hold settles
+        # and its rows land at once) is then counted twice, never missed.
+        held = held_for_running_turns(user_id=self.user_id)
+        spent = spent_today(user_id=self.user_id)
+        if spent + held >= limit:
+            running = f" and ${held:.2f} held by replies still running" if held else ""
+            raise BudgetExceeded(
+                f"The spending limit of ${limit:.2f} a day is reached (${spent:.2f} spent today, UTC{running}); "
+                "it resets at midnight UTC."
+            )
+        amount = request_estimate(model=model, history=history, message=message)
+        BudgetHold.objects.create(turn=turn, user_id=self.user_id, amount_usd=amount)
+
+
+def budget_admission(identity: Identity) -> BudgetAdmission | None:
+    """The check a turn of `identity` must pass, or None when no limit can apply (no trip to
+    the database on every turn)."""
+    if identity.user_id is None and settings.BUDGET_USD_PER_DAY is None:
+        return None
+    return BudgetAdmission(identity.user_id)

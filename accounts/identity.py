@@ -31,6 +31,7 @@ UNAUTHORIZED = (
 class Identity:
     address: str
     user_id: int | None = None  # AUTH_MODE=django only
+    token_id: int | None = None  # the personal token it came with (AUTH_MODE=django), if any
     via_subprotocol: bool = False  # the WebSocket handshake must answer with `bearer`
 
     @property
@@ -40,22 +41,40 @@ class Identity:
 
     @property
     def limit_key(self) -> str:
-        return f"user:{self.user_id}" if self.user_id is not None else f"addr:{self.address}"
+        return f"user:{self.user_id}" if self.user_id is not None else f"addr:{address_group(self.address)}"
 
 
 class Refusal(Exception):
-    """Not admitted: 401 (no valid credentials) or 403 (not a loopback client in `none` mode)."""
+    """Not admitted: 401 (no valid credentials), 403 (not a loopback client in `none` mode) or
+    429 (too many failed credentials from this address lately)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, *, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.retry_after = retry_after  # status 429: too many failed credentials lately
 
 
 def client_address(client: Any) -> str:
     if not client or not client[0]:
         return LOCAL
     return str(client[0])
+
+
+def address_group(address: str) -> str:
+    """What per-address limits count: an IPv4 address (an IPv4-mapped IPv6 one as the IPv4
+    address it is), or the IPv6 network of RATE_LIMIT_IPV6_PREFIX bits around an IPv6 one (a
+    client is routinely handed a whole /64, and would otherwise have 2**64 addresses to spread
+    over)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # a scope id (`fe80::1%eth0`) is no part of it
+    except ValueError:
+        return address  # `local`, or a name a test server reports
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, settings.RATE_LIMIT_IPV6_PREFIX), strict=False))
+    return str(ip)
 
 
 def is_loopback(address: str) -> bool:

@@ -90,6 +90,24 @@ async def rate_hit(name: str, who: str, rate: Rate | None) -> Verdict:
     return Verdict(count <= rate.count, retry_after)
 
 
+async def rate_reached(name: str, who: str, rate: Rate) -> Verdict:
+    """Whether `who` already had `rate.count` events in this window, without counting one."""
+    now = time.time()
+    window = int(now // rate.seconds)
+    retry_after = max(1.0, math.ceil((window + 1) * rate.seconds - now))
+    client = _redis()
+    if client is None:
+        ends, count = _windows.get((name, who), (0, 0))
+        count = count if ends == (window + 1) * rate.seconds else 0
+    else:
+        try:
+            count = int(await client.get(f"{PREFIX}{name}:{who}:{window}") or 0)
+        except (RedisError, OSError) as exc:
+            logger.warning("rate limit not checked: %r", exc, extra={"event": "limit_unavailable"})
+            return Verdict(True)
+    return Verdict(count < rate.count, retry_after)
+
+
 # -- open connections per address ------------------------------------------------------------
 
 _local_open: defaultdict[str, int] = defaultdict(int)

@@ -45,3 +45,20 @@ class UserLimits(models.Model):
 
     def __str__(self) -> str:
         return f"limits of {self.user}"
+
+
+class BudgetHold(models.Model):
+    """Spending reserved for a turn before its provider is called (accounts.budget): it counts
+    against the day's budget while the turn streams, less what the turn has recorded so far."""
+
+    turn = models.OneToOneField("chat.Turn", on_delete=models.CASCADE, related_name="budget_hold")
+    # Whose budget (AUTH_MODE=django); null: the server's.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True)
+    amount_usd = models.DecimalField(max_digits=16, decimal_places=10)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "budget hold"
+
+    def __str__(self) -> str:
+        return f"${self.amount_usd} for turn {self.turn_id}"

@@ -28,15 +28,15 @@ def token_create(*, user: Any, name: str = "") -> tuple[ApiToken, str]:
     return token, raw
 
 
-def token_user(raw: str) -> Any | None:
-    """The active user a raw token belongs to, or None."""
+def token_find(raw: str) -> ApiToken | None:
+    """The token of a raw value, if its user is active (its `user` loaded), or None."""
     token = ApiToken.objects.select_related("user").filter(digest=token_digest(raw)).first()
     if token is None or not token.user.is_active:
         return None
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return token
 
 
 def user_by_name(username: str) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.authenticate import identify_scope
-from accounts.identity import Refusal
+from accounts.identity import Refusal, address_group
 from accounts.limits import connection_acquire, connection_release
 
 logger = logging.getLogger("accounts")
@@ -33,7 +33,7 @@ class AccessGuard:
             )
             await handshake_refuse(receive, send)
             return
-        slot = await connection_acquire(identity.address, settings.MAX_CONNECTIONS_PER_ADDRESS)
+        slot = await connection_acquire(address_group(identity.address), settings.MAX_CONNECTIONS_PER_ADDRESS)
         if slot is None:
             logger.warning(
                 "too many sockets from %s (MAX_CONNECTIONS_PER_ADDRESS=%s)",

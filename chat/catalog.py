@@ -112,6 +112,13 @@ class CatalogModel:
         return _flag(self.entry.supports_tools, self._known, "supports_function_calling", default=True)
 
     @cached_property
+    def max_output_tokens(self) -> int:
+        """The most tokens one reply may hold (LiteLLM's map), else the context window: what a
+        spending reservation assumes a request may cost (accounts.budget)."""
+        known = self._known.get("max_output_tokens")
+        return min(known, self.max_tokens) if isinstance(known, int) and known > 0 else self.max_tokens
+
+    @cached_property
     def supports_vision(self) -> bool:
         return _flag(self.entry.supports_vision, self._known, "supports_vision", default=False)
 

@@ -17,11 +17,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import DEFAULT_CHANNEL_LAYER
 from django.conf import settings
 
-from accounts.budget import budget_exceeded
+from accounts.budget import budget_admission
 from accounts.identity import BEARER, Identity
 from accounts.limits import FrameRate, rate_hit
+from accounts.revocation import aidentity_current, identity_groups, revocation_listen, revocation_unlisten
 from chat.catalog import catalog_get
 from chat.exceptions import ChatError
 from chat.ids import conversation_id_valid
@@ -58,6 +60,7 @@ CLOSE_TOO_BIG = 1009  # RFC 6455: message too big
 # send 1008 or any code but 1000 and 3000-4999 from the application, and raises instead.
 CLOSE_FLOOD = 4429
 CLOSE_NOT_FOUND = 4404  # application close code: another user's conversation (refused at the handshake)
+CLOSE_REVOKED = 4401  # application close code: the socket's token was deleted or its user deactivated
 
 
 class ConnectionState(Enum):
@@ -67,9 +70,12 @@ class ConnectionState(Enum):
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    # Turn events reach sockets through the conversation's event log (chat/turn/fanout.py), not
-    # the channel layer, whose per-channel capacity a token stream would overflow.
-    channel_layer_alias = None
+    @property
+    def channel_layer_alias(self) -> str | None:  # type: ignore[override]
+        # Turn events reach sockets through the conversation's event log (chat/turn/fanout.py), not
+        # the channel layer, whose per-channel capacity a token stream would overflow. The layer
+        # carries only revocations (accounts/revocation.py), for identities that can be revoked.
+        return DEFAULT_CHANNEL_LAYER if identity_groups(self.scope["identity"]) else None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -104,6 +110,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         logger.info(
             "connect %s", self.conversation_id, extra={"event": "ws_connect", "conversation_id": self.conversation_id}
         )
+        await revocation_listen(self, self.identity)
         await self._send({"type": "connected", "conversation_id": self.conversation_id, "protocol": PROTOCOL_VERSION})
         self.watcher = await watch(
             self.conversation_id,
@@ -131,13 +138,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _after_seq(self) -> int | None:
         """`/ws/<id>?after_seq=n`: resume at once, before any live event can reach the socket."""
         values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("after_seq", [])
-        # Digits only, and few: an integer past 4,300 digits would raise.
-        return int(values[0]) if values and values[0].isdigit() and len(values[0]) <= 18 else None
+        # ASCII digits only (`"²".isdigit()` is true, `int("²")` raises), and few: an integer past
+        # 4,300 digits would raise.
+        value = values[0] if values else ""
+        return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
 
     async def disconnect(self, code: int) -> None:
         if self.state is not ConnectionState.CONNECTING:  # it was accepted (and counted)
             metrics.socket_closed()
         self.state = ConnectionState.CLOSED
+        await revocation_unlisten(self, self.identity)
         if self.watcher is not None:
             # The turn goes on for TURN_DETACH_GRACE seconds if this was its last socket.
             await unwatch(self.watcher)
@@ -190,6 +200,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif isinstance(frame, ChatFrame):
             await self._start_turn(frame)
 
+    async def identity_revoked(self, event: dict[str, Any]) -> None:
+        """Its token was deleted or its user deactivated (accounts/revocation.py)."""
+        if self.state is not ConnectionState.OPEN:
+            return
+        await self._lone_error("unauthorized", "Your credentials were revoked; this connection is closed.")
+        await self._close(CLOSE_REVOKED)
+        if event.get("user"):
+            await turn_cancel(self.conversation_id)  # a deactivated user's reply stops too
+
     async def _start_turn(self, frame: ChatFrame) -> None:
         # This process's turn, answered without a query; a turn on another worker is found by
         # `turn_start` (the conversation's row is locked while it looks).
@@ -198,22 +217,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "busy", "A reply is still being generated; wait for it or cancel it.", retryable=True
             )
             return
+        if identity_groups(self.identity) and not await aidentity_current(self.identity):
+            await self.identity_revoked({"user": False})  # a revocation whose message was lost
+            return
         limited = await rate_hit("turns", self.identity.limit_key, settings.RATE_LIMIT_TURNS)
         if not limited.allowed:
             message = f"Too many messages; retry in {limited.retry_after:.0f} seconds."
             await self._lone_error("rate_limited", message, retryable=True, retry_after=limited.retry_after)
             return
         try:
-            over_budget = await budget_exceeded(self.identity)
-            if over_budget is not None:
-                await self._lone_error("budget_exceeded", over_budget)
-                return
             await turn_start(
                 conversation_id=self.conversation_id,
                 message=frame.message,
                 model_id=frame.model,
                 owner_id=self.identity.owner_id,
                 sender=self.watcher,
+                admit=budget_admission(self.identity),  # the day's budget, reserved as the turn starts
             )
         except ChatError as exc:
             await self._lone_error(exc.code, exc.message, retryable=exc.retryable, retry_after=exc.retry_after)

@@ -7,11 +7,12 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 import dreamytin
+from accounts.authenticate import health_details_allowed
 from chat.api import router as chat_router
 from chat.archive.api import router as archive_router
 from chat.exceptions import ChatError
 from chat.warmup import warmup_state
-from dreamytin.health import health_check
+from dreamytin.health import health_check, services_public
 from dreamytin.middleware import json_error
 from tools.api import router as tools_router
 
@@ -60,12 +61,13 @@ async def health(request: HttpRequest) -> JsonResponse:
     from django.utils import timezone
 
     report = await health_check()
+    services = report.services if await health_details_allowed(request) else services_public(report.services)
     return JsonResponse(
         {
             "status": report.status,
             "timestamp": timezone.now().isoformat(),
             "version": dreamytin.__version__,
-            "services": report.services,
+            "services": services,
             # "done" once the first turn no longer pays for first-use costs (chat.warmup).
             "warmup": warmup_state().value,
         },

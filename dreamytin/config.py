@@ -109,7 +109,9 @@ class Config:
     rate_limit_turns: Rate | None
     rate_limit_requests: Rate | None
     rate_limit_frames: Rate | None
+    rate_limit_login_failures: Rate | None
     max_connections_per_address: int
+    rate_limit_ipv6_prefix: int
     budget_usd_per_day: Decimal | None
     title_model: str | None
     import_max_bytes: int
@@ -210,9 +212,13 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             rate_limit_turns=_rate(env.str("RATE_LIMIT_TURNS", default=""), "RATE_LIMIT_TURNS"),
             rate_limit_requests=_rate(env.str("RATE_LIMIT_REQUESTS", default=""), "RATE_LIMIT_REQUESTS"),
             rate_limit_frames=_rate(env.str("RATE_LIMIT_FRAMES", default="30/sec"), "RATE_LIMIT_FRAMES"),
+            rate_limit_login_failures=_rate(
+                env.str("RATE_LIMIT_LOGIN_FAILURES", default="20/hour"), "RATE_LIMIT_LOGIN_FAILURES"
+            ),
             max_connections_per_address=_positive(
                 env.int("MAX_CONNECTIONS_PER_ADDRESS", default=100), "MAX_CONNECTIONS_PER_ADDRESS"
             ),
+            rate_limit_ipv6_prefix=_ipv6_prefix(env.int("RATE_LIMIT_IPV6_PREFIX", default=64)),
             budget_usd_per_day=_money(env.str("BUDGET_USD_PER_DAY", default=""), "BUDGET_USD_PER_DAY"),
             # Unset: the local model when it runs; "none": titles stay the first message.
             # A catalog id is checked against the catalog at start-up (chat.apps).
@@ -336,6 +342,12 @@ def _retention(value: str) -> int | None:
     if not value.isdigit():
         raise ImproperlyConfigured(f"RETENTION_DAYS must be a whole number of days (0: keep for ever), got {value!r}")
     return int(value)
+
+
+def _ipv6_prefix(value: int) -> int:
+    if not 1 <= value <= 128:
+        raise ImproperlyConfigured(f"RATE_LIMIT_IPV6_PREFIX must be a prefix length from 1 to 128, got {value}")
+    return value
 
 
 def _money(value: str, name: str) -> Decimal | None:

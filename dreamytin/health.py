@@ -92,6 +92,19 @@ async def health_check() -> HealthReport:
     return HealthReport(status=status, services=services)
 
 
+def services_public(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What a caller who is neither authenticated nor on this machine is shown: each service's
+    status, the database vendor and the channel layer's class; never MCP server names, their
+    transports or error text (command paths), nor the local model's state."""
+    public: dict[str, dict[str, Any]] = {}
+    for name, service in services.items():
+        shown = {"status": service["status"]}
+        if name in ("database", "channel_layer"):
+            shown["backend"] = service["backend"]
+        public[name] = shown
+    return public
+
+
 def _mcp_service() -> dict[str, Any]:
     """`up` when every server is up, `degraded` when some are, `down` when none is and one has
     failed, else `starting`; read only, it starts nothing."""

@@ -7,11 +7,14 @@ from pathlib import Path
 import environ
 
 from dreamytin.config import BASE_DIR, config_from_env
+from dreamytin.logging import secrets_register
 
 # A `.env` next to manage.py fills in what the environment does not set.
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
 CONFIG = config_from_env(os.environ)
+# Redacted from every log line, whether or not the environment still holds them.
+secrets_register(CONFIG.openai_api_key, CONFIG.anthropic_api_key, CONFIG.google_api_key, CONFIG.auth_token)
 
 DEBUG = CONFIG.debug
 SECRET_KEY = CONFIG.secret_key
@@ -166,6 +169,8 @@ RATE_LIMIT_TURNS = CONFIG.rate_limit_turns
 RATE_LIMIT_REQUESTS = CONFIG.rate_limit_requests
 RATE_LIMIT_FRAMES = CONFIG.rate_limit_frames
 MAX_CONNECTIONS_PER_ADDRESS = CONFIG.max_connections_per_address
+RATE_LIMIT_IPV6_PREFIX = CONFIG.rate_limit_ipv6_prefix
+RATE_LIMIT_LOGIN_FAILURES = CONFIG.rate_limit_login_failures
 BUDGET_USD_PER_DAY = CONFIG.budget_usd_per_day
 # Rate-limit and connection counters live in Redis when it is set (shared by the workers).
 REDIS_URL = CONFIG.redis_url
@@ -201,6 +206,7 @@ SECURE_SSL_REDIRECT = CONFIG.secure_ssl_redirect
 SECURE_HSTS_SECONDS = CONFIG.secure_hsts_seconds
 SECURE_HSTS_INCLUDE_SUBDOMAINS = CONFIG.secure_hsts_seconds > 0
 
+LOGGING_CONFIG = "dreamytin.logging.logging_configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -208,7 +214,10 @@ LOGGING = {
         "text": {"()": "dreamytin.logging.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "dreamytin.logging.JsonFormatter"},
     },
-    "filters": {"redact": {"()": "dreamytin.logging.RedactSecretsFilter"}},
+    "filters": {
+        "redact": {"()": "dreamytin.logging.RedactSecretsFilter"},
+        "one_line": {"()": "dreamytin.logging.OneLineFilter"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -225,5 +234,7 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},
         "mcp": {"level": "WARNING"},
         "openai.agents": {"level": "WARNING"},
+        # A request with a Host not in ALLOWED_HOSTS: one line (Django logs a traceback).
+        "django.security.DisallowedHost": {"filters": ["one_line"]},
     },
 }

@@ -19,6 +19,7 @@ from chat.retention import retention_start
 from chat.titles import titles_settle
 from chat.turn import turns_closed, turns_started, turns_stopping
 from chat.warmup import warmup_start
+from dreamytin.environment import environ_scrub
 from tools.mcp.toolset import mcp_shutdown, mcp_start
 
 # Seconds a stopping process lets the titles being made finish.
@@ -27,6 +28,7 @@ TITLES_SETTLE_SECONDS = 5.0
 
 def process_started() -> None:
     """On the serving loop, once it runs."""
+    environ_scrub()  # before any MCP server starts: no child can read the keys (dreamytin/environment.py)
     warmup_start()  # in the background: the server answers meanwhile
     mcp_start()
     turns_started()  # ends the turns of workers that died

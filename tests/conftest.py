@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connections
@@ -73,6 +74,22 @@ async def _no_turn_outlives_its_test() -> AsyncIterator[None]:
     yield
     await turns_cancel_all()
     await titles_settle(0)
+
+
+@pytest.fixture(autouse=True)
+def _failed_credentials_not_counted() -> Iterator[None]:
+    """Tests send bad tokens from 127.0.0.1 on purpose; counted (in Redis, across runs too), they
+    would lock the next tests out. tests/accounts/test_guessing.py turns the limit on."""
+    with override_settings(RATE_LIMIT_LOGIN_FAILURES=None):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _a_channel_layer_per_test() -> Iterator[None]:
+    """A socket a test leaves open keeps receiving on the channel layer (revocations) on that
+    test's event loop; channels-redis refuses a second loop on the same layer object."""
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import codecs
 import fnmatch
 import json
 import os
 import stat
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from pydantic import Field
 
 from tools.base import BaseTool, ToolArgs, ToolError, ToolResult
 from tools.registry import register
+from tools.text import text_codec, text_decode
 from tools.workspace import Opened, Root, resolve_error, workspace_open_dir, workspace_open_file, workspace_roots
 
 SNIFF_BYTES = 8192
@@ -123,34 +124,8 @@ def _read_bounded(opened: Opened, limit: int) -> tuple[bytes, bool]:
     return data[:limit], len(data) > limit
 
 
-def _text_codec(encoding: str) -> codecs.CodecInfo:
-    try:
-        codec = codecs.lookup(encoding)
-    except LookupError as exc:
-        raise ToolError(f"Unknown encoding {encoding!r}.") from exc
-    # Codecs that are not text encodings (zlib_codec, bz2_codec, base64_codec, rot_13...) turn
-    # bytes into bytes: a crafted 1 MiB file inflates to hundreds of MB. `_is_text_encoding` is
-    # the flag the str.encode/bytes.decode methods themselves check (undocumented, stable since 3.4).
-    if not codec._is_text_encoding:
-        raise ToolError(f"{codec.name!r} is not a text encoding; give a text encoding such as 'utf-8'.")
-    return codec
-
-
-def _decode(data: bytes, codec: codecs.CodecInfo, truncated: bool) -> str:
-    encoding = codec.name
-    decoder = codec.incrementaldecoder()
-    try:
-        # A cut may fall inside a multi-byte character: only a complete file must end cleanly.
-        return decoder.decode(data, final=not truncated)
-    except UnicodeDecodeError as exc:
-        raise ToolError(
-            f"The file is not valid {encoding} (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
-            "try another encoding such as 'latin-1'."
-        ) from exc
-
-
-def _read_file(args: ReadFileArgs) -> ToolResult:
-    codec = _text_codec(args.encoding)
+def _read_file(args: ReadFileArgs, deadline: float) -> ToolResult:
+    codec = text_codec(args.encoding)
     try:
         opened = workspace_open_file(args.path)
     except OSError as exc:
@@ -160,7 +135,7 @@ def _read_file(args: ReadFileArgs) -> ToolResult:
         data, truncated = _read_bounded(opened, limit)
     if b"\x00" in data[:SNIFF_BYTES]:
         raise ToolError(f"{opened.display} looks like a binary file; only text files can be read.")
-    text = _decode(data, codec, truncated)
+    text = text_decode(data, codec, truncated=truncated, deadline=deadline)
     if "\x00" in text:  # past the sniffed bytes: no text holds NUL, and PostgreSQL stores none
         raise ToolError(f"{opened.display} holds NUL characters; only text files can be read.")
     all_lines = text.splitlines(keepends=True)
@@ -191,4 +166,6 @@ class ReadFile(BaseTool[ReadFileArgs]):
         return f"{self.description} {_workspace_hint()}"
 
     async def execute(self, args: ReadFileArgs) -> ToolResult:
-        return await sync_to_async(_read_file, thread_sensitive=False)(args)
+        # The thread cannot be stopped from outside: the decode stops itself when time is up.
+        deadline = time.monotonic() + (self.timeout if self.timeout is not None else settings.TOOLS_TIMEOUT)
+        return await sync_to_async(_read_file, thread_sensitive=False)(args, deadline)

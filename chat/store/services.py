@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
@@ -52,7 +53,12 @@ def title_from_message(message: str) -> str:
 
 @transaction.atomic
 def turn_start(
-    *, conversation_id: str, model: str, user_message: str, owner_id: int | None = None
+    *,
+    conversation_id: str,
+    model: str,
+    user_message: str,
+    owner_id: int | None = None,
+    admit: Callable[..., None] | None = None,
 ) -> tuple[Turn, list[dict[str, Any]]]:
     """Store the user's message before the model is called; refuse when a live turn runs.
     Returns the turn and the conversation's replay items so far (read in the same trip).
@@ -60,7 +66,8 @@ def turn_start(
     Every turn starts here, so it costs as few queries as it can (its writes go through
     `chat.store.sql`): the update also locks the conversation's row (PostgreSQL), against a second
     turn starting beside this one. With `owner_id`, another user's conversation is not found
-    (never joined).
+    (never joined). `admit(turn=, history=)` (the budget, accounts.budget) runs last, in the
+    same transaction: what it raises undoes the whole start.
     """
     history: list[dict[str, Any]] = []
     new_title = title_from_message(user_message)
@@ -86,6 +93,8 @@ def turn_start(
     turn = Turn(conversation_id=conversation_id, model=model)
     objects_insert([turn])
     objects_insert([Message(turn=turn, position=0, kind=MessageKind.USER, content=user_message)])
+    if admit is not None:
+        admit(turn=turn, history=history)
     return turn, history
 
 

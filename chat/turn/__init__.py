@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -67,10 +68,12 @@ async def turn_start(
     model_id: str | None,
     owner_id: int | None = None,
     sender: Watcher | None = None,
+    admit: Callable[..., None] | None = None,
 ) -> None:
     """Check the model, store the user's message, and run the turn for every socket on the
     conversation; raise a `ChatError` for a lone error (nothing started). `sender`: the socket
-    that sent it, which shows it to its page while it is open."""
+    that sent it, which shows it to its page while it is open. `admit(turn=, history=, model=,
+    message=)` may refuse the turn inside its start's transaction (the budget: accounts.budget)."""
     catalog = catalog_get()
     chosen = (
         model_id or await selectors.aconversation_model(conversation_id=conversation_id) or catalog.usable_default()
@@ -83,7 +86,11 @@ async def turn_start(
             f"The model {chosen!r} is not available: its provider ({model.provider}) has no API key configured."
         )
     turn, history = await services.aturn_start(
-        conversation_id=conversation_id, model=model.id, user_message=message, owner_id=owner_id
+        conversation_id=conversation_id,
+        model=model.id,
+        user_message=message,
+        owner_id=owner_id,
+        admit=partial(admit, model=model, message=message) if admit is not None else None,
     )
     plan = TurnPlan(
         conversation_id=conversation_id,

@@ -3,6 +3,7 @@ provider call, with a lone `budget_exceeded` error."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -11,13 +12,16 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 from django.utils import timezone
 
-from accounts.models import UserLimits
+from accounts.budget import spent_today
+from accounts.models import BudgetHold, UserLimits
 from accounts.tokens import token_create
-from chat.models import UsageRecord
+from chat.models import Conversation, UsageRecord
+from chat.store.db import db_async
 from tests.accounts.sockets import open_socket
 from tests.fake_provider import text
 
 pytestmark = pytest.mark.django_db(transaction=True)
+aspent_today = db_async(spent_today)  # returns its connection, as the app's calls do
 
 
 async def spend(amount: str, *, user=None, days_ago: int = 0) -> None:
@@ -70,3 +74,51 @@ async def test_in_django_mode_the_budget_is_per_user_with_an_override(provider, 
         assert len(provider.requests) == 1
         await alice_socket.disconnect()
         await bob_socket.disconnect()
+
+
+async def _one_turn(path: str) -> str:
+    """Open a socket, send one message, and say how it ended: `stream_end` or an error code."""
+    _accepted, _sub, socket = await open_socket(path)
+    await socket.receive_json_from()
+    await socket.send_json_to({"message": "hi"})
+    try:
+        while True:
+            event = await socket.receive_json_from(timeout=30)
+            if event["type"] == "error" and "seq" not in event:  # a lone error: no turn started
+                return event["code"]
+            if event["type"] == "stream_end":
+                return "stream_end"
+    finally:
+        await socket.disconnect()
+
+
+async def test_simultaneous_turns_spend_at_most_one_turn_over_the_budget(provider):
+    """20 turns sent at once on a budget of a few turns: each reserves its first request's
+    worst cost as it starts, so they cannot all pass the check of an empty ledger."""
+    # gpt-4o: $2.50 / $10 per million; a reply of 1,000 prompt and 16,000 output tokens costs
+    # $0.1625, under what a turn reserves (its prompt and the model's 16,384-token output cap).
+    per_turn = Decimal("0.1625")
+    budget = Decimal("1.00")
+    earlier = await aspent_today(user_id=None)  # rows another test left, if any
+    provider.script(*(text("ok", usage=(1000, 16000, 0), ttft=0.3) for _ in range(20)))
+    with override_settings(BUDGET_USD_PER_DAY=earlier + budget):
+        outcomes = await asyncio.gather(*(_one_turn(f"/ws/burst{n}") for n in range(20)))
+    spent = await aspent_today(user_id=None) - earlier
+    assert outcomes.count("stream_end") + outcomes.count("budget_exceeded") == 20
+    assert outcomes.count("budget_exceeded") >= 10
+    assert spent <= budget + per_turn, f"spent ${spent} on a ${budget} budget"
+    assert len(provider.requests) == outcomes.count("stream_end")
+
+
+async def test_a_refused_turn_stores_nothing_and_a_settled_hold_frees_the_budget(provider):
+    """The budget is checked in the transaction that stores the message: a refused turn leaves
+    no conversation, turn or message; a turn that ended counts by its ledger rows only."""
+    with override_settings(BUDGET_USD_PER_DAY=Decimal("0.01")):
+        provider.script(text("ok"))
+        assert await _one_turn("/ws/held1") == "stream_end"  # costs $0.0001, but reserved ~$0.16
+        provider.script(text("ok"))
+        assert await _one_turn("/ws/held2") == "stream_end"  # the first one's hold is settled
+        await spend("0.01")
+        assert await _one_turn("/ws/held3") == "budget_exceeded"
+    assert not await Conversation.objects.filter(id="held3").aexists()
+    assert await BudgetHold.objects.acount() == 2

@@ -4,6 +4,7 @@ set (the PostgreSQL + Redis run), in the process otherwise."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from django.conf import settings
@@ -112,3 +113,51 @@ async def test_in_process_counters_drop_ended_windows_never_live_ones(monkeypatc
         await limits.rate_hit("t", f"flood{i}", rate)
     assert ("old", "gone") not in limits._windows
     assert not (await limits.rate_hit("t", "victim", rate)).allowed
+
+
+def _unique_ipv6_network() -> str:
+    """A /64 no earlier run counted against (the Redis counters outlive a run)."""
+    value = uuid.uuid4().int
+    return f"2001:db8:{value % 65536:x}:{value // 65536 % 65536:x}"
+
+
+TOKEN = "t0ken-for-tests-0123456789abcdefghijKLMN"
+
+
+def test_an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_as_ipv4(client):
+    """Every address of a /64 is one client; `::ffff:a.b.c.d` is the IPv4 client a.b.c.d."""
+    network = _unique_ipv6_network()
+    mapped = unique_loopback()
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+    with override_settings(AUTH_MODE="token", AUTH_TOKEN=TOKEN, RATE_LIMIT_REQUESTS=Rate(3, 3600)):
+        spread = [client.get("/models", REMOTE_ADDR=f"{network}::{n}", **bearer).status_code for n in range(1, 5)]
+        next_network = client.get("/models", REMOTE_ADDR=f"{_unique_ipv6_network()}::1", **bearer)
+        both_forms = [
+            client.get("/models", REMOTE_ADDR=address, **bearer).status_code
+            for address in (mapped, f"::ffff:{mapped}", mapped, f"::ffff:{mapped}")
+        ]
+    assert spread == [200, 200, 200, 429]
+    assert next_network.status_code == 200
+    assert both_forms == [200, 200, 200, 429]
+
+
+def test_the_ipv6_prefix_is_configurable(client):
+    network = _unique_ipv6_network()
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+    with override_settings(
+        AUTH_MODE="token", AUTH_TOKEN=TOKEN, RATE_LIMIT_REQUESTS=Rate(1, 3600), RATE_LIMIT_IPV6_PREFIX=128
+    ):
+        codes = [client.get("/models", REMOTE_ADDR=f"{network}::{n}", **bearer).status_code for n in (1, 2, 1)]
+    assert codes == [200, 200, 429]
+
+
+async def test_sockets_of_one_ipv6_64_share_the_connection_limit():
+    network = _unique_ipv6_network()
+    with override_settings(AUTH_MODE="token", AUTH_TOKEN=TOKEN, MAX_CONNECTIONS_PER_ADDRESS=2):
+        opened = [
+            await open_socket(f"/ws/v6conn{n}", address=f"{network}::{n}", subprotocols=["bearer", TOKEN])
+            for n in range(1, 4)
+        ]
+    assert [accepted for accepted, _, _ in opened] == [True, True, False]
+    for _, _, communicator in opened:
+        await communicator.disconnect()

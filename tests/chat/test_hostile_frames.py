@@ -132,3 +132,12 @@ async def test_fuzz_frames_each_get_a_coded_answer_and_the_server_stays_healthy(
     assert not [r for r in caplog.records if r.exc_info]
     assert provider.requests == []
     assert (await sync_to_async(client.get)("/health")).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["%C2%B2", "%D9%A3", "1%C2%B2", "-1", "+1", "%201"])
+async def test_after_seq_of_non_ascii_digits_is_ignored_not_a_crash(provider, value):
+    """`"²".isdigit()` is true but `int("²")` raises: the socket must open and answer as if no
+    `after_seq` was sent."""
+    socket = await connect(f"seq-digits?after_seq={value}")
+    await assert_answers_ping(socket)
+    await socket.communicator.disconnect()

@@ -119,8 +119,8 @@ def test_access_defaults_are_loopback_only_with_generous_limits():
     config = config_from_env({}, base_dir=BASE)
     assert config.auth_mode == "none" and config.auth_token is None
     assert config.rate_limit_turns is None and config.rate_limit_requests is None
-    assert config.rate_limit_frames == Rate(30, 1)
-    assert config.max_connections_per_address == 100
+    assert config.rate_limit_frames == Rate(30, 1) and config.rate_limit_login_failures == Rate(20, 3600)
+    assert config.max_connections_per_address == 100 and config.rate_limit_ipv6_prefix == 64
     assert config.budget_usd_per_day is None and config.tools_allow_hardlinks is False
 
 
@@ -154,7 +154,8 @@ def test_limits_and_budget_are_parsed_and_bad_ones_named():
     assert config.rate_limit_frames is None and config.budget_usd_per_day == Decimal("2.50")
     for name, value in [("RATE_LIMIT_TURNS", "20"), ("RATE_LIMIT_TURNS", "x/min"), ("RATE_LIMIT_FRAMES", "5/week"),
                         ("BUDGET_USD_PER_DAY", "lots"), ("BUDGET_USD_PER_DAY", "-1"), ("BUDGET_USD_PER_DAY", "NaN"),
-                        ("AUTH_MODE", "open"), ("MAX_CONNECTIONS_PER_ADDRESS", "0")]:  # fmt: skip
+                        ("AUTH_MODE", "open"), ("MAX_CONNECTIONS_PER_ADDRESS", "0"),
+                        ("RATE_LIMIT_IPV6_PREFIX", "0"), ("RATE_LIMIT_IPV6_PREFIX", "129")]:  # fmt: skip
         with pytest.raises(ImproperlyConfigured, match=name):
             config_from_env({name: value}, base_dir=BASE)
 

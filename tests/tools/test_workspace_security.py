@@ -7,6 +7,7 @@ import codecs
 import json
 import os
 import socket
+import time
 import unicodedata
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import pytest
 from django.test import override_settings
 
 from tools.adapter import tool_invoke
+from tools.base import ToolError
 from tools.registry import registry
+from tools.text import text_codec, text_decode
 
 SECRET = "TOP-SECRET-CONTENT"
 
@@ -259,3 +262,34 @@ async def test_a_nul_past_the_sniffed_bytes_is_refused(layout):
     (root / "late-nul.txt").write_bytes(b"a" * 10_000 + b"\x00tail")
     result = await read("late-nul.txt")
     assert result.ok is False and "NUL" in result.content
+
+
+@pytest.mark.parametrize("codec", ["punycode", "idna", "utf-7", "unicode_escape", "raw_unicode_escape"])
+async def test_only_listed_text_encodings_are_read(layout, codec):
+    """`punycode` decodes in quadratic time (1 MiB: minutes of CPU, on after the time-out);
+    only the listed encodings, all linear, are decoded."""
+    root, _tmp = layout
+    (root / "puny.txt").write_bytes(b"a" * 1000 + b"-" + b"b9" * 1000)
+    result = await read("puny.txt", encoding=codec)
+    assert result.ok is False
+    assert "not a text encoding read_file reads" in result.content or "Unknown encoding" in result.content
+
+
+def test_a_decode_whose_time_ran_out_stops_instead_of_running_on():
+    """The tool's thread cannot be killed from outside: the decode looks at its deadline
+    between chunks, so a time-out frees the CPU instead of leaving a thread decoding on."""
+    codec = text_codec("utf-16-le")
+    data = "é".encode("utf-16-le") * 400_000
+    assert text_decode(data, codec, truncated=False, deadline=time.monotonic() + 60) == "é" * 400_000
+    with pytest.raises(ToolError, match="took too long"):
+        text_decode(data, codec, truncated=False, deadline=time.monotonic() - 1)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+async def test_utf16_without_a_byte_order_mark_is_a_clear_tool_error(layout, encoding):
+    root, _tmp = layout
+    (root / "nobom.txt").write_bytes(b"hello world\n")
+    result = await read("nobom.txt", encoding=encoding)
+    assert result.ok is False
+    assert "failed unexpectedly" not in result.content
+    assert f"'{encoding}-le'" in result.content or "not valid" in result.content

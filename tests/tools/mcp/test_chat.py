@@ -8,7 +8,8 @@ import os
 import signal
 
 import pytest
-from django.test import override_settings
+from asgiref.sync import sync_to_async
+from django.test import Client, override_settings
 
 from tests.fake_provider import text, tools
 from tests.tools.mcp.conftest import server_of, stdio_entry
@@ -161,3 +162,29 @@ async def test_the_tool_list_is_refreshed_when_the_server_says_it_changed(ws, pr
         events = await ws.turn("use it")
     assert "fresh_tool" in names
     assert next(e for e in events if e["type"] == "tool_result")["result"] == "fresh_tool works"
+
+
+async def test_health_shows_mcp_details_only_to_callers_it_serves(ws, provider, mcp, async_client):
+    """Unauthenticated probes from elsewhere see each service's status, never MCP server names,
+    transports or error text (which holds command paths)."""
+    broken = StdioEntry(command="/nonexistent/mcp-server")
+    token = "health-test-token-0123456789-abcdefghijkl"
+    with mcp(test=stdio_entry(), broken=broken), override_settings(AUTH_MODE="token", AUTH_TOKEN=token):
+        provider.script(text("Fine."))
+        await ws.turn("start them")
+        # The test client sets the client's address (REMOTE_ADDR); the async one cannot.
+        get = sync_to_async(Client().get)
+        elsewhere = {"REMOTE_ADDR": "203.0.113.9"}
+        stranger = await get("/health", **elsewhere)
+        proxied = await get("/health", HTTP_X_FORWARDED_FOR="203.0.113.9")
+        wrong = await get("/health", HTTP_AUTHORIZATION="Bearer nope", **elsewhere)
+        served = await get("/health", HTTP_AUTHORIZATION=f"Bearer {token}", **elsewhere)
+        local = await async_client.get("/health")
+    for response in (stranger, proxied, wrong):
+        body = response.json()
+        assert response.status_code == 200 and body["status"] == "healthy"
+        assert body["services"]["mcp"] == {"status": "degraded"}
+        assert set(body["services"]["database"]) == {"status", "backend"}
+        assert "nonexistent" not in response.content.decode() and "broken" not in response.content.decode()
+    for response in (served, local):
+        assert "/nonexistent/mcp-server" in response.json()["services"]["mcp"]["servers"]["broken"]["error"]
