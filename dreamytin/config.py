@@ -86,6 +86,7 @@ class Config:
     mcp_servers: dict[str, McpEntry]
     mcp_timeout: float
     mcp_start_timeout: float
+    mcp_max_result_bytes: int
     knowledge_dirs: list[str]
     knowledge_max_file_bytes: int
     knowledge_max_files: int
@@ -185,6 +186,9 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             mcp_servers=_mcp_servers(_optional(env, "MCP_SERVERS_FILE"), base_dir, environment),
             mcp_timeout=_positive_seconds(env.float("MCP_TIMEOUT", default=30.0), "MCP_TIMEOUT"),
             mcp_start_timeout=_positive_seconds(env.float("MCP_START_TIMEOUT", default=60.0), "MCP_START_TIMEOUT"),
+            mcp_max_result_bytes=_positive(
+                env.int("MCP_MAX_RESULT_BYTES", default=4 * 1024 * 1024), "MCP_MAX_RESULT_BYTES"
+            ),
             knowledge_dirs=[_root_spec(spec, base_dir) for spec in env.list("KNOWLEDGE_DIRS", default=[])],
             knowledge_max_file_bytes=_positive(
                 env.int("KNOWLEDGE_MAX_FILE_BYTES", default=1024 * 1024), "KNOWLEDGE_MAX_FILE_BYTES"

@@ -159,6 +159,8 @@ TOOLS_TIMEOUT = CONFIG.tools_timeout
 MCP_SERVERS = CONFIG.mcp_servers
 MCP_TIMEOUT = CONFIG.mcp_timeout
 MCP_START_TIMEOUT = CONFIG.mcp_start_timeout
+# The largest message a stdio MCP server may send, in bytes; refused unread beyond it.
+MCP_MAX_RESULT_BYTES = CONFIG.mcp_max_result_bytes
 
 TOOLS_ALLOW_HARDLINKS = CONFIG.tools_allow_hardlinks
 

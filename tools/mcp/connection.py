@@ -46,7 +46,7 @@ def stdio_environment(entry: StdioEntry) -> dict[str, str]:
     return get_default_environment() | entry.env
 
 
-def _stdio_parameters(entry: StdioEntry) -> StdioServerParameters:
+def _stdio_parameters(entry: StdioEntry, max_bytes: int) -> StdioServerParameters:
     env = stdio_environment(entry)
     if shutil.which(entry.command, path=env.get("PATH")) is None and not (
         entry.cwd and os.access(Path(entry.cwd, entry.command), os.X_OK)
@@ -54,11 +54,13 @@ def _stdio_parameters(entry: StdioEntry) -> StdioServerParameters:
         raise ServerStartError(f"command {entry.command!r} was not found on the server's PATH")
     if entry.cwd and not Path(entry.cwd).is_dir():
         raise ServerStartError(f"cwd {entry.cwd!r} is not a directory")
-    # The launcher makes the child die with this process, even when it is killed (Linux).
+    # The launcher makes the child die with this process, even when it is killed (Linux), and
+    # drops any message over `max_bytes` before it reaches us (the mcp library reads a line whole
+    # and parses it on the event loop).
     return StdioServerParameters(
         command=sys.executable,
         # -I -S: no user site, no PYTHON* variables, no site packages (70 ms instead of 170 here).
-        args=["-I", "-S", str(LAUNCHER), str(os.getpid()), entry.command, *entry.args],
+        args=["-I", "-S", str(LAUNCHER), str(os.getpid()), str(max_bytes), entry.command, *entry.args],
         env=env,
         cwd=entry.cwd,
     )
@@ -82,7 +84,9 @@ async def _relay(
 
 
 @asynccontextmanager
-async def mcp_connect(entry: McpEntry, *, on_message: OnMessage, on_closed: OnClosed) -> AsyncIterator[Connection]:
+async def mcp_connect(
+    entry: McpEntry, *, max_bytes: int, on_message: OnMessage, on_closed: OnClosed
+) -> AsyncIterator[Connection]:
     """An initialized session; `on_closed` runs when the server's side of it ends."""
     async with AsyncExitStack() as stack:
         if isinstance(entry, HttpEntry):
@@ -93,7 +97,8 @@ async def mcp_connect(entry: McpEntry, *, on_message: OnMessage, on_closed: OnCl
                 streamable_http_client(entry.url, http_client=client)
             )
         else:
-            read_stream, write_stream = await stack.enter_async_context(stdio_client(_stdio_parameters(entry)))
+            parameters = _stdio_parameters(entry, max_bytes)
+            read_stream, write_stream = await stack.enter_async_context(stdio_client(parameters))
         relayed_send, relayed_receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
         group = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(group.cancel_scope.cancel)  # runs first on exit: the relay never outlives us

@@ -36,6 +36,7 @@ MAX_BACKOFF_SECONDS = 60.0
 MAX_LIST_PAGES = 100
 CLOSE_TIMEOUT_SECONDS = 10.0
 CALL_GRACE_SECONDS = 1.0
+RESULT_TOO_LARGE = -32050  # the launcher's error for a message over MCP_MAX_RESULT_BYTES (launch.py)
 
 
 class State(StrEnum):
@@ -176,6 +177,7 @@ class McpServer:
                     connection = await stack.enter_async_context(
                         mcp_connect(
                             self.entry,
+                            max_bytes=settings.MCP_MAX_RESULT_BYTES,
                             on_message=lambda message: self._on_message(message, generation),
                             on_closed=lambda: self._queue.put_nowait(_Marker("ended", generation)),
                         )
@@ -262,6 +264,10 @@ class McpServer:
     def _error_sentence(self, call: _Call, exc: MCPError) -> str:
         if exc.code == types.REQUEST_TIMEOUT:
             return f"The tool {call.tool} of the MCP server {self.name} did not answer within {call.timeout:g} seconds."
+        if exc.code == RESULT_TOO_LARGE:
+            return (
+                f"The tool {call.tool} of the MCP server {self.name} returned too much: {exc.message}. Ask it for less."
+            )
         if exc.code == types.CONNECTION_CLOSED:
             return f"The MCP server {self.name} stopped during the call; the next call starts it again."
         return f"The MCP server {self.name} refused the call to {call.tool}: {exc.message}"

@@ -41,6 +41,12 @@ def ls() -> str:
 
 
 @server.tool()
+def big(mebibytes: float) -> str:
+    """A result of that many MiB."""
+    return "x" * int(mebibytes * 1024 * 1024)
+
+
+@server.tool()
 def broken() -> str:
     """Always fails."""
     raise ValueError("the broken tool is broken")

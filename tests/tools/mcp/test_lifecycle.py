@@ -122,7 +122,7 @@ def test_a_killed_worker_takes_its_stdio_servers_with_it(mcp_env, fake_server, t
     pid = None
     try:
         pid = server_pid(server, fake_server, "lifekill")
-        worker = parent_of(pid)
+        worker = parent_of(parent_of(pid))  # the server's parent is its launcher
         os.kill(worker, signal.SIGKILL)  # no shutdown, no lifespan: only the kernel can clean up
         assert wait_until(lambda: not alive(pid), 5)
     finally:
