@@ -77,6 +77,7 @@ def test_postgres_redis_keys_and_lists():
     [
         ({"CHAT_MAX_MESSAGE_CHARS": "lots"}, "Invalid configuration"),
         ({"AGENT_MAX_TURNS": "0"}, "AGENT_MAX_TURNS must be a positive integer"),
+        ({"MCP_MAX_RESULT_BYTES": "0"}, "MCP_MAX_RESULT_BYTES must be a positive integer"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of"),
     ],
 )
@@ -217,6 +218,7 @@ def test_conversation_keeping_settings():
     config = config_from_env({}, base_dir=BASE)
     assert config.title_model is None and config.retention_days is None
     assert config.import_max_bytes == 50 * 1024 * 1024
+    assert config.mcp_max_result_bytes == 4 * 1024 * 1024
     config = config_from_env({"TITLE_MODEL": "none", "RETENTION_DAYS": "90", "IMPORT_MAX_BYTES": "1000"}, base_dir=BASE)
     assert (config.title_model, config.retention_days, config.import_max_bytes) == ("none", 90, 1000)
     assert config_from_env({"RETENTION_DAYS": "0"}, base_dir=BASE).retention_days is None
