@@ -23,6 +23,14 @@ from dreamytin.asgi import application
 from tests.fake_provider import FakeProvider
 
 
+# The suite's own process on PostgreSQL: dozens of turns run at once in some tests (the budget's
+# race), each holding a pooled connection in its thread for a while; a server's 10 would make
+# the next test wait for one. Set before the first connection makes the pool.
+_pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+if isinstance(_pool, dict):
+    _pool["max_size"] = max(_pool.get("max_size", 0), 50)
+
+
 @pytest.fixture(scope="session", autouse=True)
 async def _close_async_orm_connection(django_db_setup: None, django_db_blocker: Any) -> AsyncIterator[None]:
     """Django's async ORM (`aget`, `acount` in tests) runs on asgiref's one shared thread, whose

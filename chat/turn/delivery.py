@@ -64,12 +64,12 @@ class Claims(Protocol):
 
 
 def _start(fresh: bool, handed: int, joined_at: int, seen: int | None) -> int:
-    """Where a new deliverer starts: after what its client's recent GET showed, and never
-    before what the last deliverer handed over; a first deliverer with neither, where it
-    joined (0 when it was there before the turn began)."""
-    if fresh:
-        return seen if seen is not None else joined_at
-    return max(handed, seen or 0)
+    """Where a new deliverer starts: after what its client's recent GET showed, else where it
+    joined (0 when it was there before the turn began), and never before what the last
+    deliverer handed over (a standby takes over where the deliverer stopped; a socket that
+    joins later starts from then on, as a v1 socket always did)."""
+    start = seen if seen is not None else joined_at
+    return start if fresh else max(handed, start)
 
 
 @dataclass

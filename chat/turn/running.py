@@ -90,7 +90,7 @@ def turn_launch(state: Runtime, plan: TurnPlan) -> RunningTurn:
     feed.on_leave = lambda conversation_id: turn_left(state, conversation_id)
     relay = state.relay()
     turn = state.turns[plan.conversation_id] = RunningTurn(plan, feed, relay)
-    if relay is not None and not relay.control_handlers:
+    if relay is not None and "cancel" not in relay.control_handlers:
         relay.on_control("cancel", lambda conversation_id: turn_stop(state, conversation_id))
         relay.on_control("left", lambda conversation_id: turn_left(state, conversation_id))
         relay.on_control("joined", lambda conversation_id: turn_joined(state, conversation_id))
