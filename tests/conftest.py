@@ -22,7 +22,6 @@ from chat.warmup import warmup
 from dreamytin.asgi import application
 from tests.fake_provider import FakeProvider
 
-
 # The suite's own process on PostgreSQL: dozens of turns run at once in some tests (the budget's
 # race), each holding a pooled connection in its thread for a while; a server's 10 would make
 # the next test wait for one. Set before the first connection makes the pool.
