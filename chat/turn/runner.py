@@ -106,7 +106,7 @@ class TurnRun:
             self.telemetry.end(None)
             return  # another process ended the turn and told its sockets
         await self._finish(finish, failure)
-        self.telemetry.end(finish, failure.code if failure else None)
+        self.telemetry.end(None)  # no-op unless `_finish` found the lease lost before its events
 
     async def _queued(self, ahead: int) -> None:
         # Not counted in `sent_events`: no model output reached the client, so a retry stays safe.
@@ -193,6 +193,8 @@ class TurnRun:
                 "could not record the end of turn %s", self.plan.turn_id, extra={"event": "turn_record_failed"}
             )
         usage = stream_end_usage(self.journal.usage)
+        # Counted before the client hears of the end: a scrape right after `stream_end` sees it.
+        self.telemetry.end(finish, failure.code if failure else None)
         for event in closing_events(finish, usage, failure, shown_anything=bool(self.sent_events)):
             self.emit(event)
         if finish == "stop":  # in the background: the reply is over for the user
