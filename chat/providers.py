@@ -23,6 +23,7 @@ from openai import AsyncOpenAI
 from chat.catalog import CatalogModel, provider_base_url
 from chat.local_chat import LocalTransport
 from chat.local_model import LocalEngine, local_engine
+from chat.provider_deadline import DeadlineModel
 from chat.runtime import runtime
 
 # The OpenAI client refuses to start without a key; local servers ignore it.
@@ -177,7 +178,9 @@ def model_resolve(model: CatalogModel) -> ResolvedModel:
     if model.provider in NATIVE_PROVIDERS:
         client = _openai_client(base_url, api_key, settings.PROVIDER_TIMEOUT)
         return ResolvedModel(
-            model=OpenAIChatCompletionsModel(model=model.provider_model, openai_client=client),
+            model=DeadlineModel(
+                OpenAIChatCompletionsModel(model=model.provider_model, openai_client=client), settings.PROVIDER_TIMEOUT
+            ),
             # Without include_usage, streamed usage is reported as 0.
             settings=ModelSettings(include_usage=True),
         )
@@ -185,7 +188,10 @@ def model_resolve(model: CatalogModel) -> ResolvedModel:
     from agents.extensions.models.litellm_model import LitellmModel
 
     return ResolvedModel(
-        model=LitellmModel(model=model.litellm_model, base_url=base_url, api_key=api_key),
+        # LiteLLM does not keep the timeout on every route (chat.provider_deadline): we do.
+        model=DeadlineModel(
+            LitellmModel(model=model.litellm_model, base_url=base_url, api_key=api_key), settings.PROVIDER_TIMEOUT
+        ),
         settings=ModelSettings(
             include_usage=True,
             # The OpenAI client under LiteLLM retries twice by default, even mid-stream.
