@@ -16,6 +16,8 @@ from typing import Any
 from agents import Model
 from agents.items import ModelResponse, TResponseStreamEvent
 
+from chat.provider_bodies import bodies_check_whole, bodies_mark
+
 
 class ProviderTimeout(TimeoutError):
     """The provider sent nothing for PROVIDER_TIMEOUT seconds."""
@@ -24,9 +26,10 @@ class ProviderTimeout(TimeoutError):
 class DeadlineModel(Model):
     """A model whose streamed responses wait at most `timeout` seconds for each event."""
 
-    def __init__(self, inner: Model, timeout: float) -> None:
+    def __init__(self, inner: Model, timeout: float, *, check_whole: bool = False) -> None:
         self.inner = inner
         self.timeout = timeout
+        self.check_whole = check_whole  # fail a stream whose body was not whole (chat.provider_bodies)
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         try:
@@ -37,6 +40,7 @@ class DeadlineModel(Model):
 
     async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:
         events = self.inner.stream_response(*args, **kwargs)
+        mark = bodies_mark()
         try:
             while True:
                 try:
@@ -46,6 +50,8 @@ class DeadlineModel(Model):
                     async with asyncio.timeout(self.timeout):
                         event = await anext(events)
                 except StopAsyncIteration:
+                    if self.check_whole:
+                        bodies_check_whole(mark)
                     return
                 except TimeoutError as exc:
                     raise ProviderTimeout(f"the provider sent nothing for {self.timeout:g} s") from exc
