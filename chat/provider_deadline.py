@@ -5,6 +5,7 @@ HTTP client and ignores the request's timeout, and its Anthropic route took seco
 asked. So the wait for each event of the model's stream (the first one, then each next one) has
 a deadline of our own; a missed deadline cancels the read, which closes the provider's
 connection, and ends the request with `ProviderTimeout`, a `TimeoutError` (`provider_timeout`).
+On the LiteLLM routes, a stream that ends is also checked to have been whole (chat.provider_bodies).
 """
 
 from __future__ import annotations
