@@ -105,9 +105,10 @@ def track_litellm_responses(litellm: object) -> None:
     """Hook the HTTP client LiteLLM streams Anthropic and Gemini through (its module-level one,
     which takes no client from us: the SDK copies the model settings a client would ride in)."""
     handler = litellm.module_level_aclient  # type: ignore[attr-defined]
-    hooks = {"request": [], "response": [_track_checked_response]}
-    handler.event_hooks = hooks  # kept if LiteLLM remakes its client
+    hooks = handler.client.event_hooks
+    hooks = {**hooks, "response": [*hooks["response"], _track_checked_response]}
     handler.client.event_hooks = hooks
+    handler.event_hooks = hooks  # kept if LiteLLM remakes its client
 
 
 def bodies_mark() -> int:
