@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
 
-import httpcore
 import httpx
 import openai
 from agents import Model, ModelSettings, OpenAIChatCompletionsModel
@@ -23,6 +21,8 @@ from openai import AsyncOpenAI
 from chat.catalog import CatalogModel, provider_base_url
 from chat.local_chat import LocalTransport
 from chat.local_model import LocalEngine, local_engine
+from chat.provider_bodies import track_litellm_responses, track_response
+from chat.provider_deadline import DeadlineModel
 from chat.runtime import runtime
 
 # The OpenAI client refuses to start without a key; local servers ignore it.
@@ -41,66 +41,6 @@ class ResolvedModel:
     settings: ModelSettings
 
 
-class _TrackedBody(httpx.AsyncByteStream):
-    """A response body that knows whether it was read to its end."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.inner = response.stream
-        self.finished = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self.inner:  # type: ignore[union-attr]
-            yield chunk
-        self.finished = True
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()  # type: ignore[union-attr]
-
-    async def abort(self) -> None:
-        """Close the connection of a body that was not read to its end, so the provider stops
-        generating (and billing). Closing the response is not enough: when the SDK's reading
-        task is cancelled mid-read, httpx marks the response closed before its connection is,
-        and the cancel cuts that short. The connection's network stream (httpcore's public
-        `network_stream` extension) closes it whatever state the response is in."""
-        if self.finished:
-            return  # a finished body's connection is back in the pool, healthy
-        network_stream = self.response.extensions.get("network_stream")
-        with suppress(httpx.HTTPError, httpcore.NetworkError, OSError):
-            await self.response.aclose()
-        if network_stream is not None:
-            with suppress(httpcore.NetworkError, OSError):
-                await network_stream.aclose()
-
-
-# The provider responses of the running turn. The SDK runs model calls in tasks of its own,
-# which inherit this context, so the turn can end the connections itself when it stops.
-_turn_bodies: ContextVar[list[_TrackedBody] | None] = ContextVar("turn_bodies", default=None)
-
-
-async def _track_response(response: httpx.Response) -> None:
-    bodies = _turn_bodies.get()
-    if bodies is not None:
-        body = _TrackedBody(response)
-        response.stream = body
-        bodies.append(body)
-
-
-@asynccontextmanager
-async def provider_streams_closed() -> AsyncIterator[None]:
-    """On cancel or failure, end every provider stream the block left unfinished."""
-    bodies: list[_TrackedBody] = []
-    token = _turn_bodies.set(bodies)
-    try:
-        yield
-    except BaseException:
-        # Shielded: a second cancel of the turn must not leave a stream open.
-        await asyncio.shield(asyncio.gather(*(body.abort() for body in bodies), return_exceptions=True))
-        raise
-    finally:
-        _turn_bodies.reset(token)
-
-
 def _openai_client(base_url: str | None, api_key: str, timeout: float) -> AsyncOpenAI:
     # One client (and connection pool) per endpoint and key, shared by every turn; a pool
     # belongs to the event loop it was made in, so the runtime keeps them per loop.
@@ -112,7 +52,7 @@ def _openai_client(base_url: str | None, api_key: str, timeout: float) -> AsyncO
         from chat.openai_client import openai_client_build
 
         clients[key] = openai_client_build(
-            base_url=base_url, api_key=api_key, timeout=timeout, response_hook=_track_response
+            base_url=base_url, api_key=api_key, timeout=timeout, response_hook=track_response
         )
     return clients[key]
 
@@ -130,6 +70,7 @@ def litellm_setup() -> ModuleType:
     litellm.telemetry = False
     # Providers reject parameters they do not know (e.g. stream_options on some routes).
     litellm.drop_params = True
+    track_litellm_responses(litellm)
     return litellm
 
 
@@ -177,7 +118,9 @@ def model_resolve(model: CatalogModel) -> ResolvedModel:
     if model.provider in NATIVE_PROVIDERS:
         client = _openai_client(base_url, api_key, settings.PROVIDER_TIMEOUT)
         return ResolvedModel(
-            model=OpenAIChatCompletionsModel(model=model.provider_model, openai_client=client),
+            model=DeadlineModel(
+                OpenAIChatCompletionsModel(model=model.provider_model, openai_client=client), settings.PROVIDER_TIMEOUT
+            ),
             # Without include_usage, streamed usage is reported as 0.
             settings=ModelSettings(include_usage=True),
         )
@@ -185,7 +128,12 @@ def model_resolve(model: CatalogModel) -> ResolvedModel:
     from agents.extensions.models.litellm_model import LitellmModel
 
     return ResolvedModel(
-        model=LitellmModel(model=model.litellm_model, base_url=base_url, api_key=api_key),
+        # LiteLLM does not keep the timeout on every route (chat.provider_deadline): we do.
+        model=DeadlineModel(
+            LitellmModel(model=model.litellm_model, base_url=base_url, api_key=api_key),
+            settings.PROVIDER_TIMEOUT,
+            check_whole=True,
+        ),
         settings=ModelSettings(
             include_usage=True,
             # The OpenAI client under LiteLLM retries twice by default, even mid-stream.

@@ -23,7 +23,8 @@ from django.db import transaction
 from chat.catalog import CatalogModel, catalog_get
 from chat.local_model import LOCAL_MODEL_ID
 from chat.models import Conversation, Message, MessageKind, UsageKind
-from chat.providers import model_resolve, provider_streams_closed, provider_turn_slot
+from chat.provider_bodies import provider_streams_closed
+from chat.providers import model_resolve, provider_turn_slot
 from chat.store.db import db_async
 from chat.usage import request_usage, usage_row
 

@@ -37,6 +37,7 @@ class Reply:
     usage: tuple[int, int, int] = (12, 7, 0)  # input (incl. cached), output, cached
     stamp: bool = False  # replace STAMP in text pieces with the send time (benchmark)
     finish_reason: str | None = None  # OpenAI format: a finish reason of the server's own
+    raw: list[str] | None = None  # send these stream chunks as they are, in place of the rendered ones
 
 
 def text(*chunks: str, **kwargs: Any) -> Reply:
@@ -193,6 +194,8 @@ class FakeProvider:
 
 
 def _render(received: Received, reply: Reply) -> list[str]:
+    if reply.raw is not None:
+        return list(reply.raw)
     if received.path.endswith("/messages"):
         chunks = _anthropic(reply)
     elif "generatecontent" in received.path.lower():

@@ -21,7 +21,8 @@ from django.conf import settings
 
 from chat.catalog import CatalogModel
 from chat.protocol import FinishReason, Queued, TurnEvent
-from chat.providers import TurnFailure, failure_classify, provider_streams_closed, provider_turn_slot
+from chat.provider_bodies import provider_streams_closed
+from chat.providers import TurnFailure, failure_classify, provider_turn_slot
 from chat.store import selectors, services
 from chat.titles import title_schedule
 from chat.turn.agent import agent_build, run_config_build

@@ -15,10 +15,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 async def test_openai_routes_are_native_and_others_go_through_litellm(provider):
     catalog = catalog_get()
-    assert type(model_resolve(catalog.get("gpt-4o")).model).__name__ == "OpenAIChatCompletionsModel"
-    assert type(model_resolve(catalog.get("local-llama")).model).__name__ == "OpenAIChatCompletionsModel"
-    assert type(model_resolve(catalog.get("claude-sonnet-4-5")).model).__name__ == "LitellmModel"
-    assert type(model_resolve(catalog.get("gemini-2.5-flash")).model).__name__ == "LitellmModel"
+    assert type(model_resolve(catalog.get("gpt-4o")).model.inner).__name__ == "OpenAIChatCompletionsModel"
+    assert type(model_resolve(catalog.get("local-llama")).model.inner).__name__ == "OpenAIChatCompletionsModel"
+    assert type(model_resolve(catalog.get("claude-sonnet-4-5")).model.inner).__name__ == "LitellmModel"
+    assert type(model_resolve(catalog.get("gemini-2.5-flash")).model.inner).__name__ == "LitellmModel"
 
 
 async def test_a_chunk_outside_the_openai_schema_still_streams(ws, provider):
