@@ -40,25 +40,53 @@ class Verdict:
     retry_after: float = 0.0  # seconds until the window that refused ends
 
 
-# -- Redis clients: one per event loop (a connection pool belongs to the loop that made it) --
-
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+# -- this process's counters and Redis clients ---------------------------------------------
 
 
-def _redis() -> aioredis.Redis | None:
-    if not settings.REDIS_URL:
-        return None
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = aioredis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        _clients[loop] = client
-    return client
+class Counters:
+    """This process's share of the limits, held by the runtime (`chat.runtime`): a Redis client
+    per event loop (a connection pool belongs to the loop that made it), the in-process counters
+    used without Redis, and the open sockets' members this process keeps alive."""
+
+    def __init__(self) -> None:
+        self.clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+        self.windows: dict[tuple[str, str], tuple[int, int]] = {}  # (limit, who) -> (window's end, count)
+        self.local_open: defaultdict[str, int] = defaultdict(int)
+        self.held: dict[str, set[str]] = {}  # Redis key -> members this process holds
+        self.refreshers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def redis(self) -> aioredis.Redis | None:
+        if not settings.REDIS_URL:
+            return None
+        loop = asyncio.get_running_loop()
+        client = self.clients.get(loop)
+        if client is None:
+            client = self.clients[loop] = aioredis.from_url(
+                settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+            )
+        return client
+
+    async def aclose(self) -> None:
+        """At shutdown: stop this loop's refresher and close its client."""
+        loop = asyncio.get_running_loop()
+        refresher = self.refreshers.pop(loop, None)
+        if refresher is not None:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
+        client = self.clients.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+
+
+def _counters() -> Counters:
+    from chat.runtime import runtime  # the runtime's module imports this app's limits lazily too
+
+    return runtime().limits
 
 
 # -- rate limits ------------------------------------------------------------------------------
-
-_windows: dict[tuple[str, str], tuple[int, int]] = {}  # (limit, who) -> (window's end, count)
 
 
 async def rate_hit(name: str, who: str, rate: Rate | None) -> Verdict:
@@ -68,17 +96,18 @@ async def rate_hit(name: str, who: str, rate: Rate | None) -> Verdict:
     now = time.time()
     window = int(now // rate.seconds)
     retry_after = max(1.0, math.ceil((window + 1) * rate.seconds - now))
-    client = _redis()
+    counters = _counters()
+    client = counters.redis()
     if client is None:
         end = (window + 1) * rate.seconds
-        if len(_windows) >= _LOCAL_COUNTERS:
+        if len(counters.windows) >= _LOCAL_COUNTERS:
             # Only ended windows go: a live window's count must not be reset by a flood of
             # other callers.
-            for stale in [k for k, (ends, _count) in _windows.items() if ends <= now]:
-                del _windows[stale]
-        ends, count = _windows.get((name, who), (end, 0))
+            for stale in [k for k, (ends, _count) in counters.windows.items() if ends <= now]:
+                del counters.windows[stale]
+        ends, count = counters.windows.get((name, who), (end, 0))
         count = count + 1 if ends == end else 1
-        _windows[(name, who)] = (end, count)
+        counters.windows[(name, who)] = (end, count)
     else:
         key = f"{PREFIX}{name}:{who}:{window}"
         try:
@@ -95,9 +124,10 @@ async def rate_reached(name: str, who: str, rate: Rate) -> Verdict:
     now = time.time()
     window = int(now // rate.seconds)
     retry_after = max(1.0, math.ceil((window + 1) * rate.seconds - now))
-    client = _redis()
+    counters = _counters()
+    client = counters.redis()
     if client is None:
-        ends, count = _windows.get((name, who), (0, 0))
+        ends, count = counters.windows.get((name, who), (0, 0))
         count = count if ends == (window + 1) * rate.seconds else 0
     else:
         try:
@@ -110,10 +140,6 @@ async def rate_reached(name: str, who: str, rate: Rate) -> Verdict:
 
 # -- open connections per address ------------------------------------------------------------
 
-_local_open: defaultdict[str, int] = defaultdict(int)
-_held: dict[str, set[str]] = {}  # Redis key -> members this process holds
-_refresher: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
-
 
 @dataclass(frozen=True)
 class Slot:
@@ -124,11 +150,12 @@ class Slot:
 async def connection_acquire(address: str, limit: int) -> Slot | None:
     """A slot for one more socket from `address`, or None when it already has `limit` open."""
     key = f"{PREFIX}conn:{address}"
-    client = _redis()
+    counters = _counters()
+    client = counters.redis()
     if client is None:
-        if _local_open[key] >= limit:
+        if counters.local_open[key] >= limit:
             return None
-        _local_open[key] += 1
+        counters.local_open[key] += 1
         return Slot(key, None)
     member, now = uuid.uuid4().hex, time.time()
     try:
@@ -140,24 +167,25 @@ async def connection_acquire(address: str, limit: int) -> Slot | None:
             return None
     except (RedisError, OSError) as exc:
         logger.warning("connection limit not checked: %r", exc, extra={"event": "limit_unavailable"})
-        _local_open[key] += 1
+        counters.local_open[key] += 1
         return Slot(key, None)
-    _held.setdefault(key, set()).add(member)
-    _refresher_start(client)
+    counters.held.setdefault(key, set()).add(member)
+    _refresher_start(counters, client)
     return Slot(key, member)
 
 
 async def connection_release(slot: Slot) -> None:
+    counters = _counters()
     if slot.member is None:
-        _local_open[slot.key] -= 1
-        if _local_open[slot.key] <= 0:
-            del _local_open[slot.key]
+        counters.local_open[slot.key] -= 1
+        if counters.local_open[slot.key] <= 0:
+            del counters.local_open[slot.key]
         return
-    members = _held.get(slot.key, set())
+    members = counters.held.get(slot.key, set())
     members.discard(slot.member)
     if not members:
-        _held.pop(slot.key, None)
-    client = _redis()
+        counters.held.pop(slot.key, None)
+    client = counters.redis()
     if client is not None:
         try:
             await client.zrem(slot.key, slot.member)
@@ -165,21 +193,21 @@ async def connection_release(slot: Slot) -> None:
             logger.warning("connection slot not released: %r", exc, extra={"event": "limit_unavailable"})
 
 
-def _refresher_start(client: aioredis.Redis) -> None:
+def _refresher_start(counters: Counters, client: aioredis.Redis) -> None:
     loop = asyncio.get_running_loop()
-    task = _refresher.get(loop)
+    task = counters.refreshers.get(loop)
     if task is None or task.done():
-        _refresher[loop] = loop.create_task(_refresh_forever(client))
+        counters.refreshers[loop] = loop.create_task(_refresh_forever(counters, client))
 
 
-async def _refresh_forever(client: aioredis.Redis) -> None:
+async def _refresh_forever(counters: Counters, client: aioredis.Redis) -> None:
     """Keep this process's open sockets counted: push their expiry forward."""
-    while _held:
+    while counters.held:
         await asyncio.sleep(REFRESH_EVERY)
         expiry = time.time() + CONNECTION_TTL
         try:
             async with client.pipeline(transaction=False) as pipe:
-                for key, members in list(_held.items()):
+                for key, members in list(counters.held.items()):
                     if members:
                         pipe.zadd(key, dict.fromkeys(members, expiry)).expire(key, int(CONNECTION_TTL) + 1)
                 await pipe.execute()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -20,6 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from chat.models import Conversation, TurnStatus
+from chat.runtime import runtime
 from chat.store.db import db_async
 
 logger = logging.getLogger(__name__)
@@ -70,11 +70,9 @@ async def _purge_forever() -> None:
         await asyncio.sleep(PURGE_EVERY_SECONDS)
 
 
-_purgers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
-
-
 def retention_start() -> None:
-    """Start this event loop's hourly check, once (at the server's start), if RETENTION_DAYS is set."""
-    loop = asyncio.get_running_loop()
-    if settings.RETENTION_DAYS is not None and loop not in _purgers:
-        _purgers[loop] = loop.create_task(_purge_forever(), name="conversation retention")
+    """Start the hourly check, once (at the server's start), if RETENTION_DAYS is set; the
+    runtime stops it at shutdown."""
+    state = runtime()
+    if settings.RETENTION_DAYS is not None and (state.purger is None or state.purger.done()):
+        state.purger = state.spawn(_purge_forever(), name="conversation retention")

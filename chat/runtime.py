@@ -1,6 +1,6 @@
 """This process's state for serving turns, in one object (as Starlette's `app.state`): the
-conversations' feeds, the turns running here, the Redis relay, the provider clients and the
-background tasks. Start-up creates it (dreamytin/startup.py), shutdown closes it; a process
+conversations' feeds, the turns running here, the Redis relay, the provider clients, the rate
+limits' counters and the background tasks. Start-up creates it (dreamytin/startup.py), shutdown closes it; a process
 with no lifespan (a test, `uvicorn --lifespan off`) creates it on first use.
 
 Whatever holds a connection pool is kept per event loop, since a pool belongs to the loop that
@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 class Runtime:
     def __init__(self) -> None:
-        # Imported here: the turn package imports this module (its facade is chat/turn/__init__).
+        # Imported here: the turn package and the limits import this module.
+        from accounts.limits import Counters
         from chat.turn.delivery import LocalClaims
         from chat.turn.fanout import Feeds
 
@@ -45,8 +46,10 @@ class Runtime:
         self.local_clients: dict[LocalEngine, AsyncOpenAI] = {}  # in process: bound to no loop
         self._relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Relay] = weakref.WeakKeyDictionary()
         self._sync_redis: redis.Redis | None = None
+        self.limits = Counters()  # rate limits and open sockets (accounts/limits.py)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.reaper: asyncio.Task[None] | None = None
+        self.purger: asyncio.Task[None] | None = None  # RETENTION_DAYS (chat/retention.py)
 
     def relay_configured(self) -> bool:
         return bool(settings.REDIS_URL)
@@ -108,6 +111,7 @@ class Runtime:
             await relay.close()
         for client in self.openai_clients.pop(loop, {}).values():
             await client.close()
+        await self.limits.aclose()
         if self._sync_redis is not None:
             self._sync_redis.close()
             self._sync_redis = None

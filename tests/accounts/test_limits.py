@@ -11,6 +11,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from accounts import limits
+from chat.runtime import runtime
 from dreamytin.config import Rate
 from tests.accounts.sockets import open_socket, unique_loopback
 from tests.fake_provider import text
@@ -77,7 +78,7 @@ async def test_a_crashed_workers_sockets_expire_from_the_redis_count(monkeypatch
     slots = [await limits.connection_acquire(address, 2) for _ in range(2)]
     assert all(slots)
     assert await limits.connection_acquire(address, 2) is None
-    limits._held.pop(slots[0].key)  # the process "dies": nothing refreshes its members
+    runtime().limits.held.pop(slots[0].key)  # the process "dies": nothing refreshes its members
     await asyncio.sleep(0.7)
     assert await limits.connection_acquire(address, 2) is not None
 
@@ -86,7 +87,7 @@ async def test_a_crashed_workers_sockets_expire_from_the_redis_count(monkeypatch
 async def test_rate_counters_live_in_redis_with_an_expiry():
     who = unique_loopback()
     await limits.rate_hit("turns", who, Rate(5, 60))
-    client = limits._redis()
+    client = runtime().limits.redis()
     keys = [key async for key in client.scan_iter(f"{limits.PREFIX}turns:{who}:*")]
     assert len(keys) == 1 and 0 < await client.ttl(keys[0]) <= 61
 
@@ -104,14 +105,14 @@ def test_the_window_says_when_to_retry():
 async def test_in_process_counters_drop_ended_windows_never_live_ones(monkeypatch):
     if settings.REDIS_URL:
         pytest.skip("the in-process counters are used without REDIS_URL")
-    monkeypatch.setattr(limits, "_windows", {})
+    monkeypatch.setattr(runtime().limits, "windows", {})
     monkeypatch.setattr(limits, "_LOCAL_COUNTERS", 10)
     rate = Rate(1, 3600)
     assert (await limits.rate_hit("t", "victim", rate)).allowed
-    limits._windows[("old", "gone")] = (1, 5)  # a window that ended long ago
+    runtime().limits.windows[("old", "gone")] = (1, 5)  # a window that ended long ago
     for i in range(20):
         await limits.rate_hit("t", f"flood{i}", rate)
-    assert ("old", "gone") not in limits._windows
+    assert ("old", "gone") not in runtime().limits.windows
     assert not (await limits.rate_hit("t", "victim", rate)).allowed
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from chat import retention
 from chat.models import Conversation, Message, SessionItem, Turn, TurnStatus, UsageRecord
+from chat.runtime import runtime
 from chat.store import services
 from tests.chat.test_search import chat, found
 
@@ -75,7 +76,8 @@ async def test_the_server_purges_on_its_own(monkeypatch):
     monkeypatch.setattr(retention, "FIRST_PURGE_AFTER_SECONDS", 0)
     with override_settings(RETENTION_DAYS=7):
         retention.retention_start()
-        task = retention._purgers[asyncio.get_running_loop()]
+        task = runtime().purger
+        assert task is not None
         try:
             for _ in range(100):
                 if not await Conversation.objects.filter(id="stale").aexists():
@@ -84,4 +86,4 @@ async def test_the_server_purges_on_its_own(monkeypatch):
             assert not await Conversation.objects.filter(id="stale").aexists()
         finally:
             task.cancel()
-            retention._purgers.clear()
+            runtime().purger = None
