@@ -16,7 +16,7 @@ from observability.tracing import turn_span_end, turn_span_start
 
 
 class TurnTelemetry:
-    __slots__ = ("answered", "ended", "model", "span", "started", "token")
+    __slots__ = ("answered", "counted", "ended", "model", "span", "started", "token")
 
     def __init__(self, *, model: CatalogModel, conversation_id: str) -> None:
         """Call it in the turn's own task: its span becomes current there."""
@@ -27,7 +27,8 @@ class TurnTelemetry:
         self.span, self.token = turn_span_start(
             model=model.id, provider=model.provider, conversation_id=conversation_id
         )
-        if settings.METRICS:
+        self.counted = settings.METRICS  # the gauge goes down exactly when it went up
+        if self.counted:
             metrics.turns_running.inc()
 
     def event(self, event: TurnEvent) -> None:
@@ -56,8 +57,9 @@ class TurnTelemetry:
         if self.ended:
             return
         self.ended = True
-        if settings.METRICS:
+        if self.counted:
             metrics.turns_running.dec()
+        if settings.METRICS:
             if finish is not None:
                 metrics.turns.labels(self.model, finish).inc()
                 metrics.turn_duration.labels(self.model).observe(time.perf_counter() - self.started)

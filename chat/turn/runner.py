@@ -102,12 +102,14 @@ class TurnRun:
             if failure.code == "internal_error":
                 logger.error("turn failed", exc_info=exc, extra={"event": "turn_internal_error"})
             finish = "max_turns" if failure.code == "max_turns_exceeded" else "error"
-        await lease.stop()
-        if self.stopped is StopReason.LEASE_LOST:
+        try:
+            await lease.stop()
+            if self.stopped is not StopReason.LEASE_LOST:  # else another process ended it
+                await self._finish(finish, failure)
+        finally:
+            # A no-op unless the end was never counted: the lease was lost, or the task was
+            # cancelled again while it recorded its end (a process that stops).
             self.telemetry.end(None)
-            return  # another process ended the turn and told its sockets
-        await self._finish(finish, failure)
-        self.telemetry.end(None)  # no-op unless `_finish` found the lease lost before its events
 
     async def _queued(self, ahead: int) -> None:
         # Not counted in `sent_events`: no model output reached the client, so a retry stays safe.

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.test import AsyncClient, override_settings
 
 from chat.protocol import Stream
+from chat.runtime import runtime
 from chat.store import services
 from observability.metrics import local_model_held
 from tests.chat.turn.test_relay import OtherWorker
@@ -157,3 +158,18 @@ async def test_turns_queued_for_the_local_model_are_counted_until_served_or_canc
 async def _hold(lock: asyncio.Lock) -> None:
     async with local_model_held(lock):
         pass
+
+
+async def test_a_turn_cancelled_again_while_it_records_its_end_stops_counting_as_running(ws, provider):
+    """A stopping process cancels what is left, a turn already ending included."""
+    before = await scrape()
+    provider.script(text(*[f"w{i} " for i in range(100)], interval=0.02))
+    await ws.send({"message": "talk", "model": "gpt-4o"})
+    while (await ws.receive())["type"] != "stream":
+        pass
+    run = runtime().turns["conv1"].run
+    run.stop()
+    while not run.task.done():  # again and again, as it records the cancel
+        run.task.cancel()
+        await asyncio.sleep(0)
+    assert value(await scrape(), "dreamytin_turns_running") == value(before, "dreamytin_turns_running")
