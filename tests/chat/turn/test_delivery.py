@@ -5,8 +5,15 @@ and across two workers."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import uuid
 
+import pytest
+from django.conf import settings
+from redis import asyncio as aioredis
+
+from chat.turn import delivery
+from chat.turn.delivery import Claim, RedisClaims
 from tests.conftest import page_socket
 from tests.fake_provider import text
 
@@ -59,3 +66,26 @@ async def test_hello_makes_a_socket_see_every_turn(provider):
     assert await second.until_end() == events
     for socket in (first, second):
         await socket.communicator.disconnect()
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="in one process a claim dies with its sockets")
+async def test_a_deliverer_whose_worker_died_is_replaced_from_where_it_last_said(monkeypatch):
+    """Its worker never hands over: once its claim lapses, a standby on another worker goes on
+    after what the dead one last said it had sent (no gap; at worst a few events twice)."""
+    monkeypatch.setattr(delivery, "CLAIM_SECONDS", 0.5)
+
+    async def announce(conversation_id: str) -> None:
+        pass
+
+    clients = [aioredis.from_url(settings.REDIS_URL) for _ in range(2)]
+    dead, live = (RedisClaims(client, announce) for client in clients)
+    where = {"conversation_id": f"lapse{uuid.uuid4().hex[:8]}", "turn_id": "t1", "client": "page"}
+    assert (await dead.claim(**where, socket_id="a", joined_at=0)).won
+    dead.renew(**where, socket_id="a", sent=7)
+    await dead.renew_all()
+    assert await live.claim(**where, socket_id="b", joined_at=3) == Claim(False)  # still alive
+    await asyncio.sleep(0.7)  # the worker died: nothing renews its claim
+    assert await live.claim(**where, socket_id="b", joined_at=3) == Claim(True, 7)
+    assert await dead.claim(**where, socket_id="a", joined_at=0) == Claim(False)  # taken for good
+    for client in clients:
+        await client.aclose()
