@@ -89,53 +89,63 @@ def _counters() -> Counters:
 # -- rate limits ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Window:
+    now: float
+    index: int  # which window of `rate.seconds` since the epoch
+    end: float
+    retry_after: float  # whole seconds until it ends, at least 1
+
+    @classmethod
+    def current(cls, rate: Rate) -> _Window:
+        now = time.time()
+        index = int(now // rate.seconds)
+        end = (index + 1) * rate.seconds
+        return cls(now, index, end, max(1.0, math.ceil(end - now)))
+
+
 async def rate_hit(name: str, who: str, rate: Rate | None) -> Verdict:
     """Count one event of `who` against `rate`; refused once the window's count passes it."""
     if rate is None:
         return Verdict(True)
-    now = time.time()
-    window = int(now // rate.seconds)
-    retry_after = max(1.0, math.ceil((window + 1) * rate.seconds - now))
+    window = _Window.current(rate)
     counters = _counters()
     client = counters.redis()
     if client is None:
-        end = (window + 1) * rate.seconds
         if len(counters.windows) >= _LOCAL_COUNTERS:
             # Only ended windows go: a live window's count must not be reset by a flood of
             # other callers.
-            for stale in [k for k, (ends, _count) in counters.windows.items() if ends <= now]:
+            for stale in [k for k, (ends, _count) in counters.windows.items() if ends <= window.now]:
                 del counters.windows[stale]
-        ends, count = counters.windows.get((name, who), (end, 0))
-        count = count + 1 if ends == end else 1
-        counters.windows[(name, who)] = (end, count)
+        ends, count = counters.windows.get((name, who), (window.end, 0))
+        count = count + 1 if ends == window.end else 1
+        counters.windows[(name, who)] = (window.end, count)
     else:
-        key = f"{PREFIX}{name}:{who}:{window}"
+        key = f"{PREFIX}{name}:{who}:{window.index}"
         try:
             async with client.pipeline(transaction=True) as pipe:
                 count, _ = await pipe.incr(key).expire(key, rate.seconds + 1).execute()
         except (RedisError, OSError) as exc:
             logger.warning("rate limit not checked: %r", exc, extra={"event": "limit_unavailable"})
             return Verdict(True)
-    return Verdict(count <= rate.count, retry_after)
+    return Verdict(count <= rate.count, window.retry_after)
 
 
 async def rate_reached(name: str, who: str, rate: Rate) -> Verdict:
     """Whether `who` already had `rate.count` events in this window, without counting one."""
-    now = time.time()
-    window = int(now // rate.seconds)
-    retry_after = max(1.0, math.ceil((window + 1) * rate.seconds - now))
+    window = _Window.current(rate)
     counters = _counters()
     client = counters.redis()
     if client is None:
         ends, count = counters.windows.get((name, who), (0, 0))
-        count = count if ends == (window + 1) * rate.seconds else 0
+        count = count if ends == window.end else 0
     else:
         try:
-            count = int(await client.get(f"{PREFIX}{name}:{who}:{window}") or 0)
+            count = int(await client.get(f"{PREFIX}{name}:{who}:{window.index}") or 0)
         except (RedisError, OSError) as exc:
             logger.warning("rate limit not checked: %r", exc, extra={"event": "limit_unavailable"})
             return Verdict(True)
-    return Verdict(count < rate.count, retry_after)
+    return Verdict(count < rate.count, window.retry_after)
 
 
 # -- open connections per address ------------------------------------------------------------
