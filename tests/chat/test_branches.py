@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.test import override_settings
 
 from chat.models import Conversation, Message, SessionItem, Turn, UsageRecord
 from tests.conftest import Client, connect
@@ -288,3 +289,38 @@ async def test_cancelling_a_regenerated_turn_keeps_the_old_answer_as_a_sibling(w
     provider.script(text("three"))
     await answer(ws, {"type": "regenerate", "message_id": end["message_id"]})
     assert (await get(async_client))["messages"][1]["branch"] == {"index": 3, "count": 3}
+
+
+async def test_another_users_message_is_unknown(provider, async_client, django_user_model):
+    from accounts.tokens import token_create
+    from tests.accounts.sockets import open_socket
+
+    alice = await django_user_model.objects.acreate(username="alice")
+    bob = await django_user_model.objects.acreate(username="bob")
+    (_, alice_raw), (_, bob_raw) = [await sync_to_async(token_create)(user=user) for user in (alice, bob)]
+    with override_settings(AUTH_MODE="django"):
+        _, _, alice_socket = await open_socket("/ws/alice1", subprotocols=["bearer", alice_raw])
+        await alice_socket.receive_json_from()
+        provider.script(text("hers"))
+        await alice_socket.send_json_to({"message": "secret"})
+        while (event := await alice_socket.receive_json_from(timeout=10))["type"] != "stream_end":
+            pass
+        hers = event["message_id"]
+        _, _, bob_socket = await open_socket("/ws/bob1", subprotocols=["bearer", bob_raw])
+        await bob_socket.receive_json_from()
+        before = await tree_state()
+        await bob_socket.send_json_to({"type": "regenerate", "message_id": hers})
+        assert (await bob_socket.receive_json_from())["code"] == "unknown_message"
+        as_bob = {"headers": {"Authorization": f"Bearer {bob_raw}"}}
+        response = await async_client.post(
+            "/conversations/bob1/branch", {"message_id": hers}, content_type="application/json", **as_bob
+        )
+        assert response.status_code == 404 and response.json()["code"] == "unknown_message"
+        for path in ("/conversations/alice1/branch", "/conversations/alice1/fork"):
+            response = await async_client.post(path, {"message_id": hers}, content_type="application/json", **as_bob)
+            assert response.status_code == 404 and response.json()["code"] == "not_found"
+        assert (await async_client.get("/conversations/alice1/tree", **as_bob)).status_code == 404
+        assert await tree_state() == before
+        assert len(provider.requests) == 1
+        for socket in (alice_socket, bob_socket):
+            await socket.disconnect()
