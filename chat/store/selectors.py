@@ -136,7 +136,7 @@ def _display_entry(message: Message) -> dict[str, Any] | None:
 def session_items(*, conversation_id: str, leaf: Any) -> list[dict[str, Any]]:
     """The replay items of the path that ends at turn `leaf` (a running turn's own included)."""
     tree = tree_load(conversation_id=conversation_id, active_leaf=leaf)
-    return path_items(conversation_id=conversation_id, path=tree.path(leaf))
+    return path_items(conversation_id=conversation_id, path={node.id for node in tree.path(leaf)})
 
 
 def prompt_text(*, conversation_id: str, message_id: str) -> str:

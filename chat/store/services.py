@@ -21,8 +21,8 @@ from chat.models import (
     UsageRecord,
 )
 from chat.store.db import db_async
-from chat.store.sql import column_values, objects_insert, rows_update
-from chat.store.tree import BranchRequest, Node, Tree, tree_load
+from chat.store.sql import column_values, objects_insert, rows_update, rows_values
+from chat.store.tree import BranchRequest, Tree, tree_load
 from chat.visibility import owned
 
 INTERRUPTED_ERROR = "The server running this reply stopped before it finished; the partial reply is kept. Try again."
@@ -96,9 +96,13 @@ def turn_start(
     parent_id, prompt_id = None, uuid.uuid4()
     if existed:
         turns_check_idle(conversation_id=conversation_id)
-        tree = tree_load(conversation_id=conversation_id)
-        parent_id, prompt_id = _branch_point(tree, branch, prompt_id)
-        history = path_items(conversation_id=conversation_id, path=tree.path(parent_id) if parent_id else [])
+        if branch is None:
+            parent_id, path = active_path(conversation_id)
+        else:
+            tree = tree_load(conversation_id=conversation_id)
+            parent_id, prompt_id = _branch_point(tree, branch, prompt_id)
+            path = {node.id for node in tree.path(parent_id)} if parent_id else set()
+        history = path_items(conversation_id=conversation_id, path=path)
         if not history:  # its first turn, as when POST /conversations made it: the message titles it
             Conversation.objects.filter(id=conversation_id, title="").update(title=new_title)
     elif branch is not None:
@@ -112,21 +116,32 @@ def turn_start(
     return turn, history
 
 
-def _branch_point(tree: Tree, branch: BranchRequest | None, prompt_id: uuid.UUID) -> tuple[Any, uuid.UUID]:
-    """The new turn's parent and user message id: after the active path, or where `branch` says."""
-    if branch is None:
-        return tree.active_leaf, prompt_id
+def active_path(conversation_id: str) -> tuple[Any, set[Any]]:
+    """The active leaf and the ids of the turns of its path, read by two light queries (the
+    tree's siblings and times are no chat turn's business)."""
+    leaf = column_values(Conversation, "active_leaf", where={"id": conversation_id})[0]
+    parents = dict(rows_values(Turn, ("id", "parent"), where={"conversation_id": conversation_id}))
+    if leaf not in parents:  # no turn yet, or its turn is gone: then the newest turn ends the path
+        leaf = tree_load(conversation_id=conversation_id).active_leaf if parents else None
+    path, node = set(), leaf
+    while node is not None:
+        path.add(node)
+        node = parents.get(node)
+    return leaf, path
+
+
+def _branch_point(tree: Tree, branch: BranchRequest, prompt_id: uuid.UUID) -> tuple[Any, uuid.UUID]:
+    """The new turn's parent and user message id where `branch` says."""
     if branch.kind == "regenerate":
         answered = tree.turn_of(branch.message_id)
         return answered.parent_id, answered.prompt_id
     return tree.prompt_of(branch.message_id).parent_id, prompt_id
 
 
-def path_items(*, conversation_id: str, path: list[Node]) -> list[dict[str, Any]]:
-    """The replay items of the turns of `path`, in order, and those of no turn (an import's)."""
-    on_path = {node.id for node in path}
-    rows = SessionItem.objects.filter(conversation_id=conversation_id).order_by("id")
-    return [data for turn_id, data in rows.values_list("turn_id", "data") if turn_id is None or turn_id in on_path]
+def path_items(*, conversation_id: str, path: set[Any]) -> list[dict[str, Any]]:
+    """The replay items of the turns in `path`, in order, and those of no turn (an import's)."""
+    rows = rows_values(SessionItem, ("turn", "data"), where={"conversation_id": conversation_id}, order_by="id")
+    return [data for turn_id, data in rows if turn_id is None or turn_id in path]
 
 
 def turns_check_idle(*, conversation_id: str) -> None:
