@@ -8,8 +8,12 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Sum
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from chat.models import Conversation, Message, SessionItem, ToolCall, Turn, UsageRecord
+from chat.store.tree import tree_load
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -26,7 +30,7 @@ class ReadOnlyInline(admin.TabularInline):
 
 class TurnInline(ReadOnlyInline):
     model = Turn
-    fields = ("created_at", "model", "status", "finish_reason", "error_code")
+    fields = ("created_at", "parent", "prompt_id", "model", "status", "finish_reason", "error_code")
     readonly_fields = fields
 
 
@@ -57,6 +61,45 @@ class ConversationAdmin(ReadOnlyAdmin):
     list_filter = ("owner", "model", "turns__status", "created_at")
     date_hierarchy = "created_at"
     inlines = (TurnInline, SessionItemInline)
+    readonly_fields = ("tree",)
+
+    @admin.display(description="Tree (the active path in bold)")
+    def tree(self, conversation: Conversation) -> str:
+        """Each user message, and below it its answers, then what follows each answer."""
+        tree = tree_load(conversation_id=conversation.id, active_leaf=conversation.active_leaf_id)
+        active = {node.id for node in tree.path()}
+        questions = dict(
+            Message.objects.filter(turn__conversation=conversation, position=0).values_list("turn_id", "content")
+        )
+        first_text = Message.objects.filter(turn__conversation=conversation, position__gt=0).exclude(content="")
+        answers = dict(first_text.order_by("turn_id", "-position").values_list("turn_id", "content"))
+
+        def below(parent_id: Any) -> str:
+            bold = format_html(" style='font-weight:bold'")
+            items = [
+                format_html(
+                    "<li>🧑 {}<ul>{}</ul></li>",
+                    Truncator(questions.get(tree.answers[prompt_id][0].id, "")).chars(80),
+                    format_html_join(
+                        "",
+                        "<li{}>🤖 {} <a href='{}'>{}</a>{}</li>",
+                        (
+                            (
+                                bold if turn.id in active else "",
+                                Truncator(answers.get(turn.id, "")).chars(80) or "…",
+                                reverse("admin:chat_turn_change", args=[turn.id]),
+                                str(turn.id)[:8],
+                                below(turn.id),
+                            )
+                            for turn in tree.answers[prompt_id]
+                        ),
+                    ),
+                )
+                for prompt_id in tree.user_siblings(parent_id)
+            ]
+            return format_html("<ul>{}</ul>", format_html_join("", "{}", ((item,) for item in items))) if items else ""
+
+        return below(None) or "—"
 
 
 @admin.register(Turn)

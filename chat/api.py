@@ -13,7 +13,7 @@ from chat.catalog import PROVIDERS, catalog_get
 from chat.exceptions import InvalidConversationId
 from chat.ids import conversation_id_valid
 from chat.search import conversation_search
-from chat.store import selectors, services
+from chat.store import branches, selectors, services
 from chat.turn import client_key, conversation_forget, snapshot
 from chat.usage import usage_report, usage_totals
 
@@ -126,6 +126,43 @@ def conversation_delete(request: HttpRequest, conversation_id: str) -> dict[str,
     return {"message": f"Conversation {conversation_id} deleted"}
 
 
+class BranchIn(Schema):
+    message_id: str = Field(description="A user message's id or an answer's message_id")
+
+
+class ForkIn(BranchIn):
+    session_id: str | None = Field(None, description="The new conversation's id (default: a new one)")
+
+
+@router.post("/conversations/{conversation_id}/branch", tags=["branches"], summary="Show the branch through a message")
+def conversation_branch(request: HttpRequest, conversation_id: str, payload: BranchIn) -> JsonResponse:
+    _check_id(conversation_id)
+    conversation = branches.branch_switch(
+        conversation_id=conversation_id, message_id=payload.message_id, owner_id=_owner(request)
+    )
+    return JsonResponse(_conversation_body(conversation, request), json_dumps_params={"ensure_ascii": False})
+
+
+@router.post("/conversations/{conversation_id}/fork", tags=["branches"], summary="Copy a path into a new conversation")
+def conversation_fork(request: HttpRequest, conversation_id: str, payload: ForkIn) -> JsonResponse:
+    _check_id(conversation_id)
+    if payload.session_id is not None:
+        _check_id(payload.session_id)
+    fork = branches.conversation_fork(
+        conversation_id=conversation_id,
+        message_id=payload.message_id,
+        new_id=payload.session_id,
+        owner_id=_owner(request),
+    )
+    return JsonResponse(_conversation_body(fork, request), status=201, json_dumps_params={"ensure_ascii": False})
+
+
+@router.get("/conversations/{conversation_id}/tree", tags=["branches"], summary="Every message of every branch")
+def conversation_tree(request: HttpRequest, conversation_id: str) -> dict[str, Any]:
+    _check_id(conversation_id)
+    return branches.conversation_tree(conversation_id=conversation_id, owner_id=_owner(request))
+
+
 def _conversation_body(conversation: Any, request: HttpRequest) -> dict[str, Any]:
     body = {
         "id": conversation.id,
@@ -143,7 +180,9 @@ def _conversation_body(conversation: Any, request: HttpRequest) -> dict[str, Any
         # sent: the text that follows then goes into it after a reload too.
         live = (running.turn_id, running.display or [{"role": "assistant", "content": ""}])
         body["live"] = {"message_id": running.turn_id, "seq": running.seq}
-    body["messages"] = selectors.conversation_display_messages(conversation_id=conversation.id, live=live)
+    body["messages"] = selectors.conversation_display_messages(
+        conversation_id=conversation.id, active_leaf=conversation.active_leaf_id, live=live
+    )
     body["usage"] = usage_totals(conversation_id=conversation.id)
     return body
 

@@ -31,13 +31,16 @@ from chat.protocol import (
     PROTOCOL_VERSION,
     CancelFrame,
     ChatFrame,
+    EditFrame,
     FrameError,
     HelloFrame,
     PingFrame,
+    RegenerateFrame,
     ResumeFrame,
     frame_parse,
 )
 from chat.turn import (
+    BranchRequest,
     Watcher,
     client_key,
     resume,
@@ -198,7 +201,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 upgrade(self.watcher)
             await self._send({"type": "hello", "protocol": min(frame.protocol, 2), "timestamp": timestamp_now()})
         elif isinstance(frame, ChatFrame):
-            await self._start_turn(frame)
+            await self._start_turn(frame.message, frame.model)
+        elif isinstance(frame, RegenerateFrame):
+            await self._start_turn(None, frame.model, BranchRequest("regenerate", frame.message_id))
+        elif isinstance(frame, EditFrame):
+            await self._start_turn(frame.message, frame.model, BranchRequest("edit", frame.message_id))
 
     async def identity_revoked(self, event: dict[str, Any]) -> None:
         """Its token was deleted or its user deactivated (accounts/revocation.py)."""
@@ -209,7 +216,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if event.get("user"):
             await turn_cancel(self.conversation_id)  # a deactivated user's reply stops too
 
-    async def _start_turn(self, frame: ChatFrame) -> None:
+    async def _start_turn(self, message: str | None, model: str | None, branch: BranchRequest | None = None) -> None:
+        """A chat frame's turn, or with `branch` a regenerate's (`message` None) or an edit's."""
         # This process's turn, answered without a query; a turn on another worker is found by
         # `turn_start` (the conversation's row is locked while it looks).
         if turn_running(self.conversation_id):
@@ -228,11 +236,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             await turn_start(
                 conversation_id=self.conversation_id,
-                message=frame.message,
-                model_id=frame.model,
+                message=message,
+                model_id=model,
                 owner_id=self.identity.owner_id,
                 sender=self.watcher,
                 admit=budget_admission(self.identity),  # the day's budget, reserved as the turn starts
+                branch=branch,
             )
         except ChatError as exc:
             await self._lone_error(exc.code, exc.message, retryable=exc.retryable, retry_after=exc.retry_after)

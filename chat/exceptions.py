@@ -31,6 +31,32 @@ class ConversationBusy(ChatError):
     http_status = 409
 
 
+class ConversationExists(ChatError):
+    code = "conversation_exists"
+    http_status = 409
+
+
+class UnknownMessage(ChatError):
+    """A message id that is no message of the conversation (another user's among them)."""
+
+    code = "unknown_message"
+    http_status = 404
+
+
+class NotAReply(ChatError):
+    """A user message's id where an answer's (a turn's) is needed."""
+
+    code = "not_a_reply"
+    http_status = 400
+
+
+class NotAUserMessage(ChatError):
+    """An answer's id where a user message's is needed."""
+
+    code = "not_a_user_message"
+    http_status = 400
+
+
 class UnknownModel(ChatError):
     code = "unknown_model"
     http_status = 400

@@ -2,6 +2,9 @@
 
 - `Conversation`: one per client id.
 - `Turn`: one user message and the assistant's answer to it (the contract's `message_id`).
+  Turns form a tree (chat/store/tree.py): each follows its `parent`; turns answering the same
+  user message (regenerated answers) share its `prompt_id`; the conversation's `active_leaf`
+  ends the path that is shown and replayed.
 - `Message`: what the frontend showed, in order: the user's message, assistant text segments
   and tool entries. A tool entry is also the record of that tool call (arguments, result,
   ok, duration), so the display list and the tool-call log are one table and cannot drift.
@@ -34,6 +37,12 @@ class Conversation(models.Model):
     model = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    # The last turn of the path shown and replayed to the model (null: no turn yet). No
+    # constraint: a conversation and its turns are deleted together, and a leaf that is gone
+    # reads as the newest turn (chat/store/tree.py).
+    active_leaf = models.ForeignKey(
+        "Turn", on_delete=models.DO_NOTHING, null=True, blank=True, related_name="+", db_constraint=False
+    )
 
     class Meta:
         ordering = ["-updated_at"]
@@ -64,6 +73,10 @@ def turn_leased() -> Q:
 class Turn(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    # The turn this one follows (null: the conversation's first message, or an edit of it).
+    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="children")
+    # The user message it answers (the contract's user entry `id`): a regenerated answer keeps it.
+    prompt_id = models.UUIDField(default=uuid.uuid4, editable=False)
     model = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=TurnStatus.choices, default=TurnStatus.STREAMING, db_index=True)
     finish_reason = models.CharField(max_length=16, blank=True, default="")

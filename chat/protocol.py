@@ -32,6 +32,23 @@ class ChatFrame(_Frame):
     model: StrictStr | None = None
 
 
+class RegenerateFrame(_Frame):
+    """*Extension*: answer the user message of turn `message_id` again, on a new branch."""
+
+    type: Literal["regenerate"]
+    message_id: StrictStr
+    model: StrictStr | None = None
+
+
+class EditFrame(_Frame):
+    """*Extension*: put `message` beside the user message `message_id`, and answer it."""
+
+    type: Literal["edit"]
+    message_id: StrictStr
+    message: StrictStr
+    model: StrictStr | None = None
+
+
 class CancelFrame(_Frame):
     type: Literal["cancel"]
 
@@ -54,11 +71,13 @@ class HelloFrame(_Frame):
     protocol: int = Field(ge=1)
 
 
-Frame = Annotated[ChatFrame | CancelFrame | PingFrame | ResumeFrame | HelloFrame, Field(discriminator="type")]
+AnyFrame = ChatFrame | RegenerateFrame | EditFrame | CancelFrame | PingFrame | ResumeFrame | HelloFrame
+Frame = Annotated[AnyFrame, Field(discriminator="type")]
 _FRAME = TypeAdapter(Frame)
+FRAME_TYPES = ("chat", "regenerate", "edit", "cancel", "ping", "resume", "hello")
 
 
-def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame | PingFrame | ResumeFrame | HelloFrame:
+def frame_parse(text: str, *, max_message_chars: int) -> AnyFrame:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -71,10 +90,9 @@ def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame
         raise FrameError("invalid_message", "A frame must be a JSON object.")
     # The existing frontend sends chat frames with no `type`.
     data.setdefault("type", "chat")
-    if data["type"] not in ("chat", "cancel", "ping", "resume", "hello"):
-        raise FrameError(
-            "invalid_message", f"Unknown frame type {data['type']!r}; expected chat, cancel, ping, resume or hello."
-        )
+    if data["type"] not in FRAME_TYPES:
+        expected = ", ".join(FRAME_TYPES)
+        raise FrameError("invalid_message", f"Unknown frame type {data['type']!r}; expected one of {expected}.")
     try:
         frame = _FRAME.validate_python(data)
     except ValidationError as exc:
@@ -82,10 +100,12 @@ def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame
             f"{'.'.join(str(p) for p in err['loc'][1:]) or 'frame'}: {err['msg']}" for err in exc.errors()
         )
         raise FrameError("invalid_message", f"Invalid {data['type']} frame: {problems}.") from exc
-    if isinstance(frame, ChatFrame):
-        for name, value in (("message", frame.message), ("model", frame.model)):
+    if isinstance(frame, ChatFrame | EditFrame | RegenerateFrame):
+        for name in ("message", "model", "message_id"):
+            value = getattr(frame, name, None)
             if value is not None and not text_storable(value):
                 raise FrameError("invalid_message", f"The {name} holds a NUL character or a lone UTF-16 surrogate.")
+    if isinstance(frame, ChatFrame | EditFrame):
         if not frame.message.strip():
             raise FrameError("empty_message", "The message is empty.")
         if len(frame.message) > max_message_chars:

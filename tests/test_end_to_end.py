@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.chat.frontend import render, without_empty
+from tests.chat.frontend import as_shown, render, without_empty
 from tests.conftest import catalog_file
 from tests.fake_provider import FakeProvider, error, text, tools
 from tests.servers import PROJECT, SERVERS, Server
@@ -109,7 +109,7 @@ def chat_turn(server: Server, conversation_id: str, message: str, model: str = "
 
 
 def restored(server: Server, conversation_id: str) -> list[dict[str, Any]]:
-    return httpx.get(f"{server.url}/conversations/{conversation_id}").json()["messages"]
+    return as_shown(httpx.get(f"{server.url}/conversations/{conversation_id}").json()["messages"])
 
 
 def closed_early_within(fake: FakeProvider, since: float, seconds: float = 1.0) -> bool:

@@ -26,7 +26,7 @@ import pytest
 import redis
 from websockets.sync.client import ClientConnection
 
-from tests.chat.frontend import reload_render, render, without_empty
+from tests.chat.frontend import as_shown, reload_render, render, without_empty
 from tests.fake_provider import FakeProvider, text, tools
 from tests.servers import Server, servers_start
 from tests.test_end_to_end import closed_early_within, open_socket, restored, server_env, until_end
@@ -233,6 +233,28 @@ def test_a_message_on_the_other_worker_while_a_turn_runs_is_busy(workers, fake):
     assert restored(workers.a, conversation_id) == without_empty(render(seen_a, "first"))
 
 
+def test_branching_on_the_other_worker_while_a_turn_runs_is_busy(workers, fake):
+    conversation_id = new_conversation()
+    fake.script(text("first answer"), text(*MANY[:20], interval=0.05))
+    with open_v2(workers.a, conversation_id) as on_a, open_v2(workers.b, conversation_id) as on_b:
+        on_a.send(chat("first"))
+        first = until_end(on_a)[-1]["message_id"]
+        until_end(on_b)
+        user = conversation(workers.b, conversation_id)["messages"][0]["id"]
+        on_a.send(chat("second"))
+        seen_b = [receive(on_b)]  # the turn runs, on worker a
+        on_b.send(json.dumps({"type": "regenerate", "message_id": first}))
+        on_b.send(json.dumps({"type": "edit", "message_id": user, "message": "other"}))
+        switched = httpx.post(f"{workers.b.url}/conversations/{conversation_id}/branch", json={"message_id": first})
+        until_end(on_b, seen_b)
+        until_end(on_a)
+    assert switched.status_code == 409 and switched.json()["code"] == "busy"
+    refused = [e for e in seen_b if "message_id" not in e]
+    assert [(e["type"], e["code"]) for e in refused] == [("error", "busy"), ("error", "busy")]
+    assert len(fake.requests) == 2
+    assert [e["content"] for e in restored(workers.a, conversation_id)][::2] == ["first", "second"]
+
+
 # A reload, a resume, and nobody watching.
 
 
@@ -250,7 +272,7 @@ def test_a_reload_mid_reply_continues_it_on_the_other_worker(workers, fake):
     with open_socket(workers.b, conversation_id) as on_b:
         rest = until_end(on_b)
     seq = before["live"]["seq"]
-    assert before["messages"] == [
+    assert as_shown(before["messages"]) == [
         {"role": "user", "content": "Tell me a story"},
         {"role": "assistant", "content": "".join(STORY[:seq])},
     ]
@@ -258,7 +280,7 @@ def test_a_reload_mid_reply_continues_it_on_the_other_worker(workers, fake):
     assert seqs(rest) == list(range(seq + 1, seq + 1 + len(rest)))  # no event twice, none missing
     assert rest[-1]["finish_reason"] == "stop"
     after = restored(workers.a, conversation_id)
-    assert without_empty(reload_render(rest, before["messages"])) == after
+    assert without_empty(reload_render(rest, as_shown(before["messages"]))) == after
     assert after[-1] == {"role": "assistant", "content": "".join(STORY)}
 
 
@@ -284,7 +306,7 @@ def test_a_resume_on_the_other_worker_after_a_disconnect_is_gapless(workers, fak
     assert seqs(events) == list(range(after_seq + 1, after_seq + 1 + len(events)))
     assert events[-1]["finish_reason"] == "stop"
     after = restored(workers.b, conversation_id)
-    assert without_empty(reload_render(events, before["messages"])) == after
+    assert without_empty(reload_render(events, as_shown(before["messages"]))) == after
     assert after[-1] == {"role": "assistant", "content": "".join(STORY)}
 
 
@@ -320,7 +342,7 @@ def test_a_reply_nobody_returns_to_is_cancelled_after_the_grace(workers, fake):
     closed_at = provider_closed_at(fake, GRACE + 3)
     assert closed_at is not None, "the abandoned reply was never stopped"
     assert GRACE - 0.5 < closed_at - left_at < GRACE + 1.5
-    shown = once_ended(workers.b, conversation_id)["messages"]
+    shown = as_shown(once_ended(workers.b, conversation_id)["messages"])
     # A resume within minutes of its end replays it: it ended cancelled, not failed.
     with open_socket(workers.b, conversation_id) as on_b:
         on_b.send(resume(0))

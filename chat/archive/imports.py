@@ -11,6 +11,7 @@ are not imported.
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,8 @@ def conversation_import(*, conversation: ImportedConversation, owner_id: int | N
         )
         for turn, moment in zip(conversation.turns, times, strict=True)
     ]
+    for previous, turn in itertools.pairwise(turns):  # one path, each turn after the one before
+        turn.parent = previous
     Turn.objects.bulk_create(turns)
     for turn, moment in zip(turns, times, strict=True):
         turn.created_at = turn.heartbeat_at = moment
@@ -133,5 +136,7 @@ def conversation_import(*, conversation: ImportedConversation, owner_id: int | N
     Message.objects.bulk_create(messages, batch_size=500)
     SessionItem.objects.bulk_create(replay, batch_size=500)
     created = _aware(conversation.created_at)
-    Conversation.objects.filter(id=row.id).update(created_at=min(created or times[0], times[0]))
+    Conversation.objects.filter(id=row.id).update(
+        created_at=min(created or times[0], times[0]), active_leaf_id=turns[-1].id
+    )
     return row.id

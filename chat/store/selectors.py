@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from chat.exceptions import ConversationNotFound
 from chat.models import (
+    LEASE_STALE_AFTER,
     Conversation,
     Message,
     MessageKind,
-    SessionItem,
     Turn,
     TurnStatus,
     UsageRecord,
@@ -19,7 +20,8 @@ from chat.models import (
     turn_leased,
 )
 from chat.store.db import db_async
-from chat.store.services import INTERRUPTED_ERROR
+from chat.store.services import INTERRUPTED_ERROR, path_items
+from chat.store.tree import Node, Tree, tree_load
 from chat.usage import stream_end_usage
 from chat.visibility import owned
 
@@ -66,24 +68,48 @@ def turn_in_progress(*, conversation_id: str) -> str | None:
 
 
 def conversation_display_messages(
-    *, conversation_id: str, live: tuple[str, list[dict[str, Any]]] | None = None
+    *, conversation_id: str, active_leaf: Any = None, live: tuple[str, list[dict[str, Any]]] | None = None
 ) -> list[dict[str, Any]]:
-    """What the frontend showed while the turns streamed (contract's rendering rules). `live`:
-    the turn in progress and its entries as its event log shows them (its rows lag behind)."""
+    """The active path (chat/store/tree.py) as the frontend showed it while its turns streamed
+    (contract's rendering rules), each entry with its node's id, and which of its siblings it
+    is. `active_leaf`: the conversation's. `live`: the turn in progress and its entries as its
+    event log shows them (its rows lag behind)."""
     messages: list[dict[str, Any]] = []
-    turns = Turn.objects.filter(conversation_id=conversation_id).prefetch_related("messages").order_by("created_at")
-    failed = set(Turn.objects.filter(_failed(), conversation_id=conversation_id).values_list("id", flat=True))
-    for turn in turns:
+    turns = {
+        turn.id: turn
+        for turn in Turn.objects.filter(conversation_id=conversation_id).prefetch_related("messages").order_by()
+    }
+    tree = Tree(
+        [Node(turn.id, turn.parent_id, turn.prompt_id, turn.created_at) for turn in turns.values()], active_leaf
+    )
+    lapsed_before = timezone.now() - LEASE_STALE_AFTER
+    for node in tree.path():
+        turn = turns[node.id]
+        rows = turn.messages.all()
+        user = {**_display_entry(rows[0]), "id": str(turn.prompt_id)}  # type: ignore[dict-item]
+        _mark_branch(user, tree.branch_of_user(node))
+        messages.append(user)
         if live is not None and str(turn.id) == live[0]:
-            messages.extend(_display_entry(message) for message in turn.messages.all() if message.position == 0)
-            messages.extend(live[1])
-            continue
-        messages.extend(entry for message in turn.messages.all() if (entry := _display_entry(message)) is not None)
-        # Live, the error has an entry of its own after whatever was streamed (PROTOCOL.md,
-        # "Errors after output").
-        if turn.id in failed:
-            messages.append(error_entry(turn.error or INTERRUPTED_ERROR))
+            answer = [dict(entry) for entry in live[1]]
+        else:
+            answer = [entry for message in rows[1:] if (entry := _display_entry(message)) is not None]
+            # Live, the error has an entry of its own after whatever was streamed (PROTOCOL.md,
+            # "Errors after output").
+            lapsed = turn.status == TurnStatus.STREAMING and turn.heartbeat_at < lapsed_before
+            if turn.status in FAILED_TURN or lapsed:
+                answer.append(error_entry(turn.error or INTERRUPTED_ERROR))
+        for entry in answer:
+            entry["message_id"] = str(turn.id)
+        if answer:
+            _mark_branch(answer[0], tree.branch_of_answer(node))
+        messages.extend(answer)
     return messages
+
+
+def _mark_branch(entry: dict[str, Any], branch: tuple[int, int]) -> None:
+    """An entry with siblings says which of them it is."""
+    if branch[1] > 1:
+        entry["branch"] = {"index": branch[0], "count": branch[1]}
 
 
 def error_entry(error: str) -> dict[str, Any]:
@@ -107,10 +133,16 @@ def _display_entry(message: Message) -> dict[str, Any] | None:
     )
 
 
-def session_items(*, conversation_id: str) -> list[dict[str, Any]]:
-    return list(
-        SessionItem.objects.filter(conversation_id=conversation_id).order_by("id").values_list("data", flat=True)
-    )
+def session_items(*, conversation_id: str, leaf: Any) -> list[dict[str, Any]]:
+    """The replay items of the path that ends at turn `leaf` (a running turn's own included)."""
+    tree = tree_load(conversation_id=conversation_id, active_leaf=leaf)
+    return path_items(conversation_id=conversation_id, path={node.id for node in tree.path(leaf)})
+
+
+def prompt_text(*, conversation_id: str, message_id: str) -> str:
+    """The user message that the turn `message_id` answers (what a `regenerate` sends again)."""
+    turn = tree_load(conversation_id=conversation_id).turn_of(message_id)
+    return Message.objects.filter(turn_id=turn.id, position=0).values_list("content", flat=True).get()
 
 
 def conversation_model(*, conversation_id: str) -> str | None:
@@ -132,6 +164,7 @@ def turn_latest(*, turn_id: Any) -> bool:
 
 
 asession_items = db_async(session_items)
+aprompt_text = db_async(prompt_text)
 aturn_latest = db_async(turn_latest)
 aturn_usage = db_async(turn_usage)
 aconversation_model = db_async(conversation_model)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat.exceptions import ConversationBusy, ConversationNotFound
+from chat.exceptions import ConversationBusy, ConversationNotFound, UnknownMessage
 from chat.models import (
     LEASE_STALE_AFTER,
     Conversation,
@@ -20,7 +21,8 @@ from chat.models import (
     UsageRecord,
 )
 from chat.store.db import db_async
-from chat.store.sql import column_values, objects_insert, rows_update
+from chat.store.sql import column_values, objects_insert, rows_update, rows_values
+from chat.store.tree import BranchRequest, Tree, tree_load
 from chat.visibility import owned
 
 INTERRUPTED_ERROR = "The server running this reply stopped before it finished; the partial reply is kept. Try again."
@@ -59,9 +61,15 @@ def turn_start(
     user_message: str,
     owner_id: int | None = None,
     admit: Callable[..., None] | None = None,
+    branch: BranchRequest | None = None,
 ) -> tuple[Turn, list[dict[str, Any]]]:
     """Store the user's message before the model is called; refuse when a live turn runs.
-    Returns the turn and the conversation's replay items so far (read in the same trip).
+    Returns the turn and the replay items of the path it follows (read in the same trip).
+
+    The turn follows the active path's last turn, or with `branch` starts a new branch
+    (chat/store/tree.py): a `regenerate` answers that turn's user message (`user_message` is
+    its text) again, an `edit` puts `user_message` beside that user message. The new turn ends
+    the active path.
 
     Every turn starts here, so it costs as few queries as it can (its writes go through
     `chat.store.sql`): the update also locks the conversation's row (PostgreSQL), against a second
@@ -85,20 +93,58 @@ def turn_start(
         existed = not created and touched()  # not created: another worker created it this instant
         if not created and not existed:  # it is another user's
             raise ConversationNotFound(f"Conversation {conversation_id} not found")
+    parent_id, prompt_id = None, uuid.uuid4()
     if existed:
-        _turns_check_idle(conversation_id=conversation_id)
-        history = column_values(SessionItem, "data", where={"conversation_id": conversation_id}, order_by="id")
+        turns_check_idle(conversation_id=conversation_id)
+        if branch is None:
+            parent_id, path = active_path(conversation_id)
+        else:
+            tree = tree_load(conversation_id=conversation_id)
+            parent_id, prompt_id = _branch_point(tree, branch, prompt_id)
+            path = {node.id for node in tree.path(parent_id)} if parent_id else set()
+        history = path_items(conversation_id=conversation_id, path=path)
         if not history:  # its first turn, as when POST /conversations made it: the message titles it
             Conversation.objects.filter(id=conversation_id, title="").update(title=new_title)
-    turn = Turn(conversation_id=conversation_id, model=model)
+    elif branch is not None:
+        raise UnknownMessage(f"No message {branch.message_id!r} in this conversation.")
+    turn = Turn(conversation_id=conversation_id, model=model, parent_id=parent_id, prompt_id=prompt_id)
     objects_insert([turn])
     objects_insert([Message(turn=turn, position=0, kind=MessageKind.USER, content=user_message)])
+    rows_update(Conversation, where={"id": conversation_id}, values={"active_leaf_id": turn.id})
     if admit is not None:
         admit(turn=turn, history=history)
     return turn, history
 
 
-def _turns_check_idle(*, conversation_id: str) -> None:
+def active_path(conversation_id: str) -> tuple[Any, set[Any]]:
+    """The active leaf and the ids of the turns of its path, read by two light queries (the
+    tree's siblings and times are no chat turn's business)."""
+    leaf = column_values(Conversation, "active_leaf", where={"id": conversation_id})[0]
+    parents = dict(rows_values(Turn, ("id", "parent"), where={"conversation_id": conversation_id}))
+    if leaf not in parents:  # no turn yet, or its turn is gone: then the newest turn ends the path
+        leaf = tree_load(conversation_id=conversation_id).active_leaf if parents else None
+    path, node = set(), leaf
+    while node is not None:
+        path.add(node)
+        node = parents.get(node)
+    return leaf, path
+
+
+def _branch_point(tree: Tree, branch: BranchRequest, prompt_id: uuid.UUID) -> tuple[Any, uuid.UUID]:
+    """The new turn's parent and user message id where `branch` says."""
+    if branch.kind == "regenerate":
+        answered = tree.turn_of(branch.message_id)
+        return answered.parent_id, answered.prompt_id
+    return tree.prompt_of(branch.message_id).parent_id, prompt_id
+
+
+def path_items(*, conversation_id: str, path: set[Any]) -> list[dict[str, Any]]:
+    """The replay items of the turns in `path`, in order, and those of no turn (an import's)."""
+    rows = rows_values(SessionItem, ("turn", "data"), where={"conversation_id": conversation_id}, order_by="id")
+    return [data for turn_id, data in rows if turn_id is None or turn_id in path]
+
+
+def turns_check_idle(*, conversation_id: str) -> None:
     streaming = {"conversation_id": conversation_id, "status": TurnStatus.STREAMING}
     heartbeats = column_values(Turn, "heartbeat_at", where=streaming)
     if any(beat >= timezone.now() - LEASE_STALE_AFTER for beat in heartbeats):

@@ -79,9 +79,12 @@ def _update_statement(model: type[Model], values: tuple[str, ...], where: tuple[
 
 
 @lru_cache(maxsize=64)
-def _select_statement(model: type[Model], name: str, where: tuple[str, ...], order_by: str | None, vendor: str) -> str:
+def _select_statement(
+    model: type[Model], names: tuple[str, ...], where: tuple[str, ...], order_by: str | None, vendor: str
+) -> str:
     table = _quote(model._meta.db_table)
-    sql = f"SELECT {_column(model, name)} FROM {table} WHERE {_placeholders(model, where, ' AND ')}"  # noqa: S608
+    columns = ", ".join(_column(model, name) for name in names)
+    sql = f"SELECT {columns} FROM {table} WHERE {_placeholders(model, where, ' AND ')}"  # noqa: S608
     return sql + (f" ORDER BY {_column(model, order_by)}" if order_by else "")
 
 
@@ -134,18 +137,27 @@ def rows_update(model: type[Model], *, where: dict[str, Any], values: dict[str, 
 def column_values(model: type[Model], name: str, *, where: dict[str, Any], order_by: str | None = None) -> list[Any]:
     """One column of the rows where each field in `where` equals its value, converted to Python
     by the backend's and the field's converters, as `values_list(name, flat=True)` does."""
+    return [row[0] for row in rows_values(model, (name,), where=where, order_by=order_by)]
+
+
+def rows_values(
+    model: type[Model], names: tuple[str, ...], *, where: dict[str, Any], order_by: str | None = None
+) -> list[tuple[Any, ...]]:
+    """Columns of the rows where each field in `where` equals its value, converted to Python
+    by the backend's and the fields' converters, as `values_list(*names)` does."""
     if not settings.FAST_PATHS:
         rows = model._default_manager.filter(**where).order_by(*([order_by] if order_by else []))
-        return list(rows.values_list(name, flat=True))
+        return list(rows.values_list(*names))
     connection, meta = _connection(), model._meta
-    sql = _select_statement(model, name, tuple(where), order_by, connection.vendor)
-    column = meta.get_field(name).get_col(meta.db_table)
+    sql = _select_statement(model, names, tuple(where), order_by, connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(sql, _where_params(model, where, connection))
-        values = [row[0] for row in cursor.fetchall()]
-    for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
-        values = [converter(value, column, connection) for value in values]
-    return values
+        columns = list(zip(*cursor.fetchall(), strict=True)) or [() for _ in names]
+    for index, name in enumerate(names):
+        column = meta.get_field(name).get_col(meta.db_table)
+        for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
+            columns[index] = [converter(value, column, connection) for value in columns[index]]
+    return list(zip(*columns, strict=True))
 
 
 def _orm_insert(objects: Sequence[Model], ignore_conflicts: bool) -> int:

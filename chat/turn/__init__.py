@@ -30,6 +30,7 @@ from chat.models import Turn
 from chat.protocol import StreamEnd, TurnEvent
 from chat.runtime import Runtime, runtime
 from chat.store import selectors, services
+from chat.store.tree import BranchRequest
 from chat.turn import lease
 from chat.turn.delivery import client_key, seen_record_redis
 from chat.turn.fanout import Page, Send, Watcher
@@ -41,6 +42,7 @@ from chat.wire import TurnFrames
 
 logger = logging.getLogger(__name__)
 __all__ = [
+    "BranchRequest",
     "Snapshot",
     "Watcher",
     "client_key",
@@ -64,16 +66,22 @@ __all__ = [
 async def turn_start(
     *,
     conversation_id: str,
-    message: str,
+    message: str | None,
     model_id: str | None,
     owner_id: int | None = None,
     sender: Watcher | None = None,
     admit: Callable[..., None] | None = None,
+    branch: BranchRequest | None = None,
 ) -> None:
     """Check the model, store the user's message, and run the turn for every socket on the
     conversation; raise a `ChatError` for a lone error (nothing started). `sender`: the socket
     that sent it, which shows it to its page while it is open. `admit(turn=, history=, model=,
-    message=)` may refuse the turn inside its start's transaction (the budget: accounts.budget)."""
+    message=)` may refuse the turn inside its start's transaction (the budget: accounts.budget).
+    `branch`: a `regenerate` (`message` None: that turn's user message is sent again) or an
+    `edit`, on a new branch of the conversation's tree (chat/store/tree.py)."""
+    if message is None:
+        assert branch is not None and branch.kind == "regenerate"
+        message = await selectors.aprompt_text(conversation_id=conversation_id, message_id=branch.message_id)
     catalog = catalog_get()
     chosen = (
         model_id or await selectors.aconversation_model(conversation_id=conversation_id) or catalog.usable_default()
@@ -91,6 +99,7 @@ async def turn_start(
         user_message=message,
         owner_id=owner_id,
         admit=partial(admit, model=model, message=message) if admit is not None else None,
+        branch=branch,
     )
     plan = TurnPlan(
         conversation_id=conversation_id,

@@ -233,7 +233,7 @@ class TurnRun:
             failure.code not in ("provider_unavailable", "provider_timeout") or self.mapper.timing.first_output is None
         ):
             return  # refused requests (auth, rate limit, bad request) are not billed
-        items = await selectors.asession_items(conversation_id=self.plan.conversation_id)
+        items = await selectors.asession_items(conversation_id=self.plan.conversation_id, leaf=self.plan.turn_id)
         usage = await sync_to_async(usage_estimate, thread_sensitive=False)(
             model=self.plan.model,
             prompt_items=items + self.journal.items_unsaved(),

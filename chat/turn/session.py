@@ -20,9 +20,10 @@ def _plain(item: Any) -> dict[str, Any]:
 
 
 class ConversationSession:
-    """One conversation's history; what is replayed is trimmed to `max_tokens` (the model's
-    context window). New items go to the turn's journal, which writes them with its next flush
-    (its heartbeat or its end), so a turn costs no database trip per step."""
+    """One conversation's history: the path that ends at the running turn (chat/store/tree.py).
+    What is replayed is trimmed to `max_tokens` (the model's context window). New items go to
+    the turn's journal, which writes them with its next flush (its heartbeat or its end), so a
+    turn costs no database trip per step."""
 
     session_settings: SessionSettings | None = None
 
@@ -44,7 +45,7 @@ class ConversationSession:
     async def get_items(self, limit: int | None = None) -> list[Any]:
         items, self._history = self._history, None
         if items is None:
-            items = await selectors.asession_items(conversation_id=self.session_id)
+            items = await selectors.asession_items(conversation_id=self.session_id, leaf=self.journal.turn_id)
         items = history_trim(items + self.journal.items_unsaved(), max_tokens=self.max_tokens)
         return items[-limit:] if limit else items
 

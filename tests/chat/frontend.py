@@ -46,5 +46,11 @@ def reload_render(events: list[dict[str, Any]], messages: list[dict[str, Any]]) 
     return shown
 
 
+def as_shown(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the existing frontend reads of `GET /conversations/<id>`'s entries: it ignores
+    their node ids and branch marks (issue 30)."""
+    return [{k: v for k, v in m.items() if k not in ("id", "message_id", "branch")} for m in messages]
+
+
 def without_empty(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in messages if not (m["role"] == "assistant" and not m["content"])]

@@ -43,3 +43,18 @@ async def test_admin_pages_load_for_a_superuser(provider, async_client):
 async def test_admin_requires_login(async_client):
     response = await async_client.get("/admin/chat/conversation/")
     assert response.status_code == 302
+
+
+async def test_a_conversations_page_shows_its_tree(provider, async_client):
+    provider.script(text("first answer"), text("second answer"))
+    socket = await connect("adm2")
+    first = (await socket.turn("the question"))[-1]["message_id"]
+    await socket.send({"type": "regenerate", "message_id": first})
+    second = (await socket.until_end())[-1]["message_id"]
+    await socket.communicator.disconnect()
+    admin = await User.objects.acreate_superuser("root", "root@example.com", "pw")
+    await async_client.aforce_login(admin)
+    page = (await async_client.get("/admin/chat/conversation/adm2/change/")).content.decode()
+    assert page.count("the question") >= 1 and "first answer" in page and "second answer" in page
+    assert f"<li style='font-weight:bold'>🤖 second answer <a href='/admin/chat/turn/{second}/change/'>" in page
+    assert f"<li>🤖 first answer <a href='/admin/chat/turn/{first}/change/'>" in page

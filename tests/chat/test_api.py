@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat.models import Message, SessionItem, UsageRecord
+from tests.chat.frontend import as_shown
 from tests.conftest import connect
 from tests.fake_provider import error, text, tools
 
@@ -117,7 +118,7 @@ async def test_detail_is_what_the_frontend_showed(async_client, provider, worksp
     (workspace / "a.txt").write_text("alpha")
     await chat("conv9", provider, tools(("read_file", {"path": "a.txt"}), text=["Reading."]), text("It says alpha."))
     body = (await async_client.get("/conversations/conv9")).json()
-    assert body["messages"] == [
+    assert as_shown(body["messages"]) == [
         {"role": "user", "content": "hello"},
         {"role": "assistant", "content": "Reading."},
         {"role": "tool", "content": "🔧 read_file", "toolName": "read_file", "toolResult": "alpha"},

@@ -13,7 +13,7 @@ from chat.store import services
 from chat.turn import lease
 from chat.turn.journal import Journal
 from chat.turn.session import ConversationSession
-from tests.chat.frontend import render, without_empty
+from tests.chat.frontend import as_shown, render, without_empty
 from tests.conftest import connect
 from tests.fake_provider import error, text, tools
 
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def detail(async_client, conversation_id="conv1"):
-    return (await async_client.get(f"/conversations/{conversation_id}")).json()
+    body = (await async_client.get(f"/conversations/{conversation_id}")).json()
+    return {**body, "messages": as_shown(body["messages"])}
 
 
 async def test_the_users_message_is_stored_before_the_model_is_called(ws, provider, async_client):

@@ -42,3 +42,21 @@ async def test_without_a_knowledge_folder_the_tool_and_its_prompt_are_absent(ws,
     (request,) = provider.requests
     assert "search_knowledge" not in offered_tools(request) and "ls" in offered_tools(request)
     assert "path:line" not in request.body["messages"][0]["content"]
+
+
+async def test_a_regenerated_answer_searches_again_without_the_first_answers_passages(ws, provider, notes):
+    (notes / "anna.md").write_text("# Anna\n\nHer heron Alfonso nests by the mill pond.\n")
+    provider.script(
+        tools(("search_knowledge", {"query": "heron Alfonso"})),
+        text("By the mill pond (anna.md:3)."),
+        tools(("search_knowledge", {"query": "Alfonso nest"})),
+        text("At the mill pond (anna.md:3)."),
+    )
+    first = await ws.turn("Where does Alfonso nest?")
+    await ws.send({"type": "regenerate", "message_id": first[-1]["message_id"]})
+    again = await ws.until_end()
+    assert [e["type"] for e in again][:2] == ["tool_call", "tool_result"] and again[-1]["finish_reason"] == "stop"
+    assert "mill pond" in again[1]["result"]
+    fresh, answered = provider.requests[2], provider.requests[3]
+    assert [m["role"] for m in fresh.body["messages"]] == ["system", "user"]  # the sibling's search is not sent
+    assert [m["content"] for m in answered.body["messages"] if m["role"] == "tool"] == [again[1]["result"]]

@@ -13,6 +13,7 @@ from django.test import override_settings
 
 from accounts.tokens import token_create
 from chat.models import Conversation, Message, SessionItem, UsageRecord
+from tests.chat.frontend import as_shown
 from tests.conftest import connect
 from tests.fake_provider import text, tools
 
@@ -29,7 +30,7 @@ def sample(name: str) -> bytes:
 
 
 def shown(client, conversation_id: str) -> list[dict]:
-    return client.get(f"/conversations/{conversation_id}").json()["messages"]
+    return as_shown(client.get(f"/conversations/{conversation_id}").json()["messages"])
 
 
 def test_a_chatgpt_export_keeps_the_branch_the_user_saw(client, provider):

@@ -14,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, TurnStatus, UsageRecord
-from chat.store.sql import column_values, objects_insert, rows_update
+from chat.store.sql import column_values, objects_insert, rows_update, rows_values
 
 pytestmark = pytest.mark.django_db
 
@@ -85,6 +85,27 @@ def test_column_values_match_values_list():
         {"n": 3},
     ]
     assert column_values(SessionItem, "data", where={"conversation_id": "c2"}) == []
+
+
+def test_rows_values_match_values_list():
+    objects_insert([Conversation(id="c1", model="m")])
+    first = Turn(conversation_id="c1", model="m")
+    objects_insert([first, Turn(conversation_id="c1", model="m", parent_id=first.id)])
+    objects_insert(
+        [
+            SessionItem(conversation_id="c1", turn_id=first.id, data={"n": 1}),
+            SessionItem(conversation_id="c1", data={"n": 2}),
+        ]
+    )
+    names = ("id", "parent", "prompt_id", "created_at")
+
+    turns = rows_values(Turn, names, where={"conversation_id": "c1"}, order_by="created_at")
+
+    assert turns == list(Turn.objects.filter(conversation_id="c1").order_by("created_at").values_list(*names))
+    assert isinstance(turns[1][1], uuid.UUID) and turns[1][1] == first.id
+    items = rows_values(SessionItem, ("turn", "data"), where={"conversation_id": "c1"}, order_by="id")
+    assert items == [(first.id, {"n": 1}), (None, {"n": 2})]
+    assert rows_values(SessionItem, ("turn", "data"), where={"conversation_id": "c2"}) == []
 
 
 def test_an_insert_that_ignores_conflicts_skips_a_taken_key_and_says_so():

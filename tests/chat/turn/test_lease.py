@@ -14,6 +14,7 @@ from chat.runtime import runtime
 from chat.store import services
 from chat.turn import turns_reap
 from chat.wire import TurnFrames
+from tests.chat.frontend import as_shown
 from tests.conftest import connect
 from tests.fake_provider import text
 
@@ -59,7 +60,7 @@ async def test_a_dead_workers_turn_is_interrupted_and_its_sockets_told(provider,
     assert stored.status == TurnStatus.INTERRUPTED
     body = (await async_client.get("/conversations/dead2")).json()
     assert "live" not in body
-    assert body["messages"] == [
+    assert as_shown(body["messages"]) == [
         {"role": "user", "content": "list it"},
         {"role": "assistant", "content": "Let me look"},
         {"role": "tool", "content": "🔧 list_directory", "toolName": "list_directory", "toolResult": "a.txt"},

@@ -12,7 +12,7 @@ import pytest
 from django.test import override_settings
 
 from chat.models import Turn
-from tests.chat.frontend import reload_render, render, without_empty
+from tests.chat.frontend import as_shown, reload_render, render, without_empty
 from tests.conftest import connect, page_get, page_socket
 from tests.fake_provider import text
 
@@ -21,7 +21,8 @@ WORDS = [f"w{i} " for i in range(40)]
 
 
 async def detail(async_client, conversation_id):
-    return (await async_client.get(f"/conversations/{conversation_id}")).json()
+    body = (await async_client.get(f"/conversations/{conversation_id}")).json()
+    return {**body, "messages": as_shown(body["messages"])}
 
 
 async def closed_within(provider, since: float, seconds: float) -> bool:

@@ -188,3 +188,16 @@ async def test_health_shows_mcp_details_only_to_callers_it_serves(ws, provider, 
         assert "nonexistent" not in response.content.decode() and "broken" not in response.content.decode()
     for response in (served, local):
         assert "/nonexistent/mcp-server" in response.json()["services"]["mcp"]["servers"]["broken"]["error"]
+
+
+async def test_a_regenerated_answer_calls_the_tool_again_on_its_own_branch(ws, provider, mcp):
+    with mcp(test=stdio_entry(GREETING="hello from the entry")):
+        provider.script(tools(("echo_env", {"key": "GREETING"})), text("First."))
+        first = await ws.turn("what does the server see?")
+        provider.script(tools(("echo_env", {"key": "GREETING"})), text("Again."))
+        await ws.send({"type": "regenerate", "message_id": first[-1]["message_id"]})
+        again = await ws.until_end()
+    assert pairs(again) == [("tool_call", "echo_env", None), ("tool_result", "echo_env", True)]
+    assert tool_outputs(provider, 2) == []  # the first answer's call is on another branch
+    assert tool_outputs(provider, 3) == ["hello from the entry"]
+    assert again[-1]["finish_reason"] == "stop" and again[-1]["message_id"] != first[-1]["message_id"]

@@ -1,0 +1,69 @@
+"""Conversations become trees (issue 30): each turn follows its `parent`, turns answering the
+same user message share its `prompt_id`, and the conversation's `active_leaf` ends the path
+shown and replayed. Existing conversations become one path: each turn follows the one before it
+(by `created_at`), each has a user message of its own, and the last one is the active leaf."""
+
+import uuid
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+BATCH = 500
+
+
+def _chain(apps, schema_editor):
+    Conversation = apps.get_model("chat", "Conversation")
+    Turn = apps.get_model("chat", "Turn")
+    changed: list = []
+    leaves: dict[str, uuid.UUID] = {}
+    previous = None
+    for turn in Turn.objects.order_by("conversation_id", "created_at", "id").only("id", "conversation_id").iterator():
+        same = previous is not None and previous.conversation_id == turn.conversation_id
+        turn.parent_id = previous.id if same else None
+        turn.prompt_id = uuid.uuid4()  # AddField gave every row one and the same default
+        changed.append(turn)
+        leaves[turn.conversation_id] = turn.id
+        previous = turn
+        if len(changed) >= BATCH:
+            Turn.objects.bulk_update(changed, ["parent", "prompt_id"])
+            changed = []
+    if changed:
+        Turn.objects.bulk_update(changed, ["parent", "prompt_id"])
+    for conversation_id, leaf in leaves.items():
+        Conversation.objects.filter(id=conversation_id).update(active_leaf_id=leaf)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("chat", "0005_message_search_statistics")]
+
+    operations = [
+        migrations.AddField(
+            model_name="turn",
+            name="parent",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="children",
+                to="chat.turn",
+            ),
+        ),
+        migrations.AddField(
+            model_name="turn",
+            name="prompt_id",
+            field=models.UUIDField(default=uuid.uuid4, editable=False),
+        ),
+        migrations.AddField(
+            model_name="conversation",
+            name="active_leaf",
+            field=models.ForeignKey(
+                blank=True,
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="chat.turn",
+            ),
+        ),
+        migrations.RunPython(_chain, migrations.RunPython.noop),
+    ]

@@ -1,0 +1,75 @@
+"""chat/migrations/0006_branches.py: conversations made by the schema before it become one path
+each, and lose nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from chat.models import Conversation, Turn
+from chat.store import selectors
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE = ("chat", "0005_message_search_statistics")
+
+
+def _migrate(targets: list[tuple[str, str]]) -> MigrationExecutor:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor
+
+
+def _old_data(apps: Any) -> dict[str, list]:
+    """Two conversations of several turns and an empty one, as the schema before made them."""
+    Conversation, Turn, Message, SessionItem, UsageRecord = (
+        apps.get_model("chat", name) for name in ("Conversation", "Turn", "Message", "SessionItem", "UsageRecord")
+    )
+    start = timezone.now() - timedelta(days=3)
+    made: dict[str, list] = {}
+    for conversation_id, turns in (("old1", 3), ("old2", 1), ("empty", 0)):
+        Conversation.objects.create(id=conversation_id, model="gpt-4o", title=conversation_id)
+        made[conversation_id] = []
+        for number in range(turns):
+            turn = Turn.objects.create(conversation_id=conversation_id, model="gpt-4o", status="complete")
+            # Created out of order: the path follows `created_at`, not insertion.
+            moment = start + timedelta(minutes=(20, 5, 40)[number])
+            Turn.objects.filter(id=turn.id).update(created_at=moment)
+            Message.objects.create(turn=turn, position=0, kind="user", content=f"{conversation_id} q{number}")
+            Message.objects.create(turn=turn, position=1, kind="assistant", content=f"{conversation_id} a{number}")
+            SessionItem.objects.create(
+                conversation_id=conversation_id, turn=turn, data={"role": "user", "content": f"q{number}"}
+            )
+            UsageRecord.objects.create(conversation_id=conversation_id, turn=turn, model="gpt-4o", input_tokens=3)
+            made[conversation_id].append((moment, turn.id, number))
+    SessionItem.objects.create(conversation_id="old1", turn=None, data={"role": "user", "content": "imported"})
+    return made
+
+
+def test_existing_conversations_become_one_path_each():
+    executor = _migrate([BEFORE])
+    made = _old_data(executor.loader.project_state([BEFORE]).apps)
+    _migrate(executor.loader.graph.leaf_nodes())
+
+    for conversation_id, rows in made.items():
+        numbers = [number for _, _, number in sorted(rows)]
+        turn_ids = [turn_id for _, turn_id, _ in sorted(rows)]
+        turns = list(Turn.objects.filter(conversation_id=conversation_id).order_by("created_at"))
+        assert [turn.id for turn in turns] == turn_ids
+        assert [turn.parent_id for turn in turns] == [None, *turn_ids][: len(turn_ids)]
+        assert len({turn.prompt_id for turn in turns}) == len(turns)  # a user message each
+        leaf = Conversation.objects.get(id=conversation_id).active_leaf_id
+        assert leaf == (turn_ids[-1] if turn_ids else None)
+        shown = selectors.conversation_display_messages(conversation_id=conversation_id, active_leaf=leaf)
+        expected = [f"{conversation_id} {kind}{number}" for number in numbers for kind in ("q", "a")]
+        assert [entry["content"] for entry in shown] == expected
+        assert [entry["id"] for entry in shown if entry["role"] == "user"] == [str(turn.prompt_id) for turn in turns]
+        assert all("branch" not in entry for entry in shown)
+    replay = selectors.session_items(conversation_id="old1", leaf=max(made["old1"])[1])
+    assert [item["content"] for item in replay] == ["q0", "q1", "q2", "imported"]  # every item, as stored
