@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.knowledge_corpus import TAIL, WORDS
-from bench.measure import percentile, results_write
+from bench.measure import django_setup, percentile, results_write
 
 PROJECT = Path(__file__).resolve().parent.parent
 TURNS = 10
@@ -40,19 +40,9 @@ BATCH = 500
 
 
 def setup_django(database_url: str) -> None:
-    os.environ.update(
-        DATABASE_URL=database_url,
-        LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="dreamytin.settings",
-        DEBUG="0",
-        SECRET_KEY="bench-only",
-    )
-    os.environ.pop("REDIS_URL", None)
-    import django
+    django_setup(database_url)
     from django.core.management import call_command
 
-    django.setup()
-    call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)  # BENCH_DATABASE_URL may hold an earlier run
 
 
@@ -135,9 +125,10 @@ def measure(conversations: int, searches: int) -> dict[str, Any]:
     generated = generate(conversations)
     if connection.vendor == "postgresql":
         # As autovacuum does after a tenth of a table changed: the search reads how common its
-        # words are from the statistics (migration 0005).
+        # words are from the statistics (migration 0005), and the planner how many turns a
+        # conversation has.
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE chat_message, chat_conversation")
+            cursor.execute("ANALYZE chat_message, chat_conversation, chat_turn")
     owner = generated["users"][0]
     mixed = queries(searches)
     conversation_search(query="warm up", owner_id=None)

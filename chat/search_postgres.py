@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any
 
-from chat.search_sql import TITLES_RANKED, Match, Wanted, words_marked
+from chat.search_sql import TITLES_RANKED, Match, Statements, Wanted, owner_filter, words_marked
 from knowledge.fulltext import bm25_idf
 
 # Each word counted up to the bound, in one statement (a round trip costs more than a rare word's
@@ -123,14 +123,10 @@ class Frequencies:
 frequencies = Frequencies()
 
 
-class PostgresBackend:
+class PostgresBackend(Statements):
     # Both ranks are sums of the same words' weights: a title's words count as a message's
     # (twice made a common title word outrank a message holding every word of the query).
     title_weight = 1.0
-
-    def __init__(self, cursor: Any) -> None:
-        self.cursor = cursor
-        self.idf: dict[str, float] = {}
 
     def counts(self, terms: list[str], bound: int) -> list[int]:
         common = frequencies.words(self.cursor)
@@ -151,25 +147,22 @@ class PostgresBackend:
         return [min(n, bound) for n in found]
 
     def messages(self, wanted: Wanted) -> list[Match]:
-        terms, every, owner_id, ranked, also = wanted.terms, wanted.every, wanted.owner_id, wanted.ranked, wanted.also
-        owned = _POSTGRES_OWNED if owner_id is not None else ""
-        mine = [owner_id] if owner_id is not None else []
-        query = _tsquery(terms, every)
+        query = _tsquery(wanted.terms, wanted.every)
         if wanted.newest:
-            recent = "WHERE owner_id = %s" if owner_id is not None else ""
+            recent, mine = owner_filter("WHERE owner_id = %s", wanted.owner_id)
             sql, params = POSTGRES_MESSAGES_NEWEST.format(owned=recent), [*mine, POSTGRES_RECENT, query]
         else:
-            scored = [*terms, *also]
+            owned, mine = owner_filter(_POSTGRES_OWNED, wanted.owner_id)
+            scored = [*wanted.terms, *wanted.also]
             sql = POSTGRES_MESSAGES_RANKED.format(ranks=self._ranks(POSTGRES_TERM, scored), owned=owned)
-            params = [*self._weights(scored), query, ranked, *mine, _tsquery(scored, every=False)]
+            params = [*self._weights(scored), query, wanted.ranked, *mine, _tsquery(scored, every=False)]
         self.cursor.execute(sql, params)
         return [
             (conversation_id, message_id, float(rank)) for conversation_id, message_id, rank in self.cursor.fetchall()
         ]
 
     def titles(self, terms: list[str], *, every: bool, owner_id: int | None, limit: int) -> list[tuple[str, float]]:
-        owned = "AND owner_id = %s" if owner_id is not None else ""
-        mine = [owner_id] if owner_id is not None else []
+        owned, mine = owner_filter("AND owner_id = %s", owner_id)
         sql = POSTGRES_TITLES.format(ranks=self._ranks(POSTGRES_TITLE_TERM, terms), owned_inner=owned)
         query = _tsquery(terms, every)
         self.cursor.execute(sql, [*self._weights(terms), query, *mine, TITLES_RANKED, query, limit])
@@ -183,16 +176,15 @@ class PostgresBackend:
         return [value for term in terms for value in (self.idf.get(term, 1.0), f"'{term}'")]
 
     def snippets(self, terms: list[str], matches: list[Match]) -> dict[str, str]:
-        query = _tsquery(terms, every=False)
-        by_message = {message_id: key for key, message_id, _ in matches if message_id is not None}
-        titled = [key for key, message_id, _ in matches if message_id is None]
-        found: dict[str, str] = {}
-        if by_message:
-            self.cursor.execute(POSTGRES_MESSAGE_SNIPPETS, [query, list(by_message)])
-            found |= {by_message[message_id]: text for message_id, text in self.cursor.fetchall()}
-        if titled:
-            self.cursor.execute(POSTGRES_TITLE_SNIPPETS, [query, titled])
-            found |= dict(self.cursor.fetchall())
+        found = super().snippets(terms, matches)
         # ts_headline parses the text as it is, where a word inside a file name or a path
         # (`notes-2024.csv`) is no word of its own (the index splits them: migration 0003).
         return {key: text if "**" in text else words_marked(text, terms) for key, text in found.items()}
+
+    def message_snippets(self, terms: list[str], message_ids: list[int]) -> list[tuple[int, str]]:
+        self.cursor.execute(POSTGRES_MESSAGE_SNIPPETS, [_tsquery(terms, every=False), message_ids])
+        return self.cursor.fetchall()
+
+    def title_snippets(self, terms: list[str], conversation_ids: list[str]) -> list[tuple[str, str]]:
+        self.cursor.execute(POSTGRES_TITLE_SNIPPETS, [_tsquery(terms, every=False), conversation_ids])
+        return self.cursor.fetchall()

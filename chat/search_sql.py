@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 # (conversation id, message id or None, rank): a conversation's best match among messages or
 # titles.
@@ -55,6 +55,37 @@ class Backend(Protocol):
     def snippets(self, terms: list[str], matches: list[Match]) -> dict[str, str]:
         """By conversation, the matching passage of its message (or of its title, without
         one), the words marked."""
+
+
+def owner_filter(condition: str, owner_id: int | None) -> tuple[str, list[int]]:
+    """A statement's owner condition (`condition`, one %s) and its parameter; none without owner."""
+    return (condition, [owner_id]) if owner_id is not None else ("", [])
+
+
+class Statements:
+    """What both backends share: the cursor, the words' weights (BM25's IDF, set by `counts`),
+    and how the page's snippets are read (a statement for the messages, one for the titles)."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+        self.idf: dict[str, float] = {}
+
+    def snippets(self, terms: list[str], matches: list[Match]) -> dict[str, str]:
+        by_message = {message_id: key for key, message_id, _ in matches if message_id is not None}
+        titled = [key for key, message_id, _ in matches if message_id is None]
+        found: dict[str, str] = {}
+        if by_message:
+            rows = self.message_snippets(terms, list(by_message))
+            found |= {by_message[message_id]: text for message_id, text in rows}
+        if titled:
+            found |= dict(self.title_snippets(terms, titled))
+        return found
+
+    def message_snippets(self, terms: list[str], message_ids: list[int]) -> list[tuple[int, str]]:
+        raise NotImplementedError
+
+    def title_snippets(self, terms: list[str], conversation_ids: list[str]) -> list[tuple[str, str]]:
+        raise NotImplementedError
 
 
 def words_marked(text: str, terms: list[str], width: int = 16) -> str:

@@ -3,9 +3,7 @@ answers)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from chat.search_sql import TITLES_RANKED, Match, Wanted
+from chat.search_sql import TITLES_RANKED, Match, Statements, Wanted, owner_filter
 from knowledge.fulltext import bm25_idf, fts5_counts
 
 # A match's conversation and owner come from the search's own keys (migration 0006): reading the
@@ -63,13 +61,9 @@ def _fts5(terms: list[str], every: bool) -> str:
     return (" AND " if every else " OR ").join(f'"{term}"' for term in terms)
 
 
-class SqliteBackend:
+class SqliteBackend(Statements):
     # BM25 of a short title is about a message's: twice, as a title names the whole conversation.
     title_weight = 2.0
-
-    def __init__(self, cursor: Any) -> None:
-        self.cursor = cursor
-        self.idf: dict[str, float] = {}
 
     def counts(self, terms: list[str], bound: int) -> list[int]:
         found = fts5_counts(self.cursor, "chat_message_fts", terms, bound)
@@ -81,14 +75,12 @@ class SqliteBackend:
         return found
 
     def messages(self, wanted: Wanted) -> list[Match]:
-        terms, every, owner_id, ranked, also = wanted.terms, wanted.every, wanted.owner_id, wanted.ranked, wanted.also
-        owned = _SQLITE_OWNED if owner_id is not None else ""
-        mine = [owner_id] if owner_id is not None else []
-        expression = _fts5(terms, every)
+        owned, mine = owner_filter(_SQLITE_OWNED, wanted.owner_id)
+        expression, ranked = _fts5(wanted.terms, wanted.every), wanted.ranked
         if wanted.newest:
             self.cursor.execute(SQLITE_MESSAGES_NEWEST.format(owned=owned), [*mine, expression, ranked])
             # BM25 of a message holding each word once: the shorter, the better.
-            weight = sum(self.idf.get(term, 1.0) for term in terms) * (K1 + 1)
+            weight = sum(self.idf.get(term, 1.0) for term in wanted.terms) * (K1 + 1)
             rows = [
                 (key, message_id, -weight / (1 + K1 * (1 - B + B * chars / AVERAGE_CHARS)))
                 for key, message_id, chars in self.cursor.fetchall()
@@ -97,7 +89,7 @@ class SqliteBackend:
             self.cursor.execute(SQLITE_MESSAGES_RANKED.format(owned=owned), [expression, ranked, *mine])
             rows = self.cursor.fetchall()
         bonus: dict[int, float] = {}
-        for word in also if rows else ():
+        for word in wanted.also if rows else ():
             self.cursor.execute(SQLITE_HOLDING, [f'({expression}) AND "{word}"'])
             for (message_id,) in self.cursor.fetchall():
                 bonus[message_id] = bonus.get(message_id, 0.0) + self.idf.get(word, 1.0)
@@ -109,22 +101,16 @@ class SqliteBackend:
         return list(best.values())
 
     def titles(self, terms: list[str], *, every: bool, owner_id: int | None, limit: int) -> list[tuple[str, float]]:
-        owned = _SQLITE_OWNED if owner_id is not None else ""
-        mine = [owner_id] if owner_id is not None else []
+        owned, mine = owner_filter(_SQLITE_OWNED, owner_id)
         self.cursor.execute(SQLITE_TITLES.format(owned=owned), [_fts5(terms, every), TITLES_RANKED, *mine, limit])
         return [(conversation_id, -rank) for conversation_id, rank in self.cursor.fetchall()]
 
-    def snippets(self, terms: list[str], matches: list[Match]) -> dict[str, str]:
-        expression = _fts5(terms, every=False)
-        by_message = {message_id: key for key, message_id, _ in matches if message_id is not None}
-        titled = [key for key, message_id, _ in matches if message_id is None]
-        found: dict[str, str] = {}
-        if by_message:
-            sql = SQLITE_MESSAGE_SNIPPETS.format(ids=", ".join(["%s"] * len(by_message)))
-            self.cursor.execute(sql, [expression, *by_message])
-            found |= {by_message[message_id]: text for message_id, text in self.cursor.fetchall()}
-        if titled:
-            sql = SQLITE_TITLE_SNIPPETS.format(ids=", ".join(["%s"] * len(titled)))
-            self.cursor.execute(sql, [expression, *titled])
-            found |= dict(self.cursor.fetchall())
-        return found
+    def message_snippets(self, terms: list[str], message_ids: list[int]) -> list[tuple[int, str]]:
+        sql = SQLITE_MESSAGE_SNIPPETS.format(ids=", ".join(["%s"] * len(message_ids)))
+        self.cursor.execute(sql, [_fts5(terms, every=False), *message_ids])
+        return self.cursor.fetchall()
+
+    def title_snippets(self, terms: list[str], conversation_ids: list[str]) -> list[tuple[str, str]]:
+        sql = SQLITE_TITLE_SNIPPETS.format(ids=", ".join(["%s"] * len(conversation_ids)))
+        self.cursor.execute(sql, [_fts5(terms, every=False), *conversation_ids])
+        return self.cursor.fetchall()
