@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from bench.knowledge_corpus import TAIL, WORDS, corpus_write, fact_line
-from bench.measure import percentile, results_write
+from bench.measure import django_setup, percentile, results_write
 
 PROJECT = Path(__file__).resolve().parent.parent
 # Passages of the 10,000-note corpus (bench figures in docs/knowledge.md).
@@ -48,25 +48,6 @@ def rss_kib() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def setup_django(database_url: str, notes: Path) -> None:
-    # DEBUG off, as in production: in DEBUG Django keeps the text of the last 9,000 queries,
-    # the index's bulk inserts among them.
-    os.environ.update(
-        DATABASE_URL=database_url,
-        KNOWLEDGE_DIRS=str(notes),
-        LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="dreamytin.settings",
-        DEBUG="0",
-        SECRET_KEY="bench-only",
-    )
-    os.environ.pop("REDIS_URL", None)
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
 
 
 def database_bytes() -> int:
@@ -276,7 +257,7 @@ def main() -> None:
         notes_dir = Path(temp) / "notes"
         notes_dir.mkdir()
         database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{temp}/bench.sqlite3"
-        setup_django(database_url, notes_dir)
+        django_setup(database_url, KNOWLEDGE_DIRS=str(notes_dir))
         from django.db import connection
 
         figures, questions = measure(notes_dir, args.notes, args.note_bytes, args.searches)

@@ -26,6 +26,26 @@ class StreamTiming:
     ok: bool = False
 
 
+def django_setup(database_url: str, **environ: str) -> None:
+    """Django on `database_url` (never the server's database), as in production: DEBUG off (in
+    DEBUG Django keeps the text of the last 9,000 queries, bulk inserts among them), no Redis;
+    migrated."""
+    os.environ.update(
+        DATABASE_URL=database_url,
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="dreamytin.settings",
+        DEBUG="0",
+        SECRET_KEY="bench-only",
+        **environ,
+    )
+    os.environ.pop("REDIS_URL", None)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None

@@ -8,30 +8,31 @@ title's rank (`Backend.title_weight`).
 
 Ranking costs the database for every message that matches, so, as `knowledge.search` does,
 words found in more than FREQUENT_MESSAGES messages are left out when the query has rarer
-ones; when every word is that common, the messages must hold them all and only the newest
-FREQUENT_RANKED of them are ranked (the conversation being looked for is most often recent).
+ones (they still add to the ranks of the rare words' matches); when every word is that common,
+the messages must hold them all and only the newest are ranked (the FREQUENT_RANKED newest
+matches on SQLite, those of the caller's newest conversations on PostgreSQL: `chat.search_sql.
+Wanted`), as the conversation being looked for is most often recent.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
 
 from chat.exceptions import InvalidSearch
-from chat.search_sql import Backend, Match, PostgresBackend, SqliteBackend
+from chat.search_postgres import PostgresBackend
+from chat.search_sql import Backend, Match, Wanted
+from chat.search_sqlite import SqliteBackend
 from chat.store import selectors
 from chat.store.db import db_async
-from knowledge.search import STOPWORDS
+from knowledge.fulltext import query_words
 
 MAX_QUERY_CHARS = 500
 MAX_TERMS = 16
-MAX_TERM_CHARS = 64
 FREQUENT_MESSAGES = 1000
 FREQUENT_RANKED = 200
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,11 +45,9 @@ def search_terms(query: str) -> list[str]:
     """The query's searchable words, lower-cased, de-duplicated; `InvalidSearch` if none."""
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidSearch(f"The search is too long ({len(query)} characters; at most {MAX_QUERY_CHARS}).")
-    words = list(dict.fromkeys(word.lower()[:MAX_TERM_CHARS] for word in _WORD.findall(query)))
-    if not words:
+    if not (terms := query_words(query, max_terms=MAX_TERMS)):
         raise InvalidSearch("The search has no words to look for (letters or digits); q must hold at least one.")
-    terms = [word for word in words if word not in STOPWORDS] or words
-    return terms[:MAX_TERMS]
+    return terms
 
 
 def conversation_search(*, query: str, owner_id: int | None = None, limit: int = 20) -> list[Found]:
@@ -56,13 +55,17 @@ def conversation_search(*, query: str, owner_id: int | None = None, limit: int =
     terms = search_terms(query)
     with connection.cursor() as cursor:
         backend: Backend = PostgresBackend(cursor) if connection.vendor == "postgresql" else SqliteBackend(cursor)
-        best = _ranked(backend, terms, owner_id, limit)
-        snippets = backend.snippets(terms, best)
+        best, words = _ranked(backend, terms, owner_id, limit)
+        # The snippets mark the words that found the matches (a rare name, not the common words
+        # beside it): FTS5 would otherwise read where each common word stands in every page's
+        # message, from its long list of messages.
+        snippets = backend.snippets(words, best)
     rows = {row.id: row for row in selectors.conversation_list(owner_id=owner_id).filter(id__in=snippets)}
     return [Found(conversation=rows[key], snippet=snippets.get(key, "")) for key, _, _ in best if key in rows]
 
 
-def _ranked(backend: Backend, terms: list[str], owner_id: int | None, limit: int) -> list[Match]:
+def _ranked(backend: Backend, terms: list[str], owner_id: int | None, limit: int) -> tuple[list[Match], list[str]]:
+    """The best `limit` conversations, and the words that found them."""
     counts = backend.counts(terms, FREQUENT_MESSAGES)
     rare = [term for term, found in zip(terms, counts, strict=True) if found < FREQUENT_MESSAGES]
     # The rare words, every match ranked; then (when there are none, or they match nothing) all
@@ -75,9 +78,11 @@ def _ranked(backend: Backend, terms: list[str], owner_id: int | None, limit: int
         plans += [(terms, True, True, FREQUENT_RANKED), (terms, False, True, FREQUENT_RANKED)]
     messages: list[Match] = []
     titles: dict[str, float] = {}
+    words = terms
     for words, every, newest, ranked in plans:
         also = common if words is rare else ()
-        messages = backend.messages(words, every=every, newest=newest, owner_id=owner_id, ranked=ranked, also=also)
+        wanted = Wanted(terms=words, every=every, newest=newest, owner_id=owner_id, ranked=ranked, also=also)
+        messages = backend.messages(wanted)
         titles = dict(backend.titles(words, every=every, owner_id=owner_id, limit=limit))
         if messages or titles:
             break
@@ -91,7 +96,7 @@ def _ranked(backend: Backend, terms: list[str], owner_id: int | None, limit: int
     for conversation_id, rank in titles.items():
         if conversation_id not in scores:
             scores[conversation_id] = (conversation_id, None, backend.title_weight * rank)
-    return sorted(scores.values(), key=lambda match: match[2], reverse=True)[:limit]
+    return sorted(scores.values(), key=lambda match: match[2], reverse=True)[:limit], words
 
 
 aconversation_search = db_async(conversation_search)

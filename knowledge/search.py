@@ -15,23 +15,15 @@ from dataclasses import dataclass
 
 from django.db import connection
 
+from knowledge.fulltext import query_words
 from knowledge.sql import Backend, PostgresBackend, Row, SqliteBackend
 from tools.base import ToolError
 
 MAX_QUERY_CHARS = 2000
 MAX_TERMS = 24
-MAX_TERM_CHARS = 64
 # Candidates fetched per passage asked for: overlapping passages of one note are merged.
 OVERSAMPLE = 4
 _WORD = re.compile(r"\w+", re.UNICODE)
-# Words that match nearly every passage: they only slow the search down (FTS5 would visit
-# every row holding "the") and add nothing to the ranking.
-STOPWORDS = frozenset(
-    """a about an and are as at be but by can could did do does for from had has have how i if in
-    into is it its me my of on or our s so than that the their them then there these they this to
-    was we were what when where which who whom why will with would you your""".split()
-)
-
 # A word that matches more passages than this is left out when the query has rarer words.
 FREQUENT_PASSAGES = 1000
 # When every word is that frequent, at most this many matches are ranked.
@@ -53,11 +45,9 @@ def query_terms(query: str) -> list[str]:
     """The query's searchable words, lower-cased, de-duplicated; a tool error when there are none."""
     if len(query) > MAX_QUERY_CHARS:
         raise ToolError(f"The query is too long ({len(query)} characters; at most {MAX_QUERY_CHARS}). Use a few words.")
-    words = list(dict.fromkeys(word.lower()[:MAX_TERM_CHARS] for word in _WORD.findall(query)))
-    if not words:
+    if not (terms := query_words(query, max_terms=MAX_TERMS)):
         raise ToolError("The query has no words to search for; give a few keywords.")
-    terms = [word for word in words if word not in STOPWORDS] or words
-    return terms[:MAX_TERMS]
+    return terms
 
 
 def search_passages(terms: list[str], limit: int, *, meaning: str | None = None) -> list[Hit]:

@@ -7,12 +7,12 @@ themselves are always parameters.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol
+
+from knowledge.fulltext import bm25_idf, fts5_counts
 
 Row = tuple[Any, ...]  # chunk id, root, path, start_line, heading, body, rank (lower is better)
 
-SQLITE_COUNT = "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk_fts WHERE knowledge_chunk_fts MATCH %s LIMIT %s)"
 # The best rows first, then their text: joining before the LIMIT would read every match's row.
 # The inner LIMIT caps how many matches are ranked (BM25 is computed for every one).
 SQLITE_SEARCH = """
@@ -71,11 +71,7 @@ class SqliteBackend:
         self.cursor = cursor
 
     def counts(self, terms: list[str], bound: int) -> list[int]:
-        found = []
-        for term in terms:
-            self.cursor.execute(SQLITE_COUNT, [f'"{term}"', bound])
-            found.append(self.cursor.fetchone()[0])
-        return found
+        return fts5_counts(self.cursor, "knowledge_chunk_fts", terms, bound)
 
     def search(self, terms: list[str], operator: str, *, ranked: int, count: int) -> list[Row]:
         expression = f" {operator.upper()} ".join(f'"{term}"' for term in terms)
@@ -94,10 +90,7 @@ class PostgresBackend:
         self.cursor.execute(POSTGRES_TOTAL)
         total = self.cursor.fetchone()[0]
         found = [counted.get(term, 0) for term in terms]
-        # BM25's IDF.
-        self.idf = {
-            term: math.log(1 + (float(total) - n + 0.5) / (n + 0.5)) for term, n in zip(terms, found, strict=True)
-        }
+        self.idf = {term: bm25_idf(total, n) for term, n in zip(terms, found, strict=True)}
         return [min(n, bound) for n in found]
 
     def search(self, terms: list[str], operator: str, *, ranked: int, count: int) -> list[Row]:

@@ -13,7 +13,7 @@ each with a GIN index. A tool's result is indexed up to its first 100,000 charac
 `tsvector` holds at most 1 MB, and a longer one would make the message's write fail. File
 names and paths are indexed as their words (PostgreSQL's parser would keep them whole).
 
-`chat.search` runs the queries (`chat.search_sql` has their text).
+`chat.search` runs the queries (`chat.search_sqlite` and `chat.search_postgres` have their text).
 
 A later migration that makes SQLite copy `chat_message` or `chat_conversation` into a new table
 (Django does for most field changes; adding a nullable column is an ALTER TABLE) drops their

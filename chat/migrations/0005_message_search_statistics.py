@@ -1,6 +1,6 @@
 """PostgreSQL: the planner's statistics of the messages' words keep 10,000 common words (down to
 about 1 message in 3,000) instead of 1,000 (down to 1 in 100): a conversation search reads how
-common its words are from them (`chat.search_sql.POSTGRES_FREQUENCIES`) instead of counting
+common its words are from them (`chat.search_postgres.POSTGRES_FREQUENCIES`) instead of counting
 rows. ANALYZE (autovacuum's, after a tenth of the table changed) then samples 300,000 rows."""
 
 from django.db import migrations

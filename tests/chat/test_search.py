@@ -7,7 +7,7 @@ import pytest
 from django.test import override_settings
 
 from accounts.tokens import token_create
-from chat import search
+from chat import search, search_postgres
 from chat.models import Conversation, Message, MessageKind, TurnStatus
 from chat.store import services
 from tests.fake_provider import text, tools
@@ -148,3 +148,32 @@ def test_only_the_callers_own_conversations(client, django_user_model):
         _, raw = token_create(user=alice)
         hits = found(client, "baklava", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert [hit["id"] for hit in hits] == ["alice-1"]
+
+
+def test_a_conversation_given_to_another_user_is_found_by_them_only(client, django_user_model):
+    alice = django_user_model.objects.create_user("alice")
+    bob = django_user_model.objects.create_user("bob")
+    chat("gift", "Notes on falconry", "Falcons need a mews.", owner_id=alice.id)
+    Conversation.objects.filter(id="gift").update(owner=bob)
+    with override_settings(AUTH_MODE="django"):
+        for user, expected in ((alice, []), (bob, ["gift"])):
+            _, raw = token_create(user=user)
+            for q in ("falconry", "mews"):  # its title, its message
+                assert [hit["id"] for hit in found(client, q, HTTP_AUTHORIZATION=f"Bearer {raw}")] == expected
+
+
+def test_words_in_most_messages_a_short_message_about_them_outranks_a_passing_mention(client, monkeypatch):
+    monkeypatch.setattr(search, "FREQUENT_MESSAGES", 2)
+    chat("passing", "tell me a story", "It was a long day and " + "the road went on " * 10 + "with weather report.")
+    chat("about", "weather report", "The weather report: weather fine, report ends.")
+    chat("other", "weather", "report")
+    assert [hit["id"] for hit in found(client, "weather report")][:2] == ["about", "passing"]
+
+
+def test_words_in_most_messages_are_looked_for_in_the_newest_conversations(client, monkeypatch):
+    monkeypatch.setattr(search, "FREQUENT_MESSAGES", 2)
+    monkeypatch.setattr(search, "FREQUENT_RANKED", 1)  # SQLite: the newest matching message
+    monkeypatch.setattr(search_postgres, "POSTGRES_RECENT", 1)  # PostgreSQL: the newest conversation
+    for name in ("older", "old", "newest"):
+        chat(name, "unrelated question", "weather report")
+    assert [hit["id"] for hit in found(client, "weather report")] == ["newest"]
