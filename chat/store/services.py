@@ -19,7 +19,7 @@ from chat.models import (
     TurnStatus,
     UsageRecord,
 )
-from chat.store.db import db_async
+from chat.store.db import db_async, db_batched
 from chat.store.sql import column_values, objects_insert, rows_update
 from chat.visibility import owned
 
@@ -230,7 +230,7 @@ def session_turn_rebuild(*, conversation_id: str, turn_id: Any, items: list[dict
 
 aconversation_create = db_async(conversation_create)
 aturn_start = db_async(turn_start)
-aturn_flush = db_async(turn_flush)
+aturn_flush = db_batched(turn_flush)
 asession_item_pop = db_async(session_item_pop)
 asession_items_clear = db_async(session_items_clear)
 
