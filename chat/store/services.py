@@ -20,7 +20,7 @@ from chat.models import (
     TurnStatus,
     UsageRecord,
 )
-from chat.store.db import db_async
+from chat.store.db import db_async, db_batched
 from chat.store.sql import column_values, objects_insert, rows_update, rows_values
 from chat.store.tree import BranchRequest, Tree, tree_load
 from chat.visibility import owned
@@ -225,14 +225,16 @@ def message_save(*, turn_id: Any, position: int, fields: dict[str, Any], new: bo
     if new:
         objects_insert([Message(turn_id=turn_id, position=position, **fields)])
         return
-    entry = Message.objects.filter(turn_id=turn_id, position=position)
-    if entry.update(**fields):
+    # The update is what a running turn's heartbeat does every few seconds: the fast path's
+    # statement, not the ORM's (docs/performance.md).
+    where = {"turn_id": turn_id, "position": position}
+    if rows_update(Message, where=where, values=fields):
         return
     try:
         with transaction.atomic():
             Message.objects.create(turn_id=turn_id, position=position, **fields)
     except IntegrityError:  # another worker's flush created it this instant (PostgreSQL)
-        entry.update(**fields)
+        rows_update(Message, where=where, values=fields)
 
 
 def session_items_add(
@@ -274,7 +276,7 @@ def session_turn_rebuild(*, conversation_id: str, turn_id: Any, items: list[dict
 
 aconversation_create = db_async(conversation_create)
 aturn_start = db_async(turn_start)
-aturn_flush = db_async(turn_flush)
+aturn_flush = db_batched(turn_flush)
 asession_item_pop = db_async(session_item_pop)
 asession_items_clear = db_async(session_items_clear)
 

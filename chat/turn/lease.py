@@ -50,8 +50,14 @@ class Lease:
         await asyncio.gather(self.task, *([self.beat] if self.beat else []), return_exceptions=True)
 
     async def _beat_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = 0
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            # On the process's ticks, not the turn's own: every running turn beats at once, and
+            # their flushes share one transaction (`services.aturn_flush`). The first beat
+            # comes sooner than a period after the start, never later; a slow write skips ticks.
+            tick = max(tick + 1, int(loop.time() // HEARTBEAT_SECONDS) + 1)
+            await asyncio.sleep(tick * HEARTBEAT_SECONDS - loop.time())
             self.beat = asyncio.create_task(self._beat())
             await asyncio.shield(self.beat)  # cancelling the heartbeat must not cut a write short
 
