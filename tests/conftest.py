@@ -44,6 +44,14 @@ async def _close_async_orm_connection(django_db_setup: None, django_db_blocker: 
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    """Django's PBKDF2 takes most of a second on a slow core, for every user a test makes and
+    every login it checks; what the tests check is who may do what, not the hash."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _warmed_up() -> None:
     """The app's first call starts the warm-up in the background; here it runs once, up front,
     so it never changes the collector in the middle of a test. Without the local model, whose

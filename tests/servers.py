@@ -3,15 +3,22 @@ benchmark."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psycopg
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -20,6 +27,68 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+_templates_lock = threading.Lock()
+_templates: dict[bool, str] = {}
+
+
+def _suite_postgres() -> tuple[str, str] | None:
+    """(server URL without the database, the suite's database name) when the suite runs on
+    PostgreSQL."""
+    configured = os.environ.get("DATABASE_URL", "")
+    if not configured.startswith("postgres"):
+        return None
+    base, _, suite_db = configured.rpartition("/")
+    return base, suite_db
+
+
+def _postgres_create(base: str, suite_db: str, name: str, template: str | None = None) -> str:
+    """A fresh PostgreSQL database named after the suite's own (two suites on one server never
+    share it)."""
+    database = f"{suite_db}_{name}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        copied = f' TEMPLATE "{template}"' if template else ""
+        connection.execute(f'CREATE DATABASE "{database}"{copied}')
+    return f"{base}/{database}"
+
+
+def _template(postgres: tuple[str, str] | None) -> str:
+    """A database migrated once per run, that the servers' own are copied from: a `manage.py
+    migrate` costs seconds (Django's start-up and every migration), a copy milliseconds."""
+    kind = postgres is not None
+    with _templates_lock:
+        if kind in _templates:
+            return _templates[kind]
+        if postgres is None:
+            folder = Path(tempfile.mkdtemp(prefix="dreamytin-template-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            url = f"sqlite:///{folder / 'template.sqlite3'}"
+        else:
+            url = _postgres_create(*postgres, "template")
+        env = {**os.environ, "DATABASE_URL": url}
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=PROJECT, env=env, check=True)
+        _templates[kind] = url
+        return url
+
+
+def database_migrated(folder: Path, name: str, *, sqlite: bool = False) -> str:
+    """A migrated database of a server's own: a fresh SQLite file in `folder`, or a fresh
+    PostgreSQL database when the suite runs on PostgreSQL (unless `sqlite`)."""
+    postgres = None if sqlite else _suite_postgres()
+    template = _template(postgres)
+    if postgres is not None:
+        return _postgres_create(*postgres, name, template=template.rpartition("/")[2])
+    path = folder / f"{name}.sqlite3"
+    source, target = sqlite3.connect(template.removeprefix("sqlite:///")), sqlite3.connect(path)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return f"sqlite:///{path}"
 
 
 # The servers the README names: the development server (Daphne's runserver), and daphne and

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.chat.frontend import as_shown, render, without_empty
 from tests.conftest import catalog_file
 from tests.fake_provider import FakeProvider, error, text, tools
-from tests.servers import PROJECT, SERVERS, Server
+from tests.servers import SERVERS, Server, database_migrated
 
 ORIGIN = {"Origin": "http://localhost:1420"}
 MODELS = {
@@ -31,28 +28,13 @@ MODELS = {
 }
 
 
-def database_url(tmp_path: Path, name: str) -> str:
-    """A database of its own: a fresh SQLite file, or a fresh PostgreSQL database (named after
-    the suite's own, so two suites on one server never share it) when the suite runs on
-    PostgreSQL."""
-    configured = os.environ.get("DATABASE_URL", "")
-    if not configured.startswith("postgres"):
-        return f"sqlite:///{tmp_path / f'{name}.sqlite3'}"
-    base, _, suite_db = configured.rpartition("/")
-    database = f"{suite_db}_{name}"
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{database}"')
-    return f"{base}/{database}"
-
-
 def server_env(fake_server: FakeProvider, tmp_path: Path, name: str) -> dict[str, str]:
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (workspace / "todo.md").write_text("- write tests\n")
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(tmp_path, name),
+        "DATABASE_URL": database_migrated(tmp_path, name),
         "OPENAI_API_KEY": "sk-e2e-test-key",
         "OPENAI_BASE_URL": f"{fake_server.url}/v1",
         "ANTHROPIC_API_KEY": "sk-ant-e2e-test-key",
@@ -65,7 +47,6 @@ def server_env(fake_server: FakeProvider, tmp_path: Path, name: str) -> dict[str
         "TURN_DETACH_GRACE": "0",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=PROJECT, env=env, check=True)
     return env
 
 

@@ -5,8 +5,6 @@ is tests/chat/test_hostile_frames.py.)"""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import redis
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.servers import PROJECT, Server
+from tests.servers import Server, database_migrated
 
 TOKEN = "server-test-token-0123456789-abcdefghijkl"
 MAX_SOCKETS = 5
@@ -30,7 +28,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     env = {
         **os.environ,
         # The frame-size and flood checks need no PostgreSQL; Redis (when set) counts the sockets.
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+        "DATABASE_URL": database_migrated(tmp, "hostile", sqlite=True),
         "AUTH_MODE": "token",
         "AUTH_TOKEN": TOKEN,
         "MAX_CONNECTIONS_PER_ADDRESS": str(MAX_SOCKETS),
@@ -43,7 +41,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         # server's alone, not those of the suite's in-process sockets or of an earlier run.
         env["REDIS_URL"] = env["REDIS_URL"].rpartition("/")[0] + f"/{OWN_REDIS_DB}"
         redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=PROJECT, env=env, check=True)
     running = Server(request.param, env, tmp / "server.log")
     running.log = tmp / "server.log"  # type: ignore[attr-defined]
     yield running

@@ -6,52 +6,34 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from tests.conftest import catalog_file
 from tests.fake_provider import FakeProvider, text, tools
-from tests.servers import PROJECT, Server
+from tests.servers import Server, database_migrated
 from tests.test_end_to_end import chat_turn
 from tests.tools.mcp.conftest import SERVER_SCRIPT
 
 
-def database_url(folder: Path) -> str:
-    """A fresh database of these tests' own, named after the suite's (so parallel suites on one
-    PostgreSQL never share it)."""
-    configured = os.environ.get("DATABASE_URL", "")
-    if not configured.startswith("postgres"):
-        return f"sqlite:///{folder / 'mcp-e2e.sqlite3'}"
-    base, _, name = configured.rpartition("/")
-    database = f"{name}_mcp_e2e"
-    with psycopg.connect(configured, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{database}"')
-    return f"{base}/{database}"
-
-
 @pytest.fixture(scope="module")
 def base_env(fake_server: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Migrated once for the module: each server start costs seconds enough."""
     folder = tmp_path_factory.mktemp("mcp-e2e")
     models = {"gpt-4o": {"provider": "openai", "name": "GPT-4o", "maxTokens": 128000}}
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(folder),
+        "DATABASE_URL": database_migrated(folder, "mcp_e2e"),
         "OPENAI_API_KEY": "sk-e2e-test-key",
         "OPENAI_BASE_URL": f"{fake_server.url}/v1",
         "MODELS_FILE": str(catalog_file(folder, models, "gpt-4o")),
         "PROVIDER_RETRIES": "0",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=PROJECT, env=env, check=True)
     return env
 
 
