@@ -54,11 +54,27 @@ class HelloFrame(_Frame):
     protocol: int = Field(ge=1)
 
 
-Frame = Annotated[ChatFrame | CancelFrame | PingFrame | ResumeFrame | HelloFrame, Field(discriminator="type")]
+class ToolApprovalFrame(_Frame):
+    """*Extension*: the user's answer to a `tool_approval_request` (the same body as
+    `POST /conversations/<id>/approvals/<approval_id>`)."""
+
+    type: Literal["tool_approval"] = "tool_approval"
+    approval_id: StrictStr = Field(min_length=1, max_length=64)
+    approved: bool
+    reason: StrictStr | None = Field(default=None, max_length=2000)
+    remember: Literal["once", "conversation"] = "once"
+
+
+Frame = Annotated[
+    ChatFrame | CancelFrame | PingFrame | ResumeFrame | HelloFrame | ToolApprovalFrame, Field(discriminator="type")
+]
 _FRAME = TypeAdapter(Frame)
+FRAME_TYPES = ("chat", "cancel", "ping", "resume", "hello", "tool_approval")
 
 
-def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame | PingFrame | ResumeFrame | HelloFrame:
+def frame_parse(
+    text: str, *, max_message_chars: int
+) -> ChatFrame | CancelFrame | PingFrame | ResumeFrame | HelloFrame | ToolApprovalFrame:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -71,9 +87,10 @@ def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame
         raise FrameError("invalid_message", "A frame must be a JSON object.")
     # The existing frontend sends chat frames with no `type`.
     data.setdefault("type", "chat")
-    if data["type"] not in ("chat", "cancel", "ping", "resume", "hello"):
+    if data["type"] not in FRAME_TYPES:
         raise FrameError(
-            "invalid_message", f"Unknown frame type {data['type']!r}; expected chat, cancel, ping, resume or hello."
+            "invalid_message",
+            f"Unknown frame type {data['type']!r}; expected chat, cancel, ping, resume, hello or tool_approval.",
         )
     try:
         frame = _FRAME.validate_python(data)
@@ -93,6 +110,8 @@ def frame_parse(text: str, *, max_message_chars: int) -> ChatFrame | CancelFrame
                 "message_too_large",
                 f"The message is {len(frame.message)} characters long; the limit is {max_message_chars}.",
             )
+    if isinstance(frame, ToolApprovalFrame) and frame.reason is not None and not text_storable(frame.reason):
+        raise FrameError("invalid_message", "The reason holds a NUL character or a lone UTF-16 surrogate.")
     return frame
 
 
@@ -172,7 +191,29 @@ class Queued:
     message: str
 
 
-TurnEvent = Stream | ToolCall | ToolResult | FinalResponseStart | FinalStream | StreamEnd | ErrorEvent | Queued
+@dataclass(frozen=True, slots=True)
+class ToolApprovalRequest:
+    """*Extension*: the tool call `call_id` (its `tool_call` was sent) waits for the user's
+    answer (`tool_approval`); the turn pauses until every request of its step is answered."""
+
+    type: ClassVar[str] = "tool_approval_request"
+    approval_id: str
+    call_id: str
+    tool_name: str
+    arguments: dict[str, Any]
+
+
+TurnEvent = (
+    Stream
+    | ToolCall
+    | ToolResult
+    | FinalResponseStart
+    | FinalStream
+    | StreamEnd
+    | ErrorEvent
+    | Queued
+    | ToolApprovalRequest
+)
 
 
 def event_fields(event: TurnEvent) -> dict[str, Any]:
@@ -186,7 +227,17 @@ def event_fields(event: TurnEvent) -> dict[str, Any]:
 
 _EVENT_TYPES: dict[str, type[Any]] = {
     kind.type: kind
-    for kind in (Stream, ToolCall, ToolResult, FinalResponseStart, FinalStream, StreamEnd, ErrorEvent, Queued)
+    for kind in (
+        Stream,
+        ToolCall,
+        ToolResult,
+        FinalResponseStart,
+        FinalStream,
+        StreamEnd,
+        ErrorEvent,
+        Queued,
+        ToolApprovalRequest,
+    )
 }
 
 
