@@ -10,10 +10,13 @@ import json
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import override_settings
 
+from accounts.tokens import token_create
 from chat.models import ApprovalStatus, SessionItem, ToolApproval, Turn, TurnStatus
 from chat.turn import approvals_expire
+from tests.accounts.sockets import open_socket
 from tests.chat.frontend import render, without_empty
 from tests.conftest import Client, connect
 from tests.fake_provider import FakeProvider, text, tools
@@ -265,3 +268,34 @@ async def test_a_request_left_unanswered_past_the_time_out_is_declined(gated):
     await ws.communicator.disconnect()
     assert rest[0]["ok"] is False and "nobody answered" in rest[0]["result"]
     assert rest[-1]["finish_reason"] == "stop"
+
+
+async def test_with_users_only_the_conversations_owner_can_answer(gated, async_client, django_user_model):
+    alice = await django_user_model.objects.acreate(username="alice")
+    bob = await django_user_model.objects.acreate(username="bob")
+    (_, alice_raw), (_, bob_raw) = [await sync_to_async(token_create)(user=user) for user in (alice, bob)]
+    gated.script(tools(READ), text("Done."))
+    with override_settings(AUTH_MODE="django"):
+        accepted, _, socket = await open_socket(
+            "/ws/appr9", headers=[(b"authorization", f"Bearer {alice_raw}".encode())]
+        )
+        assert accepted
+        ws = Client(socket)
+        assert (await ws.receive())["type"] == "connected"
+        await ws.send({"type": "hello", "protocol": 2})
+        await ws.receive()
+        await ws.send({"message": "look"})
+        request = (await until_request(ws))[-1]
+        url = f"/conversations/appr9/approvals/{request['approval_id']}"
+        refused = await async_client.post(
+            url, {"approved": True}, content_type="application/json", headers={"Authorization": f"Bearer {bob_raw}"}
+        )
+        assert refused.status_code == 404 and refused.json()["code"] == "unknown_approval"
+        assert (await ToolApproval.objects.aget(id=request["approval_id"])).status == ApprovalStatus.PENDING
+        taken = await async_client.post(
+            url, {"approved": True}, content_type="application/json", headers={"Authorization": f"Bearer {alice_raw}"}
+        )
+        assert taken.status_code == 202
+        rest = await ws.until_end()
+        await socket.disconnect()
+    assert rest[0]["ok"] is True and rest[-1]["finish_reason"] == "stop"
