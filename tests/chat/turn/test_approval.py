@@ -20,6 +20,8 @@ from tests.accounts.sockets import open_socket
 from tests.chat.frontend import render, without_empty
 from tests.conftest import Client, connect
 from tests.fake_provider import FakeProvider, text, tools
+from tools.base import BaseTool, ToolArgs, ToolResult
+from tools.registry import registry
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -299,3 +301,29 @@ async def test_with_users_only_the_conversations_owner_can_answer(gated, async_c
         rest = await ws.until_end()
         await socket.disconnect()
     assert rest[0]["ok"] is True and rest[-1]["finish_reason"] == "stop"
+
+
+class _Danger(BaseTool[ToolArgs]):
+    name = "danger"
+    description = "Does something the user must allow."
+    args_model = ToolArgs
+    requires_approval = True
+
+    async def execute(self, args: ToolArgs) -> ToolResult:
+        return ToolResult.success("done it")
+
+
+async def test_a_tool_class_can_require_approval_without_the_setting(provider):
+    registry.register(_Danger)
+    try:
+        provider.script(tools(("danger", {}), ("ls", {})), text("Done."))
+        ws = await connect("appr10", protocol=2)
+        await ws.send({"message": "go"})
+        paused = await until_request(ws)
+        assert [e["tool_name"] for e in paused if e["type"] == "tool_approval_request"] == ["danger"]
+        await ws.send(answer(paused[-1]))
+        rest = await ws.until_end()
+        await ws.communicator.disconnect()
+    finally:
+        registry.unregister("danger")
+    assert [(e["tool_name"], e["result"]) for e in rest if e["type"] == "tool_result"] == [("danger", "done it")]
