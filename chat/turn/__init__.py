@@ -131,7 +131,9 @@ async def turn_cancel(conversation_id: str) -> None:
     turn = state.turns.get(conversation_id)
     if turn is not None:
         await turn.cancel()
-        return
+        if not turn.run.paused:
+            return
+        # It paused for a tool approval as the cancel came: it waits now, so end it there.
     if approval_configured() and await waiting_cancel(state, conversation_id):
         return
     relay = state.relay()

@@ -85,6 +85,7 @@ class TurnRun:
         )
         self.result: RunResultStreaming | None = None
         self.stopped: StopReason | None = None
+        self.pausing = False  # writing its pause: a stop then waits for it (`stop`)
         self.paused = False  # it waits for the user's approval of a tool call: no stream_end yet
         self.started = time.perf_counter()
         self.telemetry: TurnTelemetry  # made in `_run`, the turn's own task
@@ -95,7 +96,8 @@ class TurnRun:
         if self.stopped is not None or self.task.done():
             return
         self.stopped = reason
-        self.task.cancel()
+        if not self.pausing:  # else the pause completes: a cancel then ends the waiting turn
+            self.task.cancel()
 
     async def _run(self) -> None:
         self.telemetry = TurnTelemetry(model=self.plan.model, conversation_id=self.plan.conversation_id)
@@ -189,6 +191,7 @@ class TurnRun:
         """Wait for the user's approval of tool calls (chat/turn/approval.py): write the paused
         run, then send the requests; the turn's task ends with no `stream_end`."""
         assert self.result is not None
+        self.pausing = True
         for event in self.mapper.pause():
             self._show(event)
         requests = requests_build(self.result, self.mapper)
