@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.test import override_settings
 
 from accounts.tokens import token_create
 from chat.models import ApprovalStatus, SessionItem, ToolApproval, Turn, TurnStatus
+from chat.runtime import runtime
 from chat.turn import approvals_expire
+from chat.turn.relay import log_key
 from tests.accounts.sockets import open_socket
 from tests.chat.frontend import render, without_empty
 from tests.conftest import Client, connect
@@ -327,3 +330,22 @@ async def test_a_tool_class_can_require_approval_without_the_setting(provider):
     finally:
         registry.unregister("danger")
     assert [(e["tool_name"], e["result"]) for e in rest if e["type"] == "tool_result"] == [("danger", "done it")]
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the event log other workers read is in Redis")
+async def test_a_wait_longer_than_the_event_logs_life_writes_its_frames_again(gated):
+    """The conversation's Redis stream expires 5 minutes after its last write; a worker that
+    never saw the turn could not place what follows the wait without its first frames."""
+    gated.script(tools(READ), text("Done."))
+    ws = await connect("appr11", protocol=2)
+    await ws.send({"message": "look"})
+    paused = await until_request(ws)
+    client = runtime().sync_redis()
+    await asyncio.sleep(0.1)  # the relay's batch is written
+    client.delete(log_key("appr11"))  # as if it had expired
+    await ws.send(answer(paused[-1]))
+    rest = await ws.until_end()
+    await ws.communicator.disconnect()
+    await asyncio.sleep(0.1)
+    logged = [json.loads(fields[b"frame"]) for _, fields in client.xrange(log_key("appr11"))]
+    assert logged == paused + rest
