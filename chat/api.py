@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from django.http import HttpRequest, JsonResponse
 from ninja import Query, Router, Schema
 from pydantic import Field
 
 from chat.catalog import PROVIDERS, catalog_get
-from chat.exceptions import InvalidConversationId
+from chat.exceptions import InvalidApprovalAnswer, InvalidConversationId
 from chat.ids import conversation_id_valid
+from chat.protocol import text_storable
 from chat.search import conversation_search
-from chat.store import branches, selectors, services
-from chat.turn import client_key, conversation_forget, snapshot
+from chat.store import approvals, branches, selectors, services
+from chat.turn import approval_answer, client_key, conversation_forget, snapshot
 from chat.usage import usage_report, usage_totals
+from tools.approval import approval_configured
 
 router = Router()
 UNTITLED = "New conversation"
@@ -184,7 +186,40 @@ def _conversation_body(conversation: Any, request: HttpRequest) -> dict[str, Any
         conversation_id=conversation.id, active_leaf=conversation.active_leaf_id, live=live
     )
     body["usage"] = usage_totals(conversation_id=conversation.id)
+    waiting = approval_configured()  # else no turn can wait: no query
+    body["pending_approvals"] = approvals.approvals_pending(conversation_id=conversation.id) if waiting else []
     return body
+
+
+class ApprovalIn(Schema):
+    approved: bool
+    reason: str | None = Field(None, max_length=2000, description="Why (the model reads it when declined)")
+    remember: Literal["once", "conversation"] = Field(
+        "once", description="conversation: approve this tool's later calls in this conversation too"
+    )
+
+
+@router.post(
+    "/conversations/{conversation_id}/approvals/{approval_id}",
+    tags=["conversations"],
+    response={202: dict[str, Any]},
+    summary="Answer a tool approval request: the paused reply goes on",
+)
+async def approval_answer_view(
+    request: HttpRequest, conversation_id: str, approval_id: str, payload: ApprovalIn
+) -> tuple[int, dict[str, Any]]:
+    _check_id(conversation_id)
+    if payload.reason is not None and not text_storable(payload.reason):
+        raise InvalidApprovalAnswer("The reason holds a NUL character or a lone UTF-16 surrogate.")
+    await approval_answer(
+        conversation_id=conversation_id,
+        approval_id=approval_id,
+        approved=payload.approved,
+        reason=payload.reason or "",
+        remember=payload.remember,
+        owner_id=_owner(request),
+    )
+    return 202, {"approval_id": approval_id, "approved": payload.approved}
 
 
 class UsageFilters(Schema):

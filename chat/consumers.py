@@ -37,11 +37,13 @@ from chat.protocol import (
     PingFrame,
     RegenerateFrame,
     ResumeFrame,
+    ToolApprovalFrame,
     frame_parse,
 )
 from chat.turn import (
     BranchRequest,
     Watcher,
+    approval_answer,
     client_key,
     resume,
     turn_cancel,
@@ -206,6 +208,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._start_turn(None, frame.model, BranchRequest("regenerate", frame.message_id))
         elif isinstance(frame, EditFrame):
             await self._start_turn(frame.message, frame.model, BranchRequest("edit", frame.message_id))
+        elif isinstance(frame, ToolApprovalFrame):
+            await self._answer(frame)
 
     async def identity_revoked(self, event: dict[str, Any]) -> None:
         """Its token was deleted or its user deactivated (accounts/revocation.py)."""
@@ -249,6 +253,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("could not start a turn", extra={"event": "turn_start_failed"})
             await self._lone_error("internal_error", "Something went wrong on the server; the message was not sent.")
+
+    async def _answer(self, frame: ToolApprovalFrame) -> None:
+        """The user's answer to a tool approval request: the paused turn goes on (here) once
+        every request of its step is answered; its events reach every socket as before."""
+        try:
+            await approval_answer(
+                conversation_id=self.conversation_id,
+                approval_id=frame.approval_id,
+                approved=frame.approved,
+                reason=frame.reason or "",
+                remember=frame.remember,
+                owner_id=self.identity.owner_id,
+            )
+        except ChatError as exc:
+            await self._lone_error(exc.code, exc.message, retryable=exc.retryable)
+        except Exception:
+            logger.exception("could not answer a tool approval", extra={"event": "approval_failed"})
+            await self._lone_error("internal_error", "Something went wrong on the server; the answer was not taken.")
 
     async def _close(self, code: int) -> None:
         """Close from our side, once: a server must not be sent a second close."""

@@ -82,3 +82,22 @@ class ImportRefused(ChatError):
 class ImportTooLarge(ImportRefused):
     code = "import_too_large"
     http_status = 413
+
+
+class UnknownApproval(ChatError):
+    """No pending request of this conversation (and its owner) has this `approval_id`."""
+
+    code = "unknown_approval"
+    http_status = 404
+
+
+class ApprovalAnswered(ChatError):
+    """The request was answered already (another socket, a REST call, or its time-out)."""
+
+    code = "approval_answered"
+    http_status = 409
+
+
+class InvalidApprovalAnswer(ChatError):
+    code = "invalid_message"
+    http_status = 400

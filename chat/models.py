@@ -57,6 +57,9 @@ class TurnStatus(models.TextChoices):
     CANCELLED = "cancelled"
     ERROR = "error"
     INTERRUPTED = "interrupted"
+    # Paused until the user answers its tool approval requests (chat/turn/approval.py): no
+    # process runs it and no lease is held, so the reaper leaves it alone.
+    WAITING = "waiting"
 
 
 def turn_lapsed(prefix: str = "") -> Q:
@@ -185,3 +188,49 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} {self.input_tokens}+{self.output_tokens} ${self.cost_usd}"
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DECLINED = "declined"  # by the user, or by TOOL_APPROVAL_TIMEOUT
+    CANCELLED = "cancelled"  # its turn was cancelled while it waited
+
+
+class ToolApproval(models.Model):
+    """A tool call the user must approve before it runs (the contract's `approval_id`)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="approvals")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="approvals")
+    call_id = models.CharField(max_length=200)
+    tool_name = models.CharField(max_length=200)
+    arguments = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=16, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING, db_index=True
+    )
+    reason = models.TextField(blank=True, default="")
+    # "conversation": later calls of the tool in this conversation need no approval.
+    remember = models.CharField(max_length=16, default="once")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} {self.status}"
+
+
+class PausedTurn(models.Model):
+    """A `waiting` turn's paused Agents SDK run, so that any worker, at any later time, can
+    resume it: the run state (`RunState.to_json()`) and the frames its sockets were sent."""
+
+    turn = models.OneToOneField(Turn, on_delete=models.CASCADE, primary_key=True, related_name="paused")
+    state = models.JSONField()
+    frames = models.JSONField(default=list)
+    first_turn = models.BooleanField(default=False)  # the conversation's first: a title follows it
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"paused {self.turn_id}"

@@ -71,10 +71,23 @@ class HelloFrame(_Frame):
     protocol: int = Field(ge=1)
 
 
-AnyFrame = ChatFrame | RegenerateFrame | EditFrame | CancelFrame | PingFrame | ResumeFrame | HelloFrame
+class ToolApprovalFrame(_Frame):
+    """*Extension*: the user's answer to a `tool_approval_request` (the same body as
+    `POST /conversations/<id>/approvals/<approval_id>`)."""
+
+    type: Literal["tool_approval"] = "tool_approval"
+    approval_id: StrictStr = Field(min_length=1, max_length=64)
+    approved: bool
+    reason: StrictStr | None = Field(default=None, max_length=2000)
+    remember: Literal["once", "conversation"] = "once"
+
+
+AnyFrame = (
+    ChatFrame | RegenerateFrame | EditFrame | CancelFrame | PingFrame | ResumeFrame | HelloFrame | ToolApprovalFrame
+)
 Frame = Annotated[AnyFrame, Field(discriminator="type")]
 _FRAME = TypeAdapter(Frame)
-FRAME_TYPES = ("chat", "regenerate", "edit", "cancel", "ping", "resume", "hello")
+FRAME_TYPES = ("chat", "regenerate", "edit", "cancel", "ping", "resume", "hello", "tool_approval")
 
 
 def frame_parse(text: str, *, max_message_chars: int) -> AnyFrame:
@@ -113,6 +126,8 @@ def frame_parse(text: str, *, max_message_chars: int) -> AnyFrame:
                 "message_too_large",
                 f"The message is {len(frame.message)} characters long; the limit is {max_message_chars}.",
             )
+    if isinstance(frame, ToolApprovalFrame) and frame.reason is not None and not text_storable(frame.reason):
+        raise FrameError("invalid_message", "The reason holds a NUL character or a lone UTF-16 surrogate.")
     return frame
 
 
@@ -192,7 +207,29 @@ class Queued:
     message: str
 
 
-TurnEvent = Stream | ToolCall | ToolResult | FinalResponseStart | FinalStream | StreamEnd | ErrorEvent | Queued
+@dataclass(frozen=True, slots=True)
+class ToolApprovalRequest:
+    """*Extension*: the tool call `call_id` (its `tool_call` was sent) waits for the user's
+    answer (`tool_approval`); the turn pauses until every request of its step is answered."""
+
+    type: ClassVar[str] = "tool_approval_request"
+    approval_id: str
+    call_id: str
+    tool_name: str
+    arguments: dict[str, Any]
+
+
+TurnEvent = (
+    Stream
+    | ToolCall
+    | ToolResult
+    | FinalResponseStart
+    | FinalStream
+    | StreamEnd
+    | ErrorEvent
+    | Queued
+    | ToolApprovalRequest
+)
 
 
 def event_fields(event: TurnEvent) -> dict[str, Any]:
@@ -206,7 +243,17 @@ def event_fields(event: TurnEvent) -> dict[str, Any]:
 
 _EVENT_TYPES: dict[str, type[Any]] = {
     kind.type: kind
-    for kind in (Stream, ToolCall, ToolResult, FinalResponseStart, FinalStream, StreamEnd, ErrorEvent, Queued)
+    for kind in (
+        Stream,
+        ToolCall,
+        ToolResult,
+        FinalResponseStart,
+        FinalStream,
+        StreamEnd,
+        ErrorEvent,
+        Queued,
+        ToolApprovalRequest,
+    )
 }
 
 

@@ -31,7 +31,9 @@ BATCH = 500
 
 def conversations_expired(*, days: int, now: datetime | None = None) -> QuerySet[Conversation]:
     cutoff = (now or timezone.now()) - timedelta(days=days)
-    return Conversation.objects.filter(updated_at__lt=cutoff).exclude(turns__status=TurnStatus.STREAMING)
+    return Conversation.objects.filter(updated_at__lt=cutoff).exclude(
+        turns__status__in=(TurnStatus.STREAMING, TurnStatus.WAITING)
+    )
 
 
 def conversations_purge(*, days: int, dry_run: bool = False) -> int:

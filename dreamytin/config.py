@@ -83,6 +83,8 @@ class Config:
     tools_max_entries: int
     tools_max_read_bytes: int
     tools_timeout: float
+    tools_require_approval: frozenset[str]
+    tool_approval_timeout: float
     mcp_servers: dict[str, McpEntry]
     mcp_timeout: float
     mcp_start_timeout: float
@@ -183,6 +185,12 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
                 env.int("TOOLS_MAX_READ_BYTES", default=1024 * 1024), "TOOLS_MAX_READ_BYTES"
             ),
             tools_timeout=env.float("TOOLS_TIMEOUT", default=15.0),
+            tools_require_approval=frozenset(
+                name.strip() for name in env.list("TOOLS_REQUIRE_APPROVAL", default=[]) if name.strip()
+            ),
+            tool_approval_timeout=_non_negative(
+                env.float("TOOL_APPROVAL_TIMEOUT", default=3600.0), "TOOL_APPROVAL_TIMEOUT"
+            ),
             mcp_servers=_mcp_servers(_optional(env, "MCP_SERVERS_FILE"), base_dir, environment),
             mcp_timeout=_positive_seconds(env.float("MCP_TIMEOUT", default=30.0), "MCP_TIMEOUT"),
             mcp_start_timeout=_positive_seconds(env.float("MCP_START_TIMEOUT", default=60.0), "MCP_START_TIMEOUT"),

@@ -155,6 +155,10 @@ TOOLS_ALLOWED_DIRS = CONFIG.tools_allowed_dirs
 TOOLS_MAX_ENTRIES = CONFIG.tools_max_entries
 TOOLS_MAX_READ_BYTES = CONFIG.tools_max_read_bytes
 TOOLS_TIMEOUT = CONFIG.tools_timeout
+# Tools the user approves call by call (chat/turn/approval.py): built-in or MCP tool names, MCP
+# server names, or `*`; and the seconds after which a request left unanswered is declined (0: never).
+TOOLS_REQUIRE_APPROVAL = CONFIG.tools_require_approval
+TOOL_APPROVAL_TIMEOUT = CONFIG.tool_approval_timeout
 # MCP servers (tools.mcp): the parsed entries of MCP_SERVERS_FILE, by name.
 MCP_SERVERS = CONFIG.mcp_servers
 MCP_TIMEOUT = CONFIG.mcp_timeout

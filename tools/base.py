@@ -51,6 +51,8 @@ class BaseTool(ABC, Generic[ArgsT]):
     timeout: ClassVar[float | None] = None
     # A paragraph added to the system prompt while the tool is offered (how to use its output).
     instructions: ClassVar[str] = ""
+    # The user approves each call before it runs (as if TOOLS_REQUIRE_APPROVAL named it).
+    requires_approval: ClassVar[bool] = False
 
     @abstractmethod
     async def execute(self, args: ArgsT) -> ToolResult:

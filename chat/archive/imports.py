@@ -26,7 +26,7 @@ from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, T
 from chat.store.services import title_from_message
 
 TITLE_CHARS = 200
-_STATUSES = {status.value for status in TurnStatus} - {TurnStatus.STREAMING}
+_STATUSES = {status.value for status in TurnStatus} - {TurnStatus.STREAMING, TurnStatus.WAITING}
 
 
 def _model(requested: str) -> str:

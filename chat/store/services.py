@@ -20,10 +20,12 @@ from chat.models import (
     TurnStatus,
     UsageRecord,
 )
+from chat.store.approvals import PauseWrite, turn_pause_write
 from chat.store.db import db_async, db_batched
 from chat.store.sql import column_values, objects_insert, rows_update, rows_values
 from chat.store.tree import BranchRequest, Tree, tree_load
 from chat.visibility import owned
+from tools.approval import approval_configured
 
 INTERRUPTED_ERROR = "The server running this reply stopped before it finished; the partial reply is kept. Try again."
 TITLE_CHARS = 80
@@ -149,6 +151,10 @@ def turns_check_idle(*, conversation_id: str) -> None:
     heartbeats = column_values(Turn, "heartbeat_at", where=streaming)
     if any(beat >= timezone.now() - LEASE_STALE_AFTER for beat in heartbeats):
         raise ConversationBusy("A reply is still being generated in this conversation; wait for it or cancel it.")
+    # A turn paused for tool approval: possible only when some tool needs it (no query otherwise).
+    waiting = {"conversation_id": conversation_id, "status": TurnStatus.WAITING}
+    if approval_configured() and column_values(Turn, "id", where=waiting):
+        raise ConversationBusy("A tool call of the reply waits for your approval; answer it or cancel the reply.")
     # All stale: their processes died, and the reaper marks them interrupted; a new turn need
     # not wait for it.
 
@@ -193,16 +199,23 @@ def turn_flush(
     usage_rows: list[UsageRecord],
     end: TurnEnd | None = None,
     replay_items: list[dict[str, Any]] | None = None,
+    pause: PauseWrite | None = None,
 ) -> bool:
     """Write what a turn's journal holds unsaved, in one transaction: its changed display
     entries, replay items and ledger rows; then renew its lease (`end` None) or end it, with,
     for an unfinished turn, the items the model will be replayed instead of what the SDK saved.
+    With `pause` (and a `waiting` end) it pauses for tool approval instead, its run stored.
     False: the turn's lease was lost (another process ended it as orphaned)."""
     # Only while the turn is `streaming`: once another process took over its lapsed lease (its
     # worker seemed dead), the turn is that process's to end, and this writes nothing.
     now = timezone.now()
     running = {"id": turn_id, "status": TurnStatus.STREAMING}
-    values = {"heartbeat_at": now} if end is None else {**end._asdict(), "finished_at": now}
+    if end is None:
+        values: dict[str, Any] = {"heartbeat_at": now}
+    elif end.status == TurnStatus.WAITING:
+        values = {"status": TurnStatus.WAITING, "heartbeat_at": now}
+    else:
+        values = {**end._asdict(), "finished_at": now}
     if not rows_update(Turn, where=running, values=values):
         return False
     for entry in entries:
@@ -213,6 +226,8 @@ def turn_flush(
         objects_insert(usage_rows)
     if replay_items is not None:
         session_turn_rebuild(conversation_id=conversation_id, turn_id=turn_id, items=replay_items)
+    if pause is not None:
+        turn_pause_write(turn_id=turn_id, conversation_id=conversation_id, pause=pause)
     if end is not None:
         rows_update(Conversation, where={"id": conversation_id}, values={"updated_at": now})
     return True

@@ -9,7 +9,9 @@ package. Behind them, one module per concern:
 - `running`: the turns running in this process, owned by their conversation, and their
   detach grace;
 - `fanout`: every socket's view of a conversation's turn in this process, `delivery`: which of
-  a page's v1 sockets shows a turn, and `relay`: the same across workers through Redis.
+  a page's v1 sockets shows a turn, and `relay`: the same across workers through Redis;
+- `approval`: a turn that pauses for the user's approval of a tool call, and goes on (on
+  whichever worker takes the answer) once answered.
 This process's state for all of it is one object, `chat.runtime.runtime()`.
 """
 
@@ -27,24 +29,27 @@ from redis.exceptions import RedisError
 from chat.catalog import catalog_get
 from chat.exceptions import ModelUnavailable, UnknownModel
 from chat.models import Turn
-from chat.protocol import StreamEnd, TurnEvent
+from chat.protocol import TurnEvent
 from chat.runtime import Runtime, runtime
-from chat.store import selectors, services
+from chat.store import approvals, selectors, services
 from chat.store.tree import BranchRequest
 from chat.turn import lease
 from chat.turn.delivery import client_key, seen_record_redis
 from chat.turn.fanout import Page, Send, Watcher
 from chat.turn.journal import journal_from_frames
-from chat.turn.relay import catch_up, forget_everywhere, frame_send, log_key, watch_begin, watch_end
+from chat.turn.relay import catch_up, forget_everywhere, log_key, watch_begin, watch_end
 from chat.turn.runner import TurnPlan
-from chat.turn.running import turn_joined, turn_launch, turns_drain
-from chat.wire import TurnFrames
+from chat.turn.running import turn_close, turn_joined, turn_launch, turns_drain
+from chat.turn.waiting import approval_answer, approvals_expire, waiting_cancel
+from tools.approval import approval_configured
 
 logger = logging.getLogger(__name__)
 __all__ = [
     "BranchRequest",
     "Snapshot",
     "Watcher",
+    "approval_answer",
+    "approvals_expire",
     "client_key",
     "conversation_forget",
     "resume",
@@ -130,11 +135,15 @@ def turn_running(conversation_id: str) -> bool:
 
 
 async def turn_cancel(conversation_id: str) -> None:
-    """Cancel the conversation's turn, wherever it runs."""
+    """Cancel the conversation's turn, wherever it runs, or waits for a tool approval."""
     state = runtime()
     turn = state.turns.get(conversation_id)
     if turn is not None:
         await turn.cancel()
+        if not turn.run.paused:
+            return
+        # It paused for a tool approval as the cancel came: it waits now, so end it there.
+    if approval_configured() and await waiting_cancel(state, conversation_id):
         return
     relay = state.relay()
     if relay is not None:
@@ -205,10 +214,17 @@ def snapshot(conversation_id: str, *, client: str | None = None) -> Snapshot | N
     """The conversation's turn in progress, if any (a synchronous view's read, in a thread).
     `client`: the page that asked, whose v1 socket joining next starts after what it shows."""
     turn_id = selectors.turn_in_progress(conversation_id=conversation_id)
-    if turn_id is None:
+    waiting = None
+    if turn_id is None and approval_configured():
+        waiting = approvals.waiting_turn_frames(conversation_id=conversation_id)
+    if turn_id is None and waiting is None:
         return None
     state = runtime()
-    frames = _frames(state, conversation_id, turn_id, local=True)
+    if waiting is not None:  # paused for a tool approval: what it showed is stored with it
+        turn_id, frames = waiting
+    else:
+        assert turn_id is not None
+        frames = _frames(state, conversation_id, turn_id, local=True)
     journal = journal_from_frames(turn_id=turn_id, conversation_id=conversation_id, frames=frames)
     if client is not None:
         where = {"conversation_id": conversation_id, "client": client, "turn_id": turn_id, "seq": len(frames)}
@@ -256,12 +272,7 @@ async def turns_reap() -> int:
         return await asyncio.to_thread(_frames, state, conversation_id, turn_id, local=False)
 
     def close(turn: Turn, sent: int, events: list[TurnEvent]) -> None:
-        encoder = TurnFrames(model=turn.model, conversation_id=turn.conversation_id, message_id=str(turn.id))
-        encoder.seq = sent
-        feed, relay = state.feeds.get(turn.conversation_id), state.relay()
-        for event in events:
-            frame = encoder.encode(event)
-            frame_send(feed, relay, str(turn.id), encoder.seq, frame, end=isinstance(event, StreamEnd))
+        turn_close(state, turn.conversation_id, str(turn.id), turn.model, sent, events)
 
     def runs_here(conversation_id: str) -> bool:
         return conversation_id in state.turns
@@ -269,11 +280,18 @@ async def turns_reap() -> int:
     return await lease.turns_reap(runs_here=runs_here, frames=frames, close=close)
 
 
+async def _periodic() -> int:
+    reaped = await turns_reap()
+    await approvals_expire()
+    return reaped
+
+
 def turns_started() -> None:
-    """At the server's start, on its loop: end the turns of workers that died, from now on."""
+    """At the server's start, on its loop: end the turns of workers that died, and decline the
+    tool approval requests left unanswered too long, from now on."""
     state = runtime()
     if state.reaper is None or state.reaper.done():
-        state.reaper = state.spawn(lease.reap_forever(turns_reap), name="turn reaper")
+        state.reaper = state.spawn(lease.reap_forever(_periodic), name="turn reaper")
 
 
 async def turns_stopping() -> None:

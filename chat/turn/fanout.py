@@ -66,6 +66,18 @@ class ConversationFeed:
             self.feeds.drop_later(self)
         return True
 
+    def turn_continue(self, turn_id: str, frames: list[str]) -> None:
+        """A turn paused for tool approval goes on in this process, which may never have seen
+        its frames (or have forgotten them): its log is what was sent before the pause, and the
+        sockets watching now go on from there."""
+        log = self.log
+        if log is not None and log.turn_id == turn_id and len(log.frames) == len(frames):
+            return
+        self.log = log = TurnLog(turn_id)
+        log.frames = list(frames)
+        for watcher in self.watchers:
+            watcher.log, watcher.sent, watcher.delivering = log, len(frames), None
+
     def live(self) -> bool:
         return self.log is not None and not self.log.ended
 

@@ -29,6 +29,7 @@ from chat.protocol import (
     event_from_fields,
 )
 from chat.store import selectors, services
+from chat.store.approvals import PauseWrite
 
 CANCELLED_TOOL_OUTPUT = "Error: this tool call was stopped before it finished (the reply was cancelled or failed)."
 
@@ -145,10 +146,11 @@ class Journal:
 
     # Writing.
 
-    async def flush(self, end: services.TurnEnd | None = None) -> bool:
+    async def flush(self, end: services.TurnEnd | None = None, *, pause: PauseWrite | None = None) -> bool:
         """Write what changed since the last flush, and renew the turn's lease (`end` None) or
-        end it; False if the lease was lost (another process ended the turn as orphaned). On
-        failure nothing is marked saved: the next flush writes it again."""
+        end it (or, `pause`, pause it for tool approval); False if the lease was lost (another
+        process ended the turn as orphaned). On failure nothing is marked saved: the next flush
+        writes it again."""
         async with self.lock:
             if self.closed:
                 return True  # its end was written: a late heartbeat has nothing to renew
@@ -161,7 +163,12 @@ class Journal:
             items, usage = self.items[self.items_saved :], self.usage[self.usage_saved :]
             # Rebuilt from its log, a turn's items are what its sockets saw (its worker may not
             # have written the SDK's); from an empty log, nothing: keep what was saved.
-            rebuild = end is not None and (end.status != TurnStatus.COMPLETE or self.recovered)
+            # A paused turn keeps the SDK's items: its resumed run goes on from them.
+            rebuild = (
+                end is not None
+                and end.status != TurnStatus.WAITING
+                and (end.status != TurnStatus.COMPLETE or self.recovered)
+            )
             rebuild = rebuild and (bool(self.entries) or not self.recovered)
             held = await services.aturn_flush(
                 turn_id=self.turn_id,
@@ -172,6 +179,7 @@ class Journal:
                 end=end,
                 # Leave a history the next request can replay, whatever point the turn stopped at.
                 replay_items=self.replay_items() if rebuild else None,
+                pause=pause,
             )
             for entry, version in zip(changed, versions, strict=True):
                 entry.saved_version = version
@@ -226,11 +234,20 @@ class Journal:
         return items
 
 
-def journal_from_frames(*, turn_id: Any, conversation_id: str, frames: list[str]) -> Journal:
-    """A turn's journal rebuilt from the frames its sockets were sent (its event log)."""
-    journal = Journal(turn_id=turn_id, conversation_id=conversation_id, recovered=True)
+def journal_from_frames(
+    *, turn_id: Any, conversation_id: str, frames: list[str], saved: list[UsageRecord] | None = None
+) -> Journal:
+    """A turn's journal rebuilt from the frames its sockets were sent (its event log). With
+    `saved` (its ledger rows), a paused turn's, whose pause wrote all of it: what it had is
+    saved, and what follows is new."""
+    journal = Journal(turn_id=turn_id, conversation_id=conversation_id, recovered=saved is None)
     for frame in frames:
         event = event_from_fields(json.loads(frame))
         if event is not None:
             journal.observe(event)
+    if saved is not None:
+        for entry in journal.entries:
+            entry.saved_version = entry.version
+        journal.usage = list(saved)
+        journal.usage_saved = len(saved)
     return journal

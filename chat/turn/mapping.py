@@ -48,6 +48,8 @@ class EventMapper:
     # Model requests completed in this turn: (usage object, timing).
     completed: list[tuple[Any, RequestTiming]] = field(default_factory=list)
     timing: RequestTiming = field(default_factory=lambda: RequestTiming(started=time.perf_counter()))
+    # Calls the user declined (a resumed turn): their results are failures.
+    declined: frozenset[str] = frozenset()
 
     def feed(self, event: StreamEvent) -> list[TurnEvent]:
         if event.type == "raw_response_event":
@@ -96,6 +98,7 @@ class EventMapper:
             if pending.call.call_id == call_id:
                 name = pending.call.tool_name
                 ok = output.ok if isinstance(output, ToolOutcome) else name in self.offered
+                ok = ok and call_id not in self.declined
                 pending.result = ToolResult(tool_name=name, result=str(output), call_id=pending.call.call_id, ok=ok)
                 break
         # Text after these results starts a new segment.
@@ -114,6 +117,25 @@ class EventMapper:
             out.append(head.result)
             self.pending.popleft()
         return out
+
+    def pause(self) -> list[TurnEvent]:
+        """The run pauses for the user's approval: every call of its step is announced now,
+        each with its result if it ran; the calls that wait stay pending, for `resume`."""
+        out: list[TurnEvent] = []
+        for pending in list(self.pending):
+            if not pending.sent:
+                out.append(pending.call)
+                pending.sent = True
+            if pending.result is not None:
+                out.append(pending.result)
+                self.pending.remove(pending)
+        return out
+
+    def resume(self, waiting: list[ToolCall], declined: frozenset[str]) -> None:
+        """A paused turn goes on: `waiting` were announced and get their results now."""
+        self.seen_tool = True
+        self.pending.extend(_PendingCall(call, sent=True) for call in waiting)
+        self.declined = declined
 
     def unfinished_calls(self) -> list[ToolCall]:
         """Calls announced to the client that have no result (a cancel or error cut them)."""

@@ -323,3 +323,22 @@ async def catch_up(relay: Relay | None, feed: ConversationFeed) -> None:
 async def watch_end(relay: Relay | None, feed: ConversationFeed) -> None:
     if relay is not None and not feed.watchers:
         await relay.presence(feed.conversation_id, present=False)
+
+
+async def stream_continue(relay: Relay | None, feed: ConversationFeed, turn_id: str, frames: list[str]) -> None:
+    """A turn paused for tool approval goes on: the conversation's stream must end with its
+    frames so far, or the other workers could not place what follows. It expires
+    `RESUME_WINDOW_SECONDS` after its last write, and a wait may be longer: then they are
+    written again (a worker whose log has them skips them)."""
+    if relay is None:
+        return
+    try:
+        last = await relay.client.xrevrange(log_key(feed.conversation_id), count=1)
+    except (RedisError, OSError):
+        logger.warning("could not read a turn's events from Redis", exc_info=True)
+        return
+    fields = last[0][1] if last else {}
+    if fields.get(b"turn", b"").decode() == turn_id and fields.get(b"seq", b"").decode() == str(len(frames)):
+        return
+    for seq, frame in enumerate(frames, 1):
+        relay.publish(feed, turn_id, seq, frame, end=False)

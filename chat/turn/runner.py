@@ -26,13 +26,14 @@ from chat.providers import TurnFailure, failure_classify, provider_turn_slot
 from chat.store import selectors, services
 from chat.titles import title_schedule
 from chat.turn.agent import agent_build, run_config_build
-from chat.turn.journal import Journal
+from chat.turn.approval import Outlet, ResumePoint, pause_write, requests_build, resume_prepare, run_state, tools_gate
+from chat.turn.journal import Journal, journal_from_frames
 from chat.turn.lease import INTERRUPTED, Lease, closing_events
 from chat.turn.mapping import EventMapper
 from chat.turn.session import ConversationSession
 from chat.usage import RequestUsage, request_usage, stream_end_usage, usage_estimate, usage_row
 from observability.turn import TurnTelemetry
-from tools.offered import mcp_function_tools
+from tools.offered import mcp_tools_offered
 
 logger = logging.getLogger(__name__)
 Emit = Callable[[TurnEvent], None]  # sends the event to every socket on the conversation
@@ -47,6 +48,7 @@ class TurnPlan:
     message: str
     history: list[dict[str, Any]]  # the replay items when the turn started
     owner_id: int | None = None  # the user whose conversation and spending it is (AUTH_MODE=django)
+    resume: ResumePoint | None = None  # a turn paused for tool approval, going on (chat/turn/approval.py)
 
 
 class StopReason(Enum):
@@ -59,12 +61,22 @@ class TurnRun:
     """One running turn and its state; `task` ends it with exactly one `stream_end` (none when
     its lease was lost: the process that took it over ended it)."""
 
-    def __init__(self, plan: TurnPlan, emit: Emit) -> None:
+    def __init__(self, plan: TurnPlan, emit: Emit, outlet: Outlet) -> None:
         self.plan = plan
         self.emit = emit
+        self.outlet = outlet
         self.agent: Agent[Any] | None = None  # built inside `run`, so a failure ends the turn
         self.mapper = EventMapper()
-        self.journal = Journal(turn_id=plan.turn_id, conversation_id=plan.conversation_id)
+        self.sent_events = 0
+        if plan.resume is None:
+            self.journal = Journal(turn_id=plan.turn_id, conversation_id=plan.conversation_id)
+        else:  # what it showed before its pause, all written
+            frames = plan.resume.frames
+            self.journal = journal_from_frames(
+                turn_id=plan.turn_id, conversation_id=plan.conversation_id, frames=frames, saved=plan.resume.usage
+            )
+            resume_prepare(self.mapper, self.journal, plan.resume)
+            self.sent_events = len(frames)  # shown: never retried
         self.session = ConversationSession(
             conversation_id=plan.conversation_id,
             journal=self.journal,
@@ -72,8 +84,9 @@ class TurnRun:
             history=plan.history,
         )
         self.result: RunResultStreaming | None = None
-        self.sent_events = 0
         self.stopped: StopReason | None = None
+        self.pausing = False  # writing its pause: a stop then waits for it (`stop`)
+        self.paused = False  # it waits for the user's approval of a tool call: no stream_end yet
         self.started = time.perf_counter()
         self.telemetry: TurnTelemetry  # made in `_run`, the turn's own task
         self.task = asyncio.create_task(self._run(), name=f"turn {plan.turn_id}")
@@ -83,7 +96,8 @@ class TurnRun:
         if self.stopped is not None or self.task.done():
             return
         self.stopped = reason
-        self.task.cancel()
+        if not self.pausing:  # else the pause completes: a cancel then ends the waiting turn
+            self.task.cancel()
 
     async def _run(self) -> None:
         self.telemetry = TurnTelemetry(model=self.plan.model, conversation_id=self.plan.conversation_id)
@@ -104,11 +118,12 @@ class TurnRun:
             finish = "max_turns" if failure.code == "max_turns_exceeded" else "error"
         try:
             await lease.stop()
-            if self.stopped is not StopReason.LEASE_LOST:  # else another process ended it
+            # Else another process ended it and told its sockets, or it waits for an answer.
+            if self.stopped is not StopReason.LEASE_LOST and not (self.paused and finish == "stop"):
                 await self._finish(finish, failure)
         finally:
-            # A no-op unless the end was never counted: the lease was lost, or the task was
-            # cancelled again while it recorded its end (a process that stops).
+            # A no-op unless the end was never counted: the lease was lost, it waits, or the
+            # task was cancelled again while it recorded its end (a process that stops).
             self.telemetry.end(None)
 
     async def _queued(self, ahead: int) -> None:
@@ -149,24 +164,55 @@ class TurnRun:
 
     async def _consume(self) -> None:
         if self.agent is None:
-            mcp_tools = await mcp_function_tools() if self.plan.model.supports_tools else []
-            self.agent = agent_build(self.plan.model, mcp_tools)
+            mcp_tools = await mcp_tools_offered() if self.plan.model.supports_tools else []
+            self.agent = agent_build(self.plan.model, [tool.function_tool() for tool in mcp_tools])
+            await tools_gate(self.agent, mcp_tools, conversation_id=self.plan.conversation_id)
             self.mapper.offered = frozenset(tool.name for tool in self.agent.tools)
+        resume = self.plan.resume
         self.result = Runner.run_streamed(
             self.agent,
-            self.plan.message,
+            await run_state(self.agent, resume) if resume is not None else self.plan.message,
             session=self.session,
             max_turns=settings.AGENT_MAX_TURNS,
             run_config=run_config_build(self.agent),
         )
         async for sdk_event in self.result.stream_events():
             for event in self.mapper.feed(sdk_event):
-                self.sent_events += 1
-                self.journal.observe(event)
-                self.telemetry.event(event)
-                self.emit(event)
+                self._show(event)
             if self.mapper.completed:
                 self._record_completed()
+        if self.result.interruptions:
+            await self._pause()
+
+    def _show(self, event: TurnEvent) -> None:
+        self.sent_events += 1
+        self.journal.observe(event)
+        self.telemetry.event(event)
+        self.emit(event)
+
+    async def _pause(self) -> None:
+        """Wait for the user's approval of tool calls (chat/turn/approval.py): write the paused
+        run, then send the requests; the turn's task ends with no `stream_end`."""
+        assert self.result is not None
+        self.pausing = True
+        for event in self.mapper.pause():
+            self._show(event)
+        requests = requests_build(self.result, self.mapper)
+        frames = await pause_write(
+            result=self.result, journal=self.journal, outlet=self.outlet, requests=requests, first_turn=self._first()
+        )
+        if frames is None:
+            self.stopped = StopReason.LEASE_LOST
+            return
+        self.paused = True
+        for request, (seq, frame) in zip(requests, frames, strict=True):
+            self.sent_events += 1
+            self.telemetry.event(request)
+            self.outlet.send(seq, frame)
+
+    def _first(self) -> bool:
+        """Whether this is the conversation's first turn (a title is made after it)."""
+        return self.plan.resume.first_turn if self.plan.resume is not None else not self.plan.history
 
     def _record_completed(self) -> None:
         ended = time.perf_counter()
@@ -202,7 +248,7 @@ class TurnRun:
             self.emit(event)
         if finish == "stop":  # in the background: the reply is over for the user
             title_schedule(
-                conversation_id=self.plan.conversation_id, first_turn=not self.plan.history, owner_id=self.plan.owner_id
+                conversation_id=self.plan.conversation_id, first_turn=self._first(), owner_id=self.plan.owner_id
             )
         logger.info(
             "turn %s ended: %s",

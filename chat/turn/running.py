@@ -32,8 +32,11 @@ class RunningTurn:
         self.relay = relay
         self.turn_id = str(plan.turn_id)
         self.frames = TurnFrames(model=plan.model.id, conversation_id=plan.conversation_id, message_id=self.turn_id)
+        if plan.resume is not None:  # paused for tool approval: its seq goes on
+            self.frames.seq = len(plan.resume.frames)
+            feed.turn_continue(self.turn_id, plan.resume.frames)
         self.grace: asyncio.Task[None] | None = None
-        self.run = TurnRun(plan, self.emit)
+        self.run = TurnRun(plan, self.emit, self)
 
     @property
     def task(self) -> asyncio.Task[None]:
@@ -42,6 +45,23 @@ class RunningTurn:
     def emit(self, event: TurnEvent) -> None:
         frame = self.frames.encode(event)
         frame_send(self.feed, self.relay, self.turn_id, self.frames.seq, frame, end=isinstance(event, StreamEnd))
+
+    # The outlet of a pause for tool approval (chat/turn/approval.py): frames encoded before
+    # they are stored, and sent after.
+
+    def sent(self) -> list[str]:
+        log = self.feed.log
+        return list(log.frames) if log is not None and log.turn_id == self.turn_id else []
+
+    def encode(self, event: TurnEvent) -> tuple[int, str]:
+        frame = self.frames.encode(event)
+        return self.frames.seq, frame
+
+    def send(self, seq: int, frame: str) -> None:
+        frame_send(self.feed, self.relay, self.turn_id, seq, frame, end=False)
+
+    def rewind(self, count: int) -> None:
+        self.frames.seq -= count
 
     async def cancel(self) -> None:
         """Stop the turn; it records the cancel and sends `stream_end` before this returns."""
@@ -142,3 +162,15 @@ async def turns_drain(state: Runtime) -> None:
     relay = state.relay()
     if relay is not None:
         await relay.flush()
+
+
+def turn_close(
+    state: Runtime, conversation_id: str, turn_id: str, model: str, sent: int, events: list[TurnEvent]
+) -> None:
+    """Send a turn that runs nowhere its closing `events`, after the `sent` it had."""
+    encoder = TurnFrames(model=model, conversation_id=conversation_id, message_id=turn_id)
+    encoder.seq = sent
+    feed, relay = state.feeds.get(conversation_id), state.relay()
+    for event in events:
+        frame = encoder.encode(event)
+        frame_send(feed, relay, turn_id, encoder.seq, frame, end=isinstance(event, StreamEnd))

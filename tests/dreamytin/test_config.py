@@ -225,3 +225,14 @@ def test_conversation_keeping_settings():
     for name, value in [("RETENTION_DAYS", "-3"), ("RETENTION_DAYS", "a month"), ("IMPORT_MAX_BYTES", "0")]:
         with pytest.raises(ImproperlyConfigured, match=name):
             config_from_env({name: value}, base_dir=BASE)
+
+
+def test_tool_approval_is_off_by_default_and_names_tools_servers_or_all():
+    config = config_from_env({}, base_dir=BASE)
+    assert config.tools_require_approval == frozenset() and config.tool_approval_timeout == 3600.0
+    config = config_from_env(
+        {"TOOLS_REQUIRE_APPROVAL": "read_file, files,*", "TOOL_APPROVAL_TIMEOUT": "0"}, base_dir=BASE
+    )
+    assert config.tools_require_approval == {"read_file", "files", "*"} and config.tool_approval_timeout == 0
+    with pytest.raises(ImproperlyConfigured, match="TOOL_APPROVAL_TIMEOUT"):
+        config_from_env({"TOOL_APPROVAL_TIMEOUT": "-1"}, base_dir=BASE)

@@ -201,3 +201,22 @@ async def test_a_regenerated_answer_calls_the_tool_again_on_its_own_branch(ws, p
     assert tool_outputs(provider, 2) == []  # the first answer's call is on another branch
     assert tool_outputs(provider, 3) == ["hello from the entry"]
     assert again[-1]["finish_reason"] == "stop" and again[-1]["message_id"] != first[-1]["message_id"]
+
+
+async def test_a_servers_name_in_tools_require_approval_gates_its_tools_and_only_them(ws, provider, mcp):
+    with mcp(test=stdio_entry(GREETING="hi")), override_settings(TOOLS_REQUIRE_APPROVAL=frozenset({"test"})):
+        provider.script(tools(("ls", {}), ("echo_env", {"key": "GREETING"})), text("Done."))
+        await ws.send({"message": "look"})
+        events = [await ws.receive()]
+        while events[-1]["type"] != "tool_approval_request":
+            events.append(await ws.receive())
+        assert pairs(events) == [
+            ("tool_call", "ls", None),
+            ("tool_result", "ls", True),
+            ("tool_call", "echo_env", None),
+        ]
+        assert events[-1]["tool_name"] == "echo_env" and events[-1]["arguments"] == {"key": "GREETING"}
+        await ws.send({"type": "tool_approval", "approval_id": events[-1]["approval_id"], "approved": True})
+        rest = await ws.until_end()
+    assert pairs(rest) == [("tool_result", "echo_env", True)]
+    assert rest[0]["result"] == "hi" and rest[-1]["finish_reason"] == "stop"
