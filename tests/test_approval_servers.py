@@ -16,7 +16,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection
 
-from tests.chat.frontend import render, without_empty
+from tests.chat.frontend import as_shown, render, without_empty
 from tests.fake_provider import FakeProvider, text, tools
 from tests.servers import SERVERS, Server
 from tests.test_end_to_end import open_socket, restored, server_env, until_end
@@ -62,7 +62,7 @@ def test_the_wait_outlives_a_reload_and_the_answer_on_the_new_socket_goes_on(ser
     request = paused[-1]
     assert [a["approval_id"] for a in body["pending_approvals"]] == [request["approval_id"]]
     assert body["live"] == {"message_id": request["message_id"], "seq": request["seq"]}
-    assert body["messages"] == without_empty(render(paused, "What is on my list?"))
+    assert as_shown(body["messages"]) == without_empty(render(paused, "What is on my list?"))
     assert len(fake.requests) == 1
     with open_socket(server, conversation_id, protocol=2) as ws:
         ws.send(answer(request))

@@ -63,6 +63,8 @@ def _run(direction: int):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("chat", "0005_message_search_statistics")]
+    # After every other 0006: its triggers name chat_turn, and SQLite cannot remake a table
+    # (as adding a foreign key to it does) while a trigger names it.
+    dependencies = [("chat", "0006_branches"), ("chat", "0006_tool_approvals")]
 
     operations = [migrations.RunPython(_run(0), _run(1), elidable=False)]

@@ -20,7 +20,7 @@ from chat.runtime import runtime
 from chat.turn import approvals_expire
 from chat.turn.relay import log_key
 from tests.accounts.sockets import open_socket
-from tests.chat.frontend import render, without_empty
+from tests.chat.frontend import as_shown, render, without_empty
 from tests.conftest import Client, connect
 from tests.fake_provider import FakeProvider, text, tools
 from tools.base import BaseTool, ToolArgs, ToolResult
@@ -92,7 +92,7 @@ async def test_an_approved_call_runs_and_the_turn_goes_on_as_if_it_never_paused(
     assert usage["requests"] == 2 and usage["input_tokens"] == 24 and usage["output_tokens"] == 14
     assert rest[-1]["finish_reason"] == "stop"
     body = (await async_client.get("/conversations/appr1")).json()
-    assert body["messages"] == without_empty(render(events, "What is on my list?"))
+    assert as_shown(body["messages"]) == without_empty(render(events, "What is on my list?"))
     assert body["pending_approvals"] == [] and "live" not in body
     assert body["usage"]["requests"] == 2
 
@@ -189,7 +189,7 @@ async def test_while_it_waits_a_new_message_is_busy_and_a_cancel_ends_it(gated, 
     assert (late["type"], late["code"]) == ("error", "approval_answered")
     body = (await async_client.get("/conversations/appr5")).json()
     assert body["pending_approvals"] == [] and "live" not in body
-    assert body["messages"] == without_empty(render([*paused, end], "What is on my list?"))
+    assert as_shown(body["messages"]) == without_empty(render([*paused, end], "What is on my list?"))
     # The next turn replays the cancelled call with an output, as after any cancel.
     again = await ws.turn("next")
     await ws.communicator.disconnect()
