@@ -22,6 +22,7 @@ from chat.models import (
 from chat.store.db import db_async
 from chat.store.sql import column_values, objects_insert, rows_update
 from chat.visibility import owned
+from webhooks.outbox import webhooks_turn_ended
 
 INTERRUPTED_ERROR = "The server running this reply stopped before it finished; the partial reply is kept. Try again."
 TITLE_CHARS = 80
@@ -169,6 +170,8 @@ def turn_flush(
         session_turn_rebuild(conversation_id=conversation_id, turn_id=turn_id, items=replay_items)
     if end is not None:
         rows_update(Conversation, where={"id": conversation_id}, values={"updated_at": now})
+        # The outbox (webhooks/): its events exist exactly when the turn's end does.
+        webhooks_turn_ended(turn_id=turn_id, conversation_id=conversation_id, **end._asdict())
     return True
 
 

@@ -69,11 +69,13 @@ async def turn_start(
     owner_id: int | None = None,
     sender: Watcher | None = None,
     admit: Callable[..., None] | None = None,
-) -> None:
+    background: bool = False,
+) -> str:
     """Check the model, store the user's message, and run the turn for every socket on the
-    conversation; raise a `ChatError` for a lone error (nothing started). `sender`: the socket
-    that sent it, which shows it to its page while it is open. `admit(turn=, history=, model=,
-    message=)` may refuse the turn inside its start's transaction (the budget: accounts.budget)."""
+    conversation; its id (`message_id`), or a `ChatError` for a lone error (nothing started).
+    `sender`: the socket that sent it, which shows it to its page while it is open. `admit(turn=,
+    history=, model=, message=)` may refuse the turn inside its start's transaction (the budget:
+    accounts.budget). `background`: it runs to its end with nobody watching (no detach grace)."""
     catalog = catalog_get()
     chosen = (
         model_id or await selectors.aconversation_model(conversation_id=conversation_id) or catalog.usable_default()
@@ -111,7 +113,8 @@ async def turn_start(
             joined_at=0,
             forced=True,
         )
-    turn_launch(state, plan)
+    turn_launch(state, plan, background=background)
+    return str(turn.id)
 
 
 def turn_running(conversation_id: str) -> bool:
