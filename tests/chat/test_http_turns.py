@@ -229,3 +229,32 @@ async def test_none_mode_serves_loopback_only(provider):
     response = await request("POST", "/conversations/h13/messages", {"message": "hi"}, client=("203.0.113.9", 4000))
     assert response.status == 403
     assert provider.requests == []
+
+
+@override_settings(AUTH_MODE="django")
+async def test_django_mode_needs_a_token_and_keeps_each_users_turns_their_own(provider, django_user_model):
+    from asgiref.sync import sync_to_async
+
+    from accounts.tokens import token_create
+
+    alice = await django_user_model.objects.acreate(username="alice")
+    bob = await django_user_model.objects.acreate(username="bob")
+    _, alice_token = await sync_to_async(token_create)(user=alice)
+    _, bob_token = await sync_to_async(token_create)(user=bob)
+    as_alice, as_bob = {"Authorization": f"Bearer {alice_token}"}, {"Authorization": f"Bearer {bob_token}"}
+    assert (await request("POST", "/conversations/h14/messages", {"message": "hi"})).status == 401
+    provider.script(text("mine"))
+    mine = await request("POST", "/conversations/h14/messages", {"message": "hi", "stream": True}, headers=as_alice)
+    events = await mine.until_end()
+    message_id = events[0]["data"]["message_id"]
+    for method, path, body in (
+        ("POST", "/conversations/h14/messages", {"message": "hijack"}),
+        ("GET", "/conversations/h14/events?after_seq=0", None),
+        ("POST", "/conversations/h14/cancel", None),
+        ("GET", f"/conversations/h14/turns/{message_id}", None),
+    ):
+        refused = await request(method, path, body, headers=as_bob)
+        assert refused.status == 404, path
+    assert len(provider.requests) == 1
+    report = await request("GET", f"/conversations/h14/turns/{message_id}", headers=as_alice)
+    assert (await report.json())["status"] == "completed"
