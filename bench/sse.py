@@ -24,6 +24,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,28 @@ from bench.run import server_env, start_fake
 from tests.servers import Server
 
 
-async def sse_turn(client: httpx.AsyncClient, url: str) -> StreamTiming:
-    """One turn over SSE, read as a client of it does: line by line, each event's JSON."""
+async def sse_turn(client: httpx.AsyncClient, url: str, errors: Counter[str]) -> StreamTiming:
+    """One turn over SSE, read as a client of it does: line by line, each event's JSON. A
+    failed one is counted in `errors` by its status or exception."""
     timing = StreamTiming()
     started = time.time()
     body = {"message": "hi", "model": MODEL, "stream": True}
+    try:
+        await _sse_read(client, url, body, timing, started)
+    except (httpx.HTTPError, OSError) as exc:
+        errors[str(exc) if isinstance(exc, httpx.HTTPStatusError) else type(exc).__name__] += 1
+        return timing
+    if not timing.ok:
+        errors["no stream_end with finish_reason stop"] += 1
+    return timing
+
+
+async def _sse_read(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], timing: StreamTiming, started: float
+) -> None:
     async with client.stream("POST", url, json=body) as response:
+        if response.status_code != 200:
+            raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
         async for line in response.aiter_lines():
             if not line.startswith("data: "):
                 continue
@@ -52,20 +69,26 @@ async def sse_turn(client: httpx.AsyncClient, url: str) -> StreamTiming:
                 timing.chunks += 1
             elif event["type"] == "stream_end":
                 timing.ok = event["finish_reason"] == "stop"
-    return timing
 
 
 async def sse_round(server: Server, k: int, arrival: str, span: float, tag: str) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=k + 10, max_keepalive_connections=k + 10)
+    errors: Counter[str] = Counter()
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        # K connections open before the turns, as the WebSocket round's sockets are.
+        await asyncio.gather(*(client.get(f"{server.url}/") for _ in range(k)))
         load_1min = os.getloadavg()[0]
         cpu_before = cpu_seconds(server.process.pid)
         urls = [f"{server.url}/conversations/sse-{tag}{arrival}-{k}-{i}/messages" for i in range(k)]
-        turns = await load(k, arrival=arrival, span=span, turn=lambda i: sse_turn(client, urls[i]))
+        turns = await load(k, arrival=arrival, span=span, turn=lambda i: sse_turn(client, urls[i], errors))
         cpu = cpu_seconds(server.process.pid) - cpu_before
     summary = summarize(turns)
     summary.update(
-        {"cpu_us_per_chunk": round(cpu / max(summary["chunks"], 1) * 1e6, 1), "load_1min": round(load_1min, 2)}
+        {
+            "cpu_us_per_chunk": round(cpu / max(summary["chunks"], 1) * 1e6, 1),
+            "load_1min": round(load_1min, 2),
+            "errors": dict(errors),
+        }
     )
     return summary
 

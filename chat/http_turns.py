@@ -44,6 +44,16 @@ class TurnOptions(BaseModel):
     background: StrictBool = False
 
 
+_FIELDS = {"detail": {"type": "string"}, "code": {"type": "string"}, "error": {"type": "string"}}
+_ERROR = {
+    "description": "Refused: {detail, code, error}",
+    "content": {"application/json": {"schema": {"type": "object", "properties": _FIELDS}}},
+}
+_SSE = {"description": "Server-sent events: id = seq, event = type, data = the event's JSON",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}}}  # fmt: skip
+_TURN_ERRORS = dict.fromkeys((400, 402, 404, 409, 429), _ERROR)
+
+
 class TurnAccepted(Schema):
     conversation_id: str
     message_id: str
@@ -104,7 +114,10 @@ def _read_body(request: HttpRequest) -> tuple[ChatFrame, TurnOptions]:
 @router.post(
     "/conversations/{conversation_id}/messages",
     response={202: TurnAccepted},
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": TurnMessageIn.json_schema()}}}},
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": TurnMessageIn.json_schema()}}},
+        "responses": {200: _SSE, **_TURN_ERRORS},
+    },
     summary="Start a turn; with stream, its events as server-sent events",
 )
 async def turn_post(request: HttpRequest, conversation_id: str) -> HttpResponse:
@@ -154,6 +167,7 @@ async def turn_post(request: HttpRequest, conversation_id: str) -> HttpResponse:
 
 @router.get(
     "/conversations/{conversation_id}/events",
+    openapi_extra={"responses": {200: _SSE, 204: {"description": "No turn to show"}, 400: _ERROR, 404: _ERROR}},
     summary="The running (or last) turn's events after after_seq, as server-sent events",
 )
 async def turn_events(request: HttpRequest, conversation_id: str, after_seq: int | None = None) -> HttpResponse:
