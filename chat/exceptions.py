@@ -25,6 +25,11 @@ class ConversationNotFound(ChatError):
     http_status = 404
 
 
+class TurnNotFound(ChatError):
+    code = "unknown_message"
+    http_status = 404
+
+
 class ConversationBusy(ChatError):
     code = "busy"
     retryable = True

@@ -11,6 +11,7 @@ from accounts.authenticate import health_details_allowed
 from chat.api import router as chat_router
 from chat.archive.api import router as archive_router
 from chat.exceptions import ChatError
+from chat.http_turns import router as turns_router
 from chat.warmup import warmup_state
 from dreamytin.health import health_check, services_public
 from dreamytin.middleware import json_error
@@ -78,4 +79,5 @@ async def health(request: HttpRequest) -> JsonResponse:
 # Before the chat router: `/conversations/export` is not a conversation's id.
 api.add_router("", archive_router)
 api.add_router("", chat_router)
+api.add_router("", turns_router)
 api.add_router("", tools_router)

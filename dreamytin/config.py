@@ -10,6 +10,7 @@ instead of patching the process environment.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -119,6 +120,10 @@ class Config:
     title_model: str | None
     import_max_bytes: int
     retention_days: int | None
+    webhook_urls: list[str]
+    webhook_secret: bytes | None
+    webhook_timeout: float
+    webhook_concurrency: int
 
 
 def _optional(env: environ.Env, name: str) -> str | None:
@@ -237,6 +242,10 @@ def config_from_env(environment: Mapping[str, str], *, base_dir: Path = BASE_DIR
             title_model=_optional(env, "TITLE_MODEL"),
             import_max_bytes=_positive(env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024), "IMPORT_MAX_BYTES"),
             retention_days=_retention(env.str("RETENTION_DAYS", default="")),
+            webhook_urls=(webhook_urls := _webhook_urls(env.list("WEBHOOK_URLS", default=[]))),
+            webhook_secret=_webhook_secret(_optional(env, "WEBHOOK_SECRET"), needed=bool(webhook_urls)),
+            webhook_timeout=_positive_seconds(env.float("WEBHOOK_TIMEOUT", default=10.0), "WEBHOOK_TIMEOUT"),
+            webhook_concurrency=_positive(env.int("WEBHOOK_CONCURRENCY", default=8), "WEBHOOK_CONCURRENCY"),
         )
     except ValueError as exc:  # django-environ's casts raise ValueError with the bad value
         raise ImproperlyConfigured(f"Invalid configuration: {exc}") from exc
@@ -373,3 +382,27 @@ def _money(value: str, name: str) -> Decimal | None:
     if not amount.is_finite() or amount < 0:
         raise ImproperlyConfigured(f"{name} must be an amount of 0 or more US dollars, got {value!r}")
     return amount
+
+
+def _webhook_urls(values: list[str]) -> list[str]:
+    urls = [value.strip() for value in values if value.strip()]
+    for url in urls:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ImproperlyConfigured(f"WEBHOOK_URLS: {url!r} is not an http(s) URL.")
+    return urls
+
+
+def _webhook_secret(value: str | None, *, needed: bool) -> bytes | None:
+    """`whsec_<base64>` (Standard Webhooks): the key is the decoded bytes."""
+    if value is None:
+        if needed:
+            raise ImproperlyConfigured("WEBHOOK_SECRET must be set with WEBHOOK_URLS (whsec_<base64 of 24-64 bytes>).")
+        return None
+    encoded = value.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except ValueError as exc:
+        raise ImproperlyConfigured("WEBHOOK_SECRET must be whsec_ followed by base64.") from exc
+    if not value.startswith("whsec_") or not 24 <= len(key) <= 64:
+        raise ImproperlyConfigured("WEBHOOK_SECRET must be whsec_ followed by the base64 of 24 to 64 random bytes.")
+    return key

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "chat",
     "knowledge",
     "observability",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -185,6 +186,12 @@ REDIS_URL = CONFIG.redis_url
 TITLE_MODEL = CONFIG.title_model
 IMPORT_MAX_BYTES = CONFIG.import_max_bytes
 RETENTION_DAYS = CONFIG.retention_days
+
+# Webhooks at a turn's end (webhooks/): where, signed with what, and how patiently.
+WEBHOOK_URLS = CONFIG.webhook_urls
+WEBHOOK_SECRET = CONFIG.webhook_secret
+WEBHOOK_TIMEOUT = CONFIG.webhook_timeout
+WEBHOOK_CONCURRENCY = CONFIG.webhook_concurrency
 
 # Knowledge base (the `search_knowledge` tool).
 KNOWLEDGE_DIRS = CONFIG.knowledge_dirs

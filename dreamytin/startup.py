@@ -21,6 +21,7 @@ from chat.turn import turns_closed, turns_started, turns_stopping
 from chat.warmup import warmup_start
 from dreamytin.environment import environ_scrub
 from tools.mcp.toolset import mcp_shutdown, mcp_start
+from webhooks.sender import webhooks_start
 
 # Seconds a stopping process lets the titles being made finish.
 TITLES_SETTLE_SECONDS = 5.0
@@ -33,6 +34,7 @@ def process_started() -> None:
     mcp_start()
     turns_started()  # ends the turns of workers that died
     retention_start()  # deletes conversations untouched for RETENTION_DAYS
+    webhooks_start()  # delivers the turns' webhook events (WEBHOOK_URLS)
 
 
 async def process_stopping() -> None:

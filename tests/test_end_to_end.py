@@ -17,6 +17,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.chat.frontend import as_shown, render, without_empty
+from tests.chat.sse_client import sse_events
 from tests.conftest import catalog_file
 from tests.fake_provider import FakeProvider, error, text, tools
 from tests.servers import SERVERS, Server, database_migrated
@@ -205,3 +206,54 @@ def test_a_tool_turn_survives_a_restart_onto_another_server(fake_server, tmp_pat
     assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant", "user", "assistant"]
     assert listed[0]["id"] == "e2e123abc" and listed[0]["message_count"] == 6
     fake_server.reset()
+
+
+# Turns over HTTP: server-sent events on each server (chat/http_turns.py).
+
+
+def test_a_turn_streamed_over_sse_is_what_a_socket_sees_and_a_reload_restores(server, fake):
+    conversation_id = uuid.uuid4().hex[:9]
+    fake.script(tools(("ls", {"path": "."})), text("Here ", "it is."))
+    body = {"message": "list my files", "model": "gpt-4o", "stream": True}
+    with httpx.stream("POST", f"{server.url}/conversations/{conversation_id}/messages", json=body, timeout=20) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        events = list(sse_events(reply.iter_lines()))
+    assert [e["id"] for e in events] == [e["data"]["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["event"] == "stream_end" and events[-1]["data"]["finish_reason"] == "stop"
+    shown = [e["data"] for e in events]
+    assert without_empty(render(shown, "list my files")) == restored(server, conversation_id)
+    message_id = shown[0]["message_id"]
+    status = httpx.get(f"{server.url}/conversations/{conversation_id}/turns/{message_id}").json()
+    assert status["status"] == "completed" and status["usage"] == shown[-1]["usage"]
+
+
+@pytest.mark.parametrize("model", ["gpt-4o"])
+def test_an_sse_client_that_hangs_up_is_a_socket_leaving(server, fake, model):
+    """TURN_DETACH_GRACE=0 here: the provider stream closes within a second of the hang-up;
+    a background turn runs on to its end."""
+    conversation_id = uuid.uuid4().hex[:9]
+    fake.script(text(*(f"w{i} " for i in range(200)), interval=0.05))
+    body = {"message": "go on", "model": model, "stream": True}
+    with httpx.stream("POST", f"{server.url}/conversations/{conversation_id}/messages", json=body, timeout=20) as reply:
+        first = next(sse_events(reply.iter_lines()))
+    since = time.time()
+    assert closed_early_within(fake, since)
+    ended = httpx.get(f"{server.url}/conversations/{conversation_id}/turns/{first['data']['message_id']}").json()
+    deadline = time.monotonic() + 5
+    while ended["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        ended = httpx.get(f"{server.url}/conversations/{conversation_id}/turns/{first['data']['message_id']}").json()
+    assert ended["status"] == "cancelled"
+
+    fake.script(text(*(f"b{i} " for i in range(20)), interval=0.02))
+    started = httpx.post(
+        f"{server.url}/conversations/{conversation_id}/messages",
+        json={"message": "in the background", "model": model, "background": True},
+    )
+    assert started.status_code == 202
+    with httpx.stream("GET", f"{server.url}/conversations/{conversation_id}/events?after_seq=0", timeout=20) as joined:
+        events = list(sse_events(joined.iter_lines()))
+    assert [e["id"] for e in events] == list(range(1, 22))
+    assert events[-1]["data"]["finish_reason"] == "stop"
+    assert httpx.get(f"{server.url}/conversations/{conversation_id}/events?after_seq=21").status_code == 204

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from chat.exceptions import ConversationNotFound
+from chat.exceptions import ConversationNotFound, TurnNotFound
 from chat.models import (
     LEASE_STALE_AFTER,
     Conversation,
@@ -154,6 +155,35 @@ def turn_usage(*, turn_id: Any) -> dict[str, Any]:
     return stream_end_usage(list(UsageRecord.objects.filter(turn_id=turn_id)))
 
 
+# A turn's status as `GET /conversations/<id>/turns/<message_id>` and the webhooks name it.
+TURN_STATUS_NAMES = {
+    TurnStatus.STREAMING: "running",
+    TurnStatus.COMPLETE: "completed",
+    TurnStatus.ERROR: "failed",
+    TurnStatus.CANCELLED: "cancelled",
+    TurnStatus.INTERRUPTED: "interrupted",
+}
+
+
+def turn_report(*, conversation_id: str, turn_id: str, owner_id: int | None = None) -> dict[str, Any]:
+    """A turn of one of the caller's conversations: its status, how it finished, its usage."""
+    conversation_get(conversation_id=conversation_id, owner_id=owner_id)
+    try:
+        key = uuid.UUID(turn_id)
+    except ValueError:
+        key = None
+    turn = Turn.objects.filter(id=key, conversation_id=conversation_id).first() if key is not None else None
+    if turn is None:
+        raise TurnNotFound(f"Conversation {conversation_id} has no turn {turn_id}")
+    return {
+        "message_id": str(turn.id),
+        "status": TURN_STATUS_NAMES[TurnStatus(turn.status)],
+        "finish_reason": turn.finish_reason or None,
+        "usage": turn_usage(turn_id=turn.id),
+        "error": {"code": turn.error_code, "error": turn.error} if turn.error_code else None,
+    }
+
+
 def turn_latest(*, turn_id: Any) -> bool:
     """Whether no newer turn of its conversation exists."""
     turn = Turn.objects.filter(id=turn_id).values("conversation_id", "created_at").first()
@@ -167,4 +197,7 @@ asession_items = db_async(session_items)
 aprompt_text = db_async(prompt_text)
 aturn_latest = db_async(turn_latest)
 aturn_usage = db_async(turn_usage)
+aturn_report = db_async(turn_report)
+aconversation_get = db_async(conversation_get)
+aturn_in_progress = db_async(turn_in_progress)
 aconversation_model = db_async(conversation_model)

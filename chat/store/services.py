@@ -26,6 +26,7 @@ from chat.store.sql import column_values, objects_insert, rows_update, rows_valu
 from chat.store.tree import BranchRequest, Tree, tree_load
 from chat.visibility import owned
 from tools.approval import approval_configured
+from webhooks.outbox import webhooks_turn_ended
 
 INTERRUPTED_ERROR = "The server running this reply stopped before it finished; the partial reply is kept. Try again."
 TITLE_CHARS = 80
@@ -230,6 +231,8 @@ def turn_flush(
         turn_pause_write(turn_id=turn_id, conversation_id=conversation_id, pause=pause)
     if end is not None:
         rows_update(Conversation, where={"id": conversation_id}, values={"updated_at": now})
+        # The outbox (webhooks/): its events exist exactly when the turn's end does.
+        webhooks_turn_ended(turn_id=turn_id, conversation_id=conversation_id, **end._asdict())
     return True
 
 

@@ -77,13 +77,15 @@ async def turn_start(
     sender: Watcher | None = None,
     admit: Callable[..., None] | None = None,
     branch: BranchRequest | None = None,
-) -> None:
+    background: bool = False,
+) -> str:
     """Check the model, store the user's message, and run the turn for every socket on the
-    conversation; raise a `ChatError` for a lone error (nothing started). `sender`: the socket
-    that sent it, which shows it to its page while it is open. `admit(turn=, history=, model=,
-    message=)` may refuse the turn inside its start's transaction (the budget: accounts.budget).
-    `branch`: a `regenerate` (`message` None: that turn's user message is sent again) or an
-    `edit`, on a new branch of the conversation's tree (chat/store/tree.py)."""
+    conversation; its id (`message_id`), or a `ChatError` for a lone error (nothing started).
+    `sender`: the socket that sent it, which shows it to its page while it is open. `admit(turn=,
+    history=, model=, message=)` may refuse the turn inside its start's transaction (the budget:
+    accounts.budget). `branch`: a `regenerate` (`message` None: that turn's user message is sent
+    again) or an `edit`, on a new branch of the conversation's tree (chat/store/tree.py).
+    `background`: it runs to its end with nobody watching (no detach grace)."""
     if message is None:
         assert branch is not None and branch.kind == "regenerate"
         message = await selectors.aprompt_text(conversation_id=conversation_id, message_id=branch.message_id)
@@ -125,7 +127,8 @@ async def turn_start(
             joined_at=0,
             forced=True,
         )
-    turn_launch(state, plan)
+    turn_launch(state, plan, background=background)
+    return str(turn.id)
 
 
 def turn_running(conversation_id: str) -> bool:

@@ -26,8 +26,11 @@ logger = logging.getLogger(__name__)
 class RunningTurn:
     """A turn of this process: its run, the feed its frames go to, and its detach grace."""
 
-    def __init__(self, plan: TurnPlan, feed: ConversationFeed, relay: Relay | None) -> None:
+    def __init__(
+        self, plan: TurnPlan, feed: ConversationFeed, relay: Relay | None, *, background: bool = False
+    ) -> None:
         self.plan = plan
+        self.background = background  # started with `"background": true`: nobody need watch it
         self.feed = feed
         self.relay = relay
         self.turn_id = str(plan.turn_id)
@@ -70,8 +73,8 @@ class RunningTurn:
 
     async def detached_check(self) -> None:
         """The last socket here left (or one elsewhere did): start the grace period if no
-        socket anywhere watches the conversation."""
-        if self.feed.watchers or self.task.done():
+        socket anywhere watches the conversation (never for a background turn)."""
+        if self.background or self.feed.watchers or self.task.done():
             return
         if self.relay is not None and await self.relay.watched_elsewhere(self.plan.conversation_id):
             return
@@ -103,13 +106,13 @@ class RunningTurn:
         self.grace = None
 
 
-def turn_launch(state: Runtime, plan: TurnPlan) -> RunningTurn:
+def turn_launch(state: Runtime, plan: TurnPlan, *, background: bool = False) -> RunningTurn:
     """Run `plan` in this process, for every socket on its conversation."""
     feed = state.feeds.get(plan.conversation_id)
     feed.local = True
     feed.on_leave = lambda conversation_id: turn_left(state, conversation_id)
     relay = state.relay()
-    turn = state.turns[plan.conversation_id] = RunningTurn(plan, feed, relay)
+    turn = state.turns[plan.conversation_id] = RunningTurn(plan, feed, relay, background=background)
     if relay is not None and "cancel" not in relay.control_handlers:
         relay.on_control("cancel", lambda conversation_id: turn_stop(state, conversation_id))
         relay.on_control("left", lambda conversation_id: turn_left(state, conversation_id))

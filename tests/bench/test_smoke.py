@@ -166,3 +166,12 @@ def test_local_model_smoke_run_measures_load_speed_and_memory(tmp_path):
     assert report["load_s"] > 0 and report["rss_peak_mib"] >= report["rss_loaded_mib"] > 0
     hello = report["hello"][0]
     assert hello["output_tokens"] > 0 and hello["ttft_s"] is not None and hello["reply_s"] >= hello["ttft_s"]
+
+
+@pytest.mark.timeout(300)
+def test_sse_smoke_run_compares_sse_with_websocket(tmp_path):
+    printed, report = bench_run("sse", tmp_path / "sse.json", "--smoke", timeout=300)
+    assert "SSE/WS" in printed
+    row = report["servers"]["uvicorn"]
+    assert row["failed"] == 0 and row["sse_over_websocket"] > 0
+    assert row["websocket_cpu_us_per_chunk"] > 0 and row["sse_cpu_us_per_chunk"] > 0
