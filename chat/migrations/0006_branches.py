@@ -3,6 +3,7 @@ same user message share its `prompt_id`, and the conversation's `active_leaf` en
 shown and replayed. Existing conversations become one path: each turn follows the one before it
 (by `created_at`), each has a user message of its own, and the last one is the active leaf."""
 
+import importlib
 import uuid
 
 import django.db.models.deletion
@@ -33,10 +34,22 @@ def _chain(apps, schema_editor):
         Conversation.objects.filter(id=conversation_id).update(active_leaf_id=leaf)
 
 
+def _conversation_triggers_again(apps, schema_editor):
+    """Undoing this migration makes SQLite copy `chat_conversation` (dropping a foreign key),
+    which drops the search triggers migration 0003 put on it: they are made again."""
+    if schema_editor.connection.vendor != "sqlite":
+        return
+    search_index = importlib.import_module("chat.migrations.0003_conversation_search_index")
+    for statement in search_index.SQLITE_FORWARD:
+        if statement.startswith("CREATE TRIGGER chat_conversation_"):
+            schema_editor.execute(statement)
+
+
 class Migration(migrations.Migration):
     dependencies = [("chat", "0005_message_search_statistics")]
 
     operations = [
+        migrations.RunPython(migrations.RunPython.noop, _conversation_triggers_again),  # undone last
         migrations.AddField(
             model_name="turn",
             name="parent",
