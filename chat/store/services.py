@@ -116,9 +116,10 @@ def turn_start(
     return turn, history
 
 
-def active_path(conversation_id: str) -> tuple[Any, set[Any]]:
-    """The active leaf and the ids of the turns of its path, read by two light queries (the
-    tree's siblings and times are no chat turn's business)."""
+def active_path(conversation_id: str) -> tuple[Any, set[Any] | None]:
+    """The active leaf and the ids of the turns of its path (None: every turn of the
+    conversation, the one path it has), read by two light queries: the tree's siblings and
+    times are no business of a chat turn."""
     leaf = column_values(Conversation, "active_leaf", where={"id": conversation_id})[0]
     parents = dict(rows_values(Turn, ("id", "parent"), where={"conversation_id": conversation_id}))
     if leaf not in parents:  # no turn yet, or its turn is gone: then the newest turn ends the path
@@ -127,7 +128,7 @@ def active_path(conversation_id: str) -> tuple[Any, set[Any]]:
     while node is not None:
         path.add(node)
         node = parents.get(node)
-    return leaf, path
+    return leaf, path if len(path) < len(parents) else None
 
 
 def _branch_point(tree: Tree, branch: BranchRequest, prompt_id: uuid.UUID) -> tuple[Any, uuid.UUID]:
@@ -138,9 +139,13 @@ def _branch_point(tree: Tree, branch: BranchRequest, prompt_id: uuid.UUID) -> tu
     return tree.prompt_of(branch.message_id).parent_id, prompt_id
 
 
-def path_items(*, conversation_id: str, path: set[Any]) -> list[dict[str, Any]]:
-    """The replay items of the turns in `path`, in order, and those of no turn (an import's)."""
-    rows = rows_values(SessionItem, ("turn", "data"), where={"conversation_id": conversation_id}, order_by="id")
+def path_items(*, conversation_id: str, path: set[Any] | None) -> list[dict[str, Any]]:
+    """The replay items of the turns in `path` (None: of every turn), in order, and those of no
+    turn (an import's)."""
+    where = {"conversation_id": conversation_id}
+    if path is None:  # a conversation of one path: no turn's id to read
+        return column_values(SessionItem, "data", where=where, order_by="id")
+    rows = rows_values(SessionItem, ("turn", "data"), where=where, order_by="id")
     return [data for turn_id, data in rows if turn_id is None or turn_id in path]
 
 
