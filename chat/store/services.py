@@ -110,7 +110,8 @@ def turn_start(
     turn = Turn(conversation_id=conversation_id, model=model, parent_id=parent_id, prompt_id=prompt_id)
     objects_insert([turn])
     objects_insert([Message(turn=turn, position=0, kind=MessageKind.USER, content=user_message)])
-    rows_update(Conversation, where={"id": conversation_id}, values={"active_leaf_id": turn.id})
+    values = {"active_leaf_id": turn.id} if branch is None else {"active_leaf_id": turn.id, "branched": True}
+    rows_update(Conversation, where={"id": conversation_id}, values=values)
     if admit is not None:
         admit(turn=turn, history=history)
     return turn, history
@@ -118,9 +119,11 @@ def turn_start(
 
 def active_path(conversation_id: str) -> tuple[Any, set[Any] | None]:
     """The active leaf and the ids of the turns of its path (None: every turn of the
-    conversation, the one path it has), read by two light queries: the tree's siblings and
-    times are no business of a chat turn."""
-    leaf = column_values(Conversation, "active_leaf", where={"id": conversation_id})[0]
+    conversation, which never branched). A branched one's path is walked up each turn's parent:
+    its siblings and times are no business of a chat turn."""
+    ((leaf, branched),) = rows_values(Conversation, ("active_leaf", "branched"), where={"id": conversation_id})
+    if not branched and leaf is not None:
+        return leaf, None
     parents = dict(rows_values(Turn, ("id", "parent"), where={"conversation_id": conversation_id}))
     if leaf not in parents:  # no turn yet, or its turn is gone: then the newest turn ends the path
         leaf = tree_load(conversation_id=conversation_id).active_leaf if parents else None
