@@ -103,7 +103,7 @@ def generate(conversation_id: str, turns: int, *, branched: bool) -> None:
     Turn.objects.bulk_update(rows, ["created_at", "heartbeat_at"], batch_size=500)
     Message.objects.bulk_create(messages, batch_size=1000)
     SessionItem.objects.bulk_create(replay, batch_size=1000)
-    Conversation.objects.filter(id=conversation_id).update(active_leaf=parent)
+    Conversation.objects.filter(id=conversation_id).update(active_leaf=parent, branched=branched)
 
 
 def _display_before(*, conversation_id: str) -> list[dict[str, Any]]:

@@ -43,6 +43,9 @@ class Conversation(models.Model):
     active_leaf = models.ForeignKey(
         "Turn", on_delete=models.DO_NOTHING, null=True, blank=True, related_name="+", db_constraint=False
     )
+    # Whether it ever had a second branch: until then its one path is every turn, and a turn's
+    # start reads its replay without walking the tree.
+    branched = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-updated_at"]

@@ -4,8 +4,10 @@ The JSON (`FORMAT`, version 1) holds, per conversation: its turns (status, error
 its messages in order, each with an `id` and a `parent_id` (the message before it: a list now,
 and the same fields can describe a tree once conversations branch), tool entries with their
 arguments, result, ok and duration, and `replay`, the items the model is replayed, so an import
-gives the model exactly the history it had. Ledger rows of the conversation that belong to no
-turn (a model-made title's) are under `usage`.
+gives the model exactly the history it had. A branched conversation (chat/store/tree.py) is
+exported as its active path, what its user sees: its turns, messages and replay items. Ledger
+rows of the conversation that belong to none of those turns (a model-made title's, other
+branches') are under `usage`, so `usage_totals` is what the whole conversation cost.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.utils import timezone
 
 from chat.models import Conversation, Message, MessageKind, SessionItem, Turn, UsageRecord
+from chat.store.tree import tree_load
 from chat.usage import usage_sum
 from chat.visibility import owned
 
@@ -71,9 +74,14 @@ def _message(message: Message, turn: Turn, parent_id: str | None) -> dict[str, A
 
 def conversation_export(conversation: Conversation) -> dict[str, Any]:
     """One conversation as the JSON format holds it (its turns and messages prefetched or not)."""
-    turns = conversation.turns.order_by("created_at").prefetch_related(
-        Prefetch("messages", queryset=Message.objects.order_by("position")),
-        Prefetch("usage", queryset=UsageRecord.objects.order_by("created_at", "id")),
+    path = [node.id for node in tree_load(conversation_id=conversation.id).path()]
+    turns = (
+        conversation.turns.filter(id__in=path)
+        .order_by("created_at")
+        .prefetch_related(
+            Prefetch("messages", queryset=Message.objects.order_by("position")),
+            Prefetch("usage", queryset=UsageRecord.objects.order_by("created_at", "id")),
+        )
     )
     messages: list[dict[str, Any]] = []
     turn_bodies: list[dict[str, Any]] = []
@@ -98,8 +106,11 @@ def conversation_export(conversation: Conversation) -> dict[str, Any]:
                 "usage": [_usage_row(row) for row in usage],
             }
         )
-    other = list(UsageRecord.objects.filter(conversation=conversation, turn__isnull=True).order_by("created_at", "id"))
-    replay = SessionItem.objects.filter(conversation=conversation).order_by("id").values_list("data", flat=True)
+    other = list(
+        UsageRecord.objects.filter(conversation=conversation).exclude(turn__in=path).order_by("created_at", "id")
+    )
+    replay = SessionItem.objects.filter(Q(turn__isnull=True) | Q(turn__in=path), conversation=conversation)
+    replay = replay.order_by("id").values_list("data", flat=True)
     return {
         "id": conversation.id,
         "title": conversation.title,

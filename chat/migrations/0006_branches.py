@@ -78,5 +78,6 @@ class Migration(migrations.Migration):
                 to="chat.turn",
             ),
         ),
+        migrations.AddField(model_name="conversation", name="branched", field=models.BooleanField(default=False)),
         migrations.RunPython(_chain, migrations.RunPython.noop),
     ]

@@ -99,8 +99,9 @@ def conversation_display_messages(
             lapsed = turn.status == TurnStatus.STREAMING and turn.heartbeat_at < lapsed_before
             if turn.status in FAILED_TURN or lapsed:
                 answer.append(error_entry(turn.error or INTERRUPTED_ERROR))
+        message_id = str(turn.id)
         for entry in answer:
-            entry["message_id"] = str(turn.id)
+            entry["message_id"] = message_id
         if answer:
             _mark_branch(answer[0], tree.branch_of_answer(node))
         messages.extend(answer)

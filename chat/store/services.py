@@ -113,16 +113,20 @@ def turn_start(
     turn = Turn(conversation_id=conversation_id, model=model, parent_id=parent_id, prompt_id=prompt_id)
     objects_insert([turn])
     objects_insert([Message(turn=turn, position=0, kind=MessageKind.USER, content=user_message)])
-    rows_update(Conversation, where={"id": conversation_id}, values={"active_leaf_id": turn.id})
+    values = {"active_leaf_id": turn.id} if branch is None else {"active_leaf_id": turn.id, "branched": True}
+    rows_update(Conversation, where={"id": conversation_id}, values=values)
     if admit is not None:
         admit(turn=turn, history=history)
     return turn, history
 
 
-def active_path(conversation_id: str) -> tuple[Any, set[Any]]:
-    """The active leaf and the ids of the turns of its path, read by two light queries (the
-    tree's siblings and times are no chat turn's business)."""
-    leaf = column_values(Conversation, "active_leaf", where={"id": conversation_id})[0]
+def active_path(conversation_id: str) -> tuple[Any, set[Any] | None]:
+    """The active leaf and the ids of the turns of its path (None: every turn of the
+    conversation, which never branched). A branched one's path is walked up each turn's parent:
+    its siblings and times are no business of a chat turn."""
+    ((leaf, branched),) = rows_values(Conversation, ("active_leaf", "branched"), where={"id": conversation_id})
+    if not branched and leaf is not None:
+        return leaf, None
     parents = dict(rows_values(Turn, ("id", "parent"), where={"conversation_id": conversation_id}))
     if leaf not in parents:  # no turn yet, or its turn is gone: then the newest turn ends the path
         leaf = tree_load(conversation_id=conversation_id).active_leaf if parents else None
@@ -130,7 +134,7 @@ def active_path(conversation_id: str) -> tuple[Any, set[Any]]:
     while node is not None:
         path.add(node)
         node = parents.get(node)
-    return leaf, path
+    return leaf, path if len(path) < len(parents) else None
 
 
 def _branch_point(tree: Tree, branch: BranchRequest, prompt_id: uuid.UUID) -> tuple[Any, uuid.UUID]:
@@ -141,9 +145,13 @@ def _branch_point(tree: Tree, branch: BranchRequest, prompt_id: uuid.UUID) -> tu
     return tree.prompt_of(branch.message_id).parent_id, prompt_id
 
 
-def path_items(*, conversation_id: str, path: set[Any]) -> list[dict[str, Any]]:
-    """The replay items of the turns in `path`, in order, and those of no turn (an import's)."""
-    rows = rows_values(SessionItem, ("turn", "data"), where={"conversation_id": conversation_id}, order_by="id")
+def path_items(*, conversation_id: str, path: set[Any] | None) -> list[dict[str, Any]]:
+    """The replay items of the turns in `path` (None: of every turn), in order, and those of no
+    turn (an import's)."""
+    where = {"conversation_id": conversation_id}
+    if path is None:  # a conversation of one path: no turn's id to read
+        return column_values(SessionItem, "data", where=where, order_by="id")
+    rows = rows_values(SessionItem, ("turn", "data"), where=where, order_by="id")
     return [data for turn_id, data in rows if turn_id is None or turn_id in path]
 
 

@@ -42,7 +42,7 @@ class BranchRequest:
 
 class Tree:
     def __init__(self, turns: list[Node], active_leaf: uuid.UUID | None) -> None:
-        self.turns = {turn.id: turn for turn in sorted(turns, key=lambda turn: (turn.created_at, str(turn.id)))}
+        self.turns = {turn.id: turn for turn in sorted(turns, key=lambda turn: (turn.created_at, turn.id))}
         self.answers: dict[uuid.UUID, list[Node]] = {}  # by prompt_id, oldest first
         self.children: dict[uuid.UUID | None, list[Node]] = {}  # by parent id, oldest first
         for turn in self.turns.values():
@@ -100,7 +100,7 @@ class Tree:
         newest = stack[0]
         while stack:
             turn = stack.pop()
-            newest = max(newest, turn, key=lambda node: (node.created_at, str(node.id)))
+            newest = max(newest, turn, key=lambda node: (node.created_at, node.id))
             stack.extend(self.children.get(turn.id, []))
         return newest.id
 

@@ -146,6 +146,14 @@ def test_conversation_search_smoke_run_times_searches_with_and_without_users(tmp
         assert report[label]["recall_at_5"] > 0.5
 
 
+def test_branches_smoke_run_times_the_display_and_the_replay_before_and_after(tmp_path):
+    printed, report = bench_run("branches", tmp_path / "branches.json", "--smoke", timeout=180)
+    for label in ("linear", "branched"):
+        assert f"{label}: 20 turns on the path" in printed
+        for key in ("display_before", "display_now", "replay_before", "replay_now", "endpoint_now"):
+            assert report[label][key]["cpu_p50_ms"] > 0
+
+
 @pytest.mark.skipif(MODEL_MISSING, reason=MODEL_MISSING_REASON)
 @pytest.mark.timeout(240)  # past bench_run's own 180 s, so that its clean-up runs
 def test_knowledge_semantic_smoke_run_compares_hybrid_with_full_text(tmp_path):

@@ -324,3 +324,15 @@ async def test_another_users_message_is_unknown(provider, async_client, django_u
         assert len(provider.requests) == 1
         for socket in (alice_socket, bob_socket):
             await socket.disconnect()
+
+
+async def test_deleting_a_branched_conversation_deletes_every_branch_and_keeps_the_ledger(ws, provider, async_client):
+    provider.script(text("one"), text("two"), text("three"))
+    first = (await ws.turn("hello"))[-1]["message_id"]
+    await answer(ws, {"type": "regenerate", "message_id": first})
+    hello = user_ids(await get(async_client))[0]
+    await answer(ws, {"type": "edit", "message_id": hello, "message": "edited"})
+    assert (await async_client.delete("/conversations/conv1")).status_code == 200
+    assert await Turn.objects.acount() == 0 and await Message.objects.acount() == 0
+    assert await UsageRecord.objects.filter(turn__isnull=True).acount() == 3
+    assert (await async_client.get("/conversations/conv1/tree")).status_code == 404

@@ -66,3 +66,16 @@ async def test_export_all_and_bad_requests(client, provider):
     missing = await get(client, "/conversations/nobody/export")
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
     assert (await get(client, "/conversations/bad id!/export")).status_code in (400, 404)
+
+
+async def test_a_branched_conversation_exports_its_active_path_and_its_whole_cost(client, ws, provider):
+    provider.script(text("FIRST", usage=(10, 1, 0)), text("SECOND", usage=(20, 2, 0)))
+    first = (await ws.turn("hello"))[-1]["message_id"]
+    await ws.send({"type": "regenerate", "message_id": first})
+    second = (await ws.until_end())[-1]["message_id"]
+    (conversation,) = (await get(client, "/conversations/conv1/export")).json()["conversations"]
+    assert [turn["id"] for turn in conversation["turns"]] == [second]
+    assert [message["content"] for message in conversation["messages"]] == ["hello", "SECOND"]
+    assert "FIRST" not in str(conversation["replay"]) and "SECOND" in str(conversation["replay"])
+    assert conversation["usage_totals"]["input_tokens"] == 30  # every branch's requests
+    assert [row["input_tokens"] for row in conversation["usage"]] == [10]  # the other branch's
