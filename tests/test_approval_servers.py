@@ -22,6 +22,9 @@ from tests.servers import SERVERS, Server
 from tests.test_end_to_end import open_socket, restored, server_env, until_end
 
 READ = ("read_file", {"path": "todo.md"})
+# A test's time includes its module fixture's server start, and the restart test starts two
+# (each a minute or more on a loaded machine).
+pytestmark = pytest.mark.timeout(360)
 
 
 def approval_env(fake_server: FakeProvider, tmp_path: Path, name: str) -> dict[str, str]:
