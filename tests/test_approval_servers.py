@@ -22,6 +22,9 @@ from tests.servers import SERVERS, Server
 from tests.test_end_to_end import open_socket, restored, server_env, until_end
 
 READ = ("read_file", {"path": "todo.md"})
+# A test's time includes its module fixture's server start, and the restart test starts two
+# (each a minute or more on a loaded machine).
+pytestmark = pytest.mark.timeout(360)
 
 
 def approval_env(fake_server: FakeProvider, tmp_path: Path, name: str) -> dict[str, str]:
@@ -31,7 +34,8 @@ def approval_env(fake_server: FakeProvider, tmp_path: Path, name: str) -> dict[s
 @pytest.fixture(scope="module", params=SERVERS)
 def server(request: pytest.FixtureRequest, fake_server: FakeProvider, tmp_path_factory) -> Iterator[Server]:
     tmp_path = tmp_path_factory.mktemp(request.param)
-    running = Server(request.param, approval_env(fake_server, tmp_path, f"appr_{request.param}"), tmp_path / "log")
+    env = approval_env(fake_server, tmp_path, f"appr_{request.param}")
+    running = Server(request.param, env, tmp_path / "log", start_timeout=180)
     yield running
     running.stop()
 
@@ -101,14 +105,14 @@ def test_a_waiting_turn_survives_a_restart_onto_another_server(fake_server, tmp_
     env = approval_env(fake_server, tmp_path, "appr_restart")
     fake_server.script(tools(READ, text=["Checking."]), text("You need to write tests."))
     conversation_id = uuid.uuid4().hex
-    first = Server("daphne", env, tmp_path / "daphne.log")
+    first = Server("daphne", env, tmp_path / "daphne.log", start_timeout=180)
     try:
         with open_socket(first, conversation_id, protocol=2) as ws:
             ws.send(json.dumps({"message": "What is on my list?", "model": "gpt-4o"}))
             paused = until_request(ws)
     finally:
         first.stop()
-    second = Server("uvicorn", env, tmp_path / "uvicorn.log")
+    second = Server("uvicorn", env, tmp_path / "uvicorn.log", start_timeout=180)
     try:
         body = conversation(second, conversation_id)
         request = body["pending_approvals"][0]

@@ -4,11 +4,15 @@ names, or `*`) and the tool classes that say so (`BaseTool.requires_approval`). 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 
 from tools.base import BaseTool, ToolArgs
-from tools.mcp.toolset import McpTool
 from tools.registry import registry
+
+if TYPE_CHECKING:  # the store imports this module: not the MCP client with it
+    from tools.mcp.toolset import McpTool
 
 EVERY_TOOL = "*"
 
