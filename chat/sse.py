@@ -47,7 +47,9 @@ class TurnStream:
         """What came since the last call; waits for something (empty after `within` seconds)."""
         if not self.pending:
             try:
-                await asyncio.wait_for(self.ready.wait(), within)
+                # Not `wait_for`, which on Python 3.11 makes a task of the wait: one per batch.
+                async with asyncio.timeout(within):
+                    await self.ready.wait()
             except TimeoutError:
                 return []
         self.ready.clear()

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "webhooks",
 ]
 
+# Django's stock middleware, run on the loop where it does no I/O (dreamytin/inline_middleware.py).
 MIDDLEWARE = [
     # Outermost, so the CORS headers are on every response, JSON error bodies included.
     "corsheaders.middleware.CorsMiddleware",
@@ -48,16 +49,16 @@ MIDDLEWARE = [
     "observability.middleware.TraceMiddleware",
     "dreamytin.middleware.RequestLogMiddleware",
     "dreamytin.middleware.JsonErrorMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    "dreamytin.inline_middleware.InlineSecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "dreamytin.inline_middleware.InlineCommonMiddleware",
+    "dreamytin.inline_middleware.InlineCsrfViewMiddleware",
+    "dreamytin.inline_middleware.InlineAuthenticationMiddleware",
     # After the session and the user are known: who may call the API, and how often.
     "accounts.middleware.AccessMiddleware",
     "dreamytin.middleware.JsonBodyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "dreamytin.inline_middleware.InlineXFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "dreamytin.urls"
