@@ -41,7 +41,6 @@ INSTALLED_APPS = [
     "webhooks",
 ]
 
-# Django's stock middleware, run on the loop where it does no I/O (dreamytin/inline_middleware.py).
 MIDDLEWARE = [
     # Outermost, so the CORS headers are on every response, JSON error bodies included.
     "corsheaders.middleware.CorsMiddleware",
@@ -49,16 +48,16 @@ MIDDLEWARE = [
     "observability.middleware.TraceMiddleware",
     "dreamytin.middleware.RequestLogMiddleware",
     "dreamytin.middleware.JsonErrorMiddleware",
-    "dreamytin.inline_middleware.InlineSecurityMiddleware",
+    "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "dreamytin.inline_middleware.InlineCommonMiddleware",
-    "dreamytin.inline_middleware.InlineCsrfViewMiddleware",
-    "dreamytin.inline_middleware.InlineAuthenticationMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
     # After the session and the user are known: who may call the API, and how often.
     "accounts.middleware.AccessMiddleware",
     "dreamytin.middleware.JsonBodyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "dreamytin.inline_middleware.InlineXFrameOptionsMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "dreamytin.urls"
