@@ -35,14 +35,15 @@ def _chain(apps, schema_editor):
 
 
 def _conversation_triggers_again(apps, schema_editor):
-    """Undoing this migration makes SQLite copy `chat_conversation` (dropping a foreign key),
-    which drops the search triggers migration 0003 put on it: they are made again."""
+    """Adding `branched` (a column with a default) makes SQLite copy `chat_conversation`, and so
+    does undoing `active_leaf` (a foreign key); a copy drops the search triggers migration 0003
+    put on the table: they are made again (those still there are left as they are)."""
     if schema_editor.connection.vendor != "sqlite":
         return
     search_index = importlib.import_module("chat.migrations.0003_conversation_search_index")
     for statement in search_index.SQLITE_FORWARD:
         if statement.startswith("CREATE TRIGGER chat_conversation_"):
-            schema_editor.execute(statement)
+            schema_editor.execute(statement.replace("CREATE TRIGGER", "CREATE TRIGGER IF NOT EXISTS", 1))
 
 
 class Migration(migrations.Migration):
@@ -79,5 +80,6 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.AddField(model_name="conversation", name="branched", field=models.BooleanField(default=False)),
+        migrations.RunPython(_conversation_triggers_again, migrations.RunPython.noop),
         migrations.RunPython(_chain, migrations.RunPython.noop),
     ]
