@@ -111,7 +111,7 @@ def process_tree(pid: int) -> list[int]:
             try:
                 with open(f"/proc/{tree[index]}/task/{task}/children") as handle:
                     tree += [int(child) for child in handle.read().split()]
-            except FileNotFoundError:
+            except (FileNotFoundError, ProcessLookupError):
                 continue
         index += 1
     return tree
@@ -126,8 +126,8 @@ def cpu_seconds(pid: int) -> float:
             try:
                 with open(f"/proc/{process}/task/{task}/schedstat") as handle:
                     total += int(handle.read().split()[0])
-            except FileNotFoundError:
-                continue  # the thread ended while we looked
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # the thread ended while we looked (before its file opened, or after)
     return total / 1e9
 
 

@@ -273,6 +273,28 @@ async def test_every_v2_socket_is_sent_a_regenerated_turn(provider, async_client
         await socket.communicator.disconnect()
 
 
+async def test_a_regenerated_turn_is_resumed_on_another_socket_with_no_gap(provider, async_client):
+    first_socket = await connect("res1", protocol=2)
+    provider.script(text("one"), text(*[f"w{i} " for i in range(12)], interval=0.05))
+    turn = (await first_socket.turn("hello"))[-1]["message_id"]
+    await first_socket.send({"type": "regenerate", "message_id": turn})
+    seen = [await first_socket.receive() for _ in range(3)]
+    await first_socket.communicator.disconnect()  # a reload mid-reply
+    second_socket = await connect("res1", protocol=2)
+    await second_socket.send({"type": "resume", "after_seq": seen[-1]["seq"]})
+    rest = [event for event in await second_socket.until_end() if event["type"] != "resume_end"]
+    events = seen + rest
+    assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+    assert {event["message_id"] for event in events} == {seen[0]["message_id"]} != {turn}
+    shown = "".join(event.get("content", "") for event in events if event["type"] in ("stream", "final_stream"))
+    body = await get(async_client, "res1")
+    assert [(e["content"], e.get("branch")) for e in body["messages"]] == [
+        ("hello", None),
+        (shown, {"index": 2, "count": 2}),
+    ]
+    await second_socket.communicator.disconnect()
+
+
 async def test_cancelling_a_regenerated_turn_keeps_the_old_answer_as_a_sibling(ws, provider, async_client):
     provider.script(text("one"), text("a", "b", "c", "d", interval=0.3))
     first = (await ws.turn("hello"))[-1]["message_id"]

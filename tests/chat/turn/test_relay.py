@@ -54,7 +54,7 @@ async def test_a_turn_on_another_worker_reaches_the_sockets_here(provider, async
 
     body = (await async_client.get("/conversations/remote1")).json()
     assert body["live"] == {"message_id": str(turn.id), "seq": 3}
-    assert body["messages"][-1] == {"role": "assistant", "content": "one two three"}
+    assert body["messages"][-1] == {"role": "assistant", "content": "one two three", "message_id": str(turn.id)}
 
     # A socket that reconnects here resumes from the stream: no gap, no duplicate.
     late = await connect("remote1")
