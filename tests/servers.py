@@ -135,6 +135,7 @@ class Server:
         start_timeout: float = 180.0,
     ) -> None:
         self.port = free_port()
+        self.log = log
         started = time.perf_counter()
         with log.open("wb") as output:
             self.process = subprocess.Popen(
@@ -165,9 +166,18 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, as a process manager stops it. With no turn running it exits in well under a
+        second on a quiet machine; the timeout allows for two busy cores. A server that outlasts
+        it is killed and the failure shows the end of its log (what it was doing)."""
         self.process.terminate()
-        self.process.wait(timeout)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            tail = self.log.read_text(errors="replace")[-4000:]
+            raise AssertionError(f"the server outlasted {timeout} s after SIGTERM; its log ends:\n{tail}") from None
 
 
 def servers_start(starters: Sequence[Callable[[], Server]]) -> list[Server]:
