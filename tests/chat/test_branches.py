@@ -280,8 +280,9 @@ async def test_a_regenerated_turn_is_resumed_on_another_socket_with_no_gap(provi
     await first_socket.send({"type": "regenerate", "message_id": turn})
     seen = [await first_socket.receive() for _ in range(3)]
     await first_socket.communicator.disconnect()  # a reload mid-reply
-    second_socket = await connect("res1", protocol=2)
-    await second_socket.send({"type": "resume", "after_seq": seen[-1]["seq"]})
+    # Resuming from the URL: a socket that said nothing yet would be the client's one v1 socket,
+    # sent the turn's frames before any `hello` or `resume` it sends (PROTOCOL.md).
+    second_socket = await connect(f"res1?after_seq={seen[-1]['seq']}")
     rest = [event for event in await second_socket.until_end() if event["type"] != "resume_end"]
     events = seen + rest
     assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
