@@ -110,13 +110,18 @@ def _display_before(*, conversation_id: str) -> list[dict[str, Any]]:
     """The baseline: main's `conversation_display_messages` before the tree (every turn, in
     order; the failed ones read by a query of their own)."""
     from chat.models import Turn
-    from chat.store.selectors import INTERRUPTED_ERROR, _display_entry, _failed, error_entry
+    from chat.store.selectors import INTERRUPTED_ERROR, _failed, display_entry, error_entry
 
     messages: list[dict[str, Any]] = []
     turns = Turn.objects.filter(conversation_id=conversation_id).prefetch_related("messages").order_by("created_at")
     failed = set(Turn.objects.filter(_failed(), conversation_id=conversation_id).values_list("id", flat=True))
     for turn in turns:
-        messages.extend(entry for message in turn.messages.all() if (entry := _display_entry(message)) is not None)
+        for message in turn.messages.all():
+            entry = display_entry(
+                kind=message.kind, content=message.content, tool_name=message.tool_name, tool_result=message.tool_result
+            )
+            if entry is not None:
+                messages.append(entry)
         if turn.id in failed:
             messages.append(error_entry(turn.error or INTERRUPTED_ERROR))
     return messages
