@@ -44,6 +44,7 @@ from chat.turn import (
     BranchRequest,
     Watcher,
     approval_answer,
+    branch_check,
     client_key,
     resume,
     turn_cancel,
@@ -232,12 +233,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if identity_groups(self.identity) and not await aidentity_current(self.identity):
             await self.identity_revoked({"user": False})  # a revocation whose message was lost
             return
-        limited = await rate_hit("turns", self.identity.limit_key, settings.RATE_LIMIT_TURNS)
-        if not limited.allowed:
-            message = f"Too many messages; retry in {limited.retry_after:.0f} seconds."
-            await self._lone_error("rate_limited", message, retryable=True, retry_after=limited.retry_after)
-            return
         try:
+            if branch is not None:  # a refused regenerate or edit counts against no limit
+                await branch_check(self.conversation_id, branch)
+            limited = await rate_hit("turns", self.identity.limit_key, settings.RATE_LIMIT_TURNS)
+            if not limited.allowed:
+                refusal = f"Too many messages; retry in {limited.retry_after:.0f} seconds."
+                await self._lone_error("rate_limited", refusal, retryable=True, retry_after=limited.retry_after)
+                return
             await turn_start(
                 conversation_id=self.conversation_id,
                 message=message,

@@ -21,8 +21,8 @@ from chat.models import (
     turn_leased,
 )
 from chat.store.db import db_async
-from chat.store.services import INTERRUPTED_ERROR, path_items
-from chat.store.tree import Node, Tree, tree_load
+from chat.store.services import INTERRUPTED_ERROR, path_items, turns_check_idle
+from chat.store.tree import BranchRequest, Node, Tree, tree_load
 from chat.usage import stream_end_usage
 from chat.visibility import owned
 
@@ -156,6 +156,18 @@ def prompt_text(*, conversation_id: str, message_id: str) -> str:
     return Message.objects.filter(turn_id=turn.id, position=0).values_list("content", flat=True).get()
 
 
+def branch_check(*, conversation_id: str, branch: BranchRequest) -> None:
+    """What `services.turn_start` would refuse a `regenerate` or `edit` for, read without a write:
+    a message id that names no fitting message of the conversation, or a turn that runs or
+    waits (on any worker). The consumer asks before the turn rate limit counts the frame."""
+    tree = tree_load(conversation_id=conversation_id)
+    if branch.kind == "regenerate":
+        tree.turn_of(branch.message_id)
+    else:
+        tree.prompt_of(branch.message_id)
+    turns_check_idle(conversation_id=conversation_id)
+
+
 def conversation_model(*, conversation_id: str) -> str | None:
     return Conversation.objects.filter(id=conversation_id).values_list("model", flat=True).first()
 
@@ -205,6 +217,7 @@ def turn_latest(*, turn_id: Any) -> bool:
 
 asession_items = db_async(session_items)
 aprompt_text = db_async(prompt_text)
+abranch_check = db_async(branch_check)
 aturn_latest = db_async(turn_latest)
 aturn_usage = db_async(turn_usage)
 aturn_report = db_async(turn_report)
