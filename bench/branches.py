@@ -16,7 +16,8 @@ Timed in the same run, on the same rows:
   `conversation_display_messages`, kept here as the baseline) and by today's;
 - `replay`: the items a turn's start reads, before (every item of the conversation, one column)
   and now (the active leaf, each turn's parent, then the items of the active path);
-- `endpoint`: the whole `GET /conversations/<id>` through Django's test client (today's code).
+- `endpoint`: the whole `GET /conversations/<id>` through Django's test client, its display list
+  built by the baseline (`endpoint_before`; the rest of the endpoint is today's) and by today's.
 Prints the figures and writes JSON (bench/results/branches.json).
 """
 
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from bench.conversations import setup_django
 from bench.measure import percentile, results_write
@@ -127,6 +129,11 @@ def _display_before(*, conversation_id: str) -> list[dict[str, Any]]:
     return messages
 
 
+def _display_baseline(*, conversation_id: str, **_today: Any) -> list[dict[str, Any]]:
+    """`_display_before` in the endpoint's place (today's `active_leaf` and `live` unused)."""
+    return _display_before(conversation_id=conversation_id)
+
+
 def _replay_before(*, conversation_id: str) -> list[dict[str, Any]]:
     """The baseline: what `turn_start` read before the tree (every item, one column)."""
     from chat.models import SessionItem
@@ -171,6 +178,7 @@ def measure(turns: int, rounds: int) -> dict[str, Any]:
     from django.test import Client
 
     from chat.models import Conversation
+    from chat.store import selectors
     from chat.store.selectors import conversation_display_messages
 
     settings.ALLOWED_HOSTS = ["*"]
@@ -188,6 +196,11 @@ def measure(turns: int, rounds: int) -> dict[str, Any]:
         def endpoint(conversation_id: str = conversation_id) -> None:
             assert client.get(f"/conversations/{conversation_id}").status_code == 200
 
+        def endpoint_before(conversation_id: str = conversation_id) -> None:
+            """The endpoint with the display list built by the baseline (the rest is today's)."""
+            with patch.object(selectors, "conversation_display_messages", _display_baseline):
+                endpoint(conversation_id)
+
         calls = {
             "display_before": lambda c=conversation_id: _display_before(conversation_id=c),
             "display_now": lambda c=conversation_id, a=leaf: conversation_display_messages(
@@ -195,6 +208,7 @@ def measure(turns: int, rounds: int) -> dict[str, Any]:
             ),
             "replay_before": lambda c=conversation_id: _replay_before(conversation_id=c),
             "replay_now": lambda c=conversation_id: _replay_now(conversation_id=c),
+            "endpoint_before": endpoint_before,
             "endpoint_now": endpoint,
         }
         figures[conversation_id] = {"turns_on_path": turns, "entries_shown": len(shown), **_timed(rounds, calls)}
@@ -220,7 +234,7 @@ def main() -> None:
         figures = result[name]
         on_path, shown = figures["turns_on_path"], figures["entries_shown"]
         print(f"{result['database']} {name}: {on_path} turns on the path, {shown} entries")
-        for key in ("display_before", "display_now", "replay_before", "replay_now", "endpoint_now"):
+        for key in ("display_before", "display_now", "replay_before", "replay_now", "endpoint_before", "endpoint_now"):
             row = figures[key]
             print(
                 f"  {key:15} wall p50 {row['p50_ms']:8.3f} ms  p90 {row['p90_ms']:8.3f} ms"
