@@ -224,7 +224,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _start_turn(self, message: str | None, model: str | None, branch: BranchRequest | None = None) -> None:
         """A chat frame's turn, or with `branch` a regenerate's (`message` None) or an edit's."""
         # This process's turn, answered without a query; a turn on another worker is found by
-        # `turn_start` (the conversation's row is locked while it looks).
+        # `turn_start` (the conversation's row is locked while it looks), and for a regenerate or
+        # an edit first by `branch_check`.
         if turn_running(self.conversation_id):
             await self._lone_error(
                 "busy", "A reply is still being generated; wait for it or cancel it.", retryable=True
