@@ -16,7 +16,8 @@ Timed in the same run, on the same rows:
   `conversation_display_messages`, kept here as the baseline) and by today's;
 - `replay`: the items a turn's start reads, before (every item of the conversation, one column)
   and now (the active leaf, each turn's parent, then the items of the active path);
-- `endpoint`: the whole `GET /conversations/<id>` through Django's test client (today's code).
+- `endpoint`: the whole `GET /conversations/<id>` through Django's test client, its display list
+  built by the baseline (`endpoint_before`; the rest of the endpoint is today's) and by today's.
 Prints the figures and writes JSON (bench/results/branches.json).
 """
 
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from bench.conversations import setup_django
 from bench.measure import percentile, results_write
@@ -110,16 +112,26 @@ def _display_before(*, conversation_id: str) -> list[dict[str, Any]]:
     """The baseline: main's `conversation_display_messages` before the tree (every turn, in
     order; the failed ones read by a query of their own)."""
     from chat.models import Turn
-    from chat.store.selectors import INTERRUPTED_ERROR, _display_entry, _failed, error_entry
+    from chat.store.selectors import INTERRUPTED_ERROR, _failed, display_entry, error_entry
 
     messages: list[dict[str, Any]] = []
     turns = Turn.objects.filter(conversation_id=conversation_id).prefetch_related("messages").order_by("created_at")
     failed = set(Turn.objects.filter(_failed(), conversation_id=conversation_id).values_list("id", flat=True))
     for turn in turns:
-        messages.extend(entry for message in turn.messages.all() if (entry := _display_entry(message)) is not None)
+        for message in turn.messages.all():
+            entry = display_entry(
+                kind=message.kind, content=message.content, tool_name=message.tool_name, tool_result=message.tool_result
+            )
+            if entry is not None:
+                messages.append(entry)
         if turn.id in failed:
             messages.append(error_entry(turn.error or INTERRUPTED_ERROR))
     return messages
+
+
+def _display_baseline(*, conversation_id: str, **_today: Any) -> list[dict[str, Any]]:
+    """`_display_before` in the endpoint's place (today's `active_leaf` and `live` unused)."""
+    return _display_before(conversation_id=conversation_id)
 
 
 def _replay_before(*, conversation_id: str) -> list[dict[str, Any]]:
@@ -166,6 +178,7 @@ def measure(turns: int, rounds: int) -> dict[str, Any]:
     from django.test import Client
 
     from chat.models import Conversation
+    from chat.store import selectors
     from chat.store.selectors import conversation_display_messages
 
     settings.ALLOWED_HOSTS = ["*"]
@@ -183,6 +196,11 @@ def measure(turns: int, rounds: int) -> dict[str, Any]:
         def endpoint(conversation_id: str = conversation_id) -> None:
             assert client.get(f"/conversations/{conversation_id}").status_code == 200
 
+        def endpoint_before(conversation_id: str = conversation_id) -> None:
+            """The endpoint with the display list built by the baseline (the rest is today's)."""
+            with patch.object(selectors, "conversation_display_messages", _display_baseline):
+                endpoint(conversation_id)
+
         calls = {
             "display_before": lambda c=conversation_id: _display_before(conversation_id=c),
             "display_now": lambda c=conversation_id, a=leaf: conversation_display_messages(
@@ -190,6 +208,7 @@ def measure(turns: int, rounds: int) -> dict[str, Any]:
             ),
             "replay_before": lambda c=conversation_id: _replay_before(conversation_id=c),
             "replay_now": lambda c=conversation_id: _replay_now(conversation_id=c),
+            "endpoint_before": endpoint_before,
             "endpoint_now": endpoint,
         }
         figures[conversation_id] = {"turns_on_path": turns, "entries_shown": len(shown), **_timed(rounds, calls)}
@@ -215,7 +234,7 @@ def main() -> None:
         figures = result[name]
         on_path, shown = figures["turns_on_path"], figures["entries_shown"]
         print(f"{result['database']} {name}: {on_path} turns on the path, {shown} entries")
-        for key in ("display_before", "display_now", "replay_before", "replay_now", "endpoint_now"):
+        for key in ("display_before", "display_now", "replay_before", "replay_now", "endpoint_before", "endpoint_now"):
             row = figures[key]
             print(
                 f"  {key:15} wall p50 {row['p50_ms']:8.3f} ms  p90 {row['p90_ms']:8.3f} ms"

@@ -44,6 +44,7 @@ from chat.turn import (
     BranchRequest,
     Watcher,
     approval_answer,
+    branch_check,
     client_key,
     resume,
     turn_cancel,
@@ -223,7 +224,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _start_turn(self, message: str | None, model: str | None, branch: BranchRequest | None = None) -> None:
         """A chat frame's turn, or with `branch` a regenerate's (`message` None) or an edit's."""
         # This process's turn, answered without a query; a turn on another worker is found by
-        # `turn_start` (the conversation's row is locked while it looks).
+        # `turn_start` (the conversation's row is locked while it looks), and for a regenerate or
+        # an edit first by `branch_check`.
         if turn_running(self.conversation_id):
             await self._lone_error(
                 "busy", "A reply is still being generated; wait for it or cancel it.", retryable=True
@@ -232,12 +234,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if identity_groups(self.identity) and not await aidentity_current(self.identity):
             await self.identity_revoked({"user": False})  # a revocation whose message was lost
             return
-        limited = await rate_hit("turns", self.identity.limit_key, settings.RATE_LIMIT_TURNS)
-        if not limited.allowed:
-            message = f"Too many messages; retry in {limited.retry_after:.0f} seconds."
-            await self._lone_error("rate_limited", message, retryable=True, retry_after=limited.retry_after)
-            return
         try:
+            if branch is not None:  # a refused regenerate or edit counts against no limit
+                await branch_check(self.conversation_id, branch)
+            limited = await rate_hit("turns", self.identity.limit_key, settings.RATE_LIMIT_TURNS)
+            if not limited.allowed:
+                refusal = f"Too many messages; retry in {limited.retry_after:.0f} seconds."
+                await self._lone_error("rate_limited", refusal, retryable=True, retry_after=limited.retry_after)
+                return
             await turn_start(
                 conversation_id=self.conversation_id,
                 message=message,

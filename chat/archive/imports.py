@@ -2,8 +2,9 @@
 is there whole or not at all; each under a new id, so an import never overwrites anything, and
 the caller's (AUTH_MODE=django).
 
-What the model is replayed on the next turn: an export of ours brings its own replay items; for
-the others they are made from the messages as the journal makes them for a turn that did not
+What the model is replayed on the next turn: an export of ours brings its own replay items,
+each stored with the turn it belongs to (a `regenerate` or `edit` replays the branch's turns
+only); for the others they are made from the messages as the journal makes them for a turn that did not
 finish (`chat.turn.journal.Journal.replay_items`): the user's text, the assistant's text, each
 tool call with its output. The usage ledger is this server's spending: an export's usage rows
 are not imported.
@@ -75,6 +76,34 @@ def _replay(turn: ImportedTurn) -> list[dict[str, Any]]:
     return items
 
 
+def _user_text(item: dict[str, Any]) -> str | None:
+    """A user message item's text (the SDK's input item, a string or input_text parts), else None."""
+    if item.get("role") != "user" or item.get("type", "message") != "message":
+        return None
+    content = item.get("content")
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else ""
+
+
+def _replay_turns(replay: list[dict[str, Any]], turns: list[ImportedTurn]) -> list[int | None]:
+    """Which turn each of an export's replay items belongs to (its index; None: before the first
+    turn's message). The file keeps them in one list; the model must be replayed a branch's
+    turns only (chat/store/tree.py), so each item is stored with its turn: a turn's items run
+    from the user's message, its first, to the next turn's. A user message is matched to the
+    next turn that sent that text: a turn that left no item (it failed before the model was
+    called) is skipped, as it was in the replay then."""
+    owners: list[int | None] = []
+    current: int | None = None
+    for item in replay:
+        said = _user_text(item)
+        if said is not None:
+            start = 0 if current is None else current + 1
+            current = next((i for i in range(start, len(turns)) if turns[i].user == said), current)
+        owners.append(current)
+    return owners
+
+
 @transaction.atomic
 def conversation_import(*, conversation: ImportedConversation, owner_id: int | None = None) -> str:
     """Store one imported conversation; its new id."""
@@ -132,7 +161,11 @@ def conversation_import(*, conversation: ImportedConversation, owner_id: int | N
                 SessionItem(conversation=row, turn=turn, data=item, synthetic=True) for item in _replay(imported)
             ]
     if conversation.replay is not None:
-        replay = [SessionItem(conversation=row, data=item) for item in conversation.replay]
+        owners = _replay_turns(conversation.replay, conversation.turns)
+        replay = [
+            SessionItem(conversation=row, turn=turns[owner] if owner is not None else None, data=item)
+            for item, owner in zip(conversation.replay, owners, strict=True)
+        ]
     Message.objects.bulk_create(messages, batch_size=500)
     SessionItem.objects.bulk_create(replay, batch_size=500)
     created = _aware(conversation.created_at)

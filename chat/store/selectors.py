@@ -21,8 +21,8 @@ from chat.models import (
     turn_leased,
 )
 from chat.store.db import db_async
-from chat.store.services import INTERRUPTED_ERROR, path_items
-from chat.store.tree import Node, Tree, tree_load
+from chat.store.services import INTERRUPTED_ERROR, path_items, turns_check_idle
+from chat.store.tree import BranchRequest, Node, Tree, tree_load
 from chat.usage import stream_end_usage
 from chat.visibility import owned
 
@@ -75,31 +75,46 @@ def conversation_display_messages(
     (contract's rendering rules), each entry with its node's id, and which of its siblings it
     is. `active_leaf`: the conversation's. `live`: the turn in progress and its entries as its
     event log shows them (its rows lag behind)."""
-    messages: list[dict[str, Any]] = []
+    # Plain rows, only the columns shown: a model instance per row, and a prefetch queryset
+    # per turn, cost more than the rest of this function (bench.branches).
     turns = {
-        turn.id: turn
-        for turn in Turn.objects.filter(conversation_id=conversation_id).prefetch_related("messages").order_by()
+        row[0]: row
+        for row in Turn.objects.filter(conversation_id=conversation_id)
+        .order_by()
+        .values_list("id", "parent_id", "prompt_id", "created_at", "status", "heartbeat_at", "error")
     }
-    tree = Tree(
-        [Node(turn.id, turn.parent_id, turn.prompt_id, turn.created_at) for turn in turns.values()], active_leaf
-    )
+    tree = Tree([Node(*row[:4]) for row in turns.values()], active_leaf)
+    path = tree.path()
+    messages_of: dict[uuid.UUID, list[tuple[str, str, str, str | None]]] = {turn.id: [] for turn in path}
+    rows = Message.objects.filter(turn__conversation_id=conversation_id).order_by("turn_id", "position")
+    for turn_id, kind, content, tool_name, tool_result in rows.values_list(
+        "turn_id", "kind", "content", "tool_name", "tool_result"
+    ):
+        if turn_id in messages_of:  # else off the path
+            messages_of[turn_id].append((kind, content, tool_name, tool_result))
     lapsed_before = timezone.now() - LEASE_STALE_AFTER
-    for node in tree.path():
-        turn = turns[node.id]
-        rows = turn.messages.all()
-        user = {**_display_entry(rows[0]), "id": str(turn.prompt_id)}  # type: ignore[dict-item]
+    messages: list[dict[str, Any]] = []
+    for node in path:
+        _, _, prompt_id, _, status, heartbeat_at, error = turns[node.id]
+        (kind, question, _, _), *rest = messages_of[node.id]
+        user = {"role": kind, "content": question, "id": str(prompt_id)}  # a turn's first message
         _mark_branch(user, tree.branch_of_user(node))
         messages.append(user)
-        if live is not None and str(turn.id) == live[0]:
+        message_id = str(node.id)
+        if live is not None and message_id == live[0]:
             answer = [dict(entry) for entry in live[1]]
         else:
-            answer = [entry for message in rows[1:] if (entry := _display_entry(message)) is not None]
+            answer = [
+                entry
+                for kind, content, tool_name, tool_result in rest
+                if (entry := display_entry(kind=kind, content=content, tool_name=tool_name, tool_result=tool_result))
+                is not None
+            ]
             # Live, the error has an entry of its own after whatever was streamed (PROTOCOL.md,
             # "Errors after output").
-            lapsed = turn.status == TurnStatus.STREAMING and turn.heartbeat_at < lapsed_before
-            if turn.status in FAILED_TURN or lapsed:
-                answer.append(error_entry(turn.error or INTERRUPTED_ERROR))
-        message_id = str(turn.id)
+            lapsed = status == TurnStatus.STREAMING and heartbeat_at < lapsed_before
+            if status in FAILED_TURN or lapsed:
+                answer.append(error_entry(error or INTERRUPTED_ERROR))
         for entry in answer:
             entry["message_id"] = message_id
         if answer:
@@ -129,12 +144,6 @@ def display_entry(
     return {"role": kind, "content": content}
 
 
-def _display_entry(message: Message) -> dict[str, Any] | None:
-    return display_entry(
-        kind=message.kind, content=message.content, tool_name=message.tool_name, tool_result=message.tool_result
-    )
-
-
 def session_items(*, conversation_id: str, leaf: Any) -> list[dict[str, Any]]:
     """The replay items of the path that ends at turn `leaf` (a running turn's own included)."""
     tree = tree_load(conversation_id=conversation_id, active_leaf=leaf)
@@ -145,6 +154,18 @@ def prompt_text(*, conversation_id: str, message_id: str) -> str:
     """The user message that the turn `message_id` answers (what a `regenerate` sends again)."""
     turn = tree_load(conversation_id=conversation_id).turn_of(message_id)
     return Message.objects.filter(turn_id=turn.id, position=0).values_list("content", flat=True).get()
+
+
+def branch_check(*, conversation_id: str, branch: BranchRequest) -> None:
+    """What `services.turn_start` would refuse a `regenerate` or `edit` for, read without a write:
+    a message id that names no fitting message of the conversation, or a turn that runs or
+    waits (on any worker). The consumer asks before the turn rate limit counts the frame."""
+    tree = tree_load(conversation_id=conversation_id)
+    if branch.kind == "regenerate":
+        tree.turn_of(branch.message_id)
+    else:
+        tree.prompt_of(branch.message_id)
+    turns_check_idle(conversation_id=conversation_id)
 
 
 def conversation_model(*, conversation_id: str) -> str | None:
@@ -196,6 +217,7 @@ def turn_latest(*, turn_id: Any) -> bool:
 
 asession_items = db_async(session_items)
 aprompt_text = db_async(prompt_text)
+abranch_check = db_async(branch_check)
 aturn_latest = db_async(turn_latest)
 aturn_usage = db_async(turn_usage)
 aturn_report = db_async(turn_report)

@@ -50,6 +50,7 @@ __all__ = [
     "Watcher",
     "approval_answer",
     "approvals_expire",
+    "branch_check",
     "client_key",
     "conversation_forget",
     "resume",
@@ -129,6 +130,13 @@ async def turn_start(
         )
     turn_launch(state, plan, background=background)
     return str(turn.id)
+
+
+async def branch_check(conversation_id: str, branch: BranchRequest) -> None:
+    """The `ChatError` that `turn_start` would raise for `branch`'s message id, or for a turn
+    running on any worker, found by reads alone: a frame refused for it must not count against
+    the user's turn rate limit (`turn_start` checks again, in its transaction)."""
+    await selectors.abranch_check(conversation_id=conversation_id, branch=branch)
 
 
 def turn_running(conversation_id: str) -> bool:

@@ -150,7 +150,7 @@ def test_branches_smoke_run_times_the_display_and_the_replay_before_and_after(tm
     printed, report = bench_run("branches", tmp_path / "branches.json", "--smoke", timeout=180)
     for label in ("linear", "branched"):
         assert f"{label}: 20 turns on the path" in printed
-        for key in ("display_before", "display_now", "replay_before", "replay_now", "endpoint_now"):
+        for key in ("display_before", "display_now", "replay_before", "replay_now", "endpoint_before", "endpoint_now"):
             assert report[label][key]["cpu_p50_ms"] > 0
 
 

@@ -1,5 +1,5 @@
 """chat/migrations/0006_branches.py: conversations made by the schema before it become one path
-each, and lose nothing."""
+each, and lose nothing; 0007: an earlier import's replay items get their turns."""
 
 from __future__ import annotations
 
@@ -73,3 +73,45 @@ def test_existing_conversations_become_one_path_each():
         assert all("branch" not in entry for entry in shown)
     replay = selectors.session_items(conversation_id="old1", leaf=max(made["old1"])[1])
     assert [item["content"] for item in replay] == ["q0", "q1", "q2", "imported"]  # every item, as stored
+
+
+def test_an_imports_replay_items_get_their_turns():
+    """chat/migrations/0007: an earlier import of our export stored its replay with no turn;
+    the model must be sent a branch's turns only."""
+    before = ("chat", "0006_search_speed")
+    executor = _migrate([before])
+    apps = executor.loader.project_state([before]).apps
+    Conversation, Turn, Message, SessionItem = (
+        apps.get_model("chat", name) for name in ("Conversation", "Turn", "Message", "SessionItem")
+    )
+    Conversation.objects.create(id="imported", model="gpt-4o")
+    start, turns = timezone.now() - timedelta(days=1), []
+    for number, question in enumerate(["q0", "q1", "q0"]):  # a question asked twice
+        turn = Turn.objects.create(
+            conversation_id="imported", model="gpt-4o", status="complete", parent=turns[-1] if turns else None
+        )
+        Turn.objects.filter(id=turn.id).update(created_at=start + timedelta(minutes=number))
+        Message.objects.create(turn=turn, position=0, kind="user", content=question)
+        turns.append(turn)
+    Conversation.objects.filter(id="imported").update(active_leaf=turns[-1])
+    replay = [
+        {"role": "system", "content": "before any turn"},
+        {"role": "user", "content": "q0"},
+        {"type": "function_call", "call_id": "c1", "name": "ls", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "a.md"},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "a0"}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "q1"}]},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "a1"}]},
+        {"role": "user", "content": "q0"},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "a2"}]},
+    ]
+    for data in replay:
+        SessionItem.objects.create(conversation_id="imported", turn=None, data=data)
+    _migrate(executor.loader.graph.leaf_nodes())
+
+    items = SessionItem.objects.filter(conversation_id="imported").order_by("id")
+    owners = list(items.values_list("turn_id", flat=True))
+    first, second, third = (turn.id for turn in turns)
+    assert owners == [None, first, first, first, first, second, second, third, third]
+    # Regenerating the last answer replays the turns before it, and the item of no turn.
+    assert selectors.session_items(conversation_id="imported", leaf=second) == replay[:7]
