@@ -12,6 +12,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from chat.models import Conversation, Turn
+from chat.search import conversation_search
 from chat.store import selectors
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,3 +74,18 @@ def test_existing_conversations_become_one_path_each():
         assert all("branch" not in entry for entry in shown)
     replay = selectors.session_items(conversation_id="old1", leaf=max(made["old1"])[1])
     assert [item["content"] for item in replay] == ["q0", "q1", "q2", "imported"]  # every item, as stored
+
+
+def test_messages_written_before_the_search_migrations_are_found_by_their_owner(django_user_model):
+    """0006_search_speed (SQLite) and 0007_search_postgres_scope (PostgreSQL) fill in each
+    existing message's conversation and owner: a search finds them, for their owner only."""
+    alice = django_user_model.objects.create_user("alice")
+    bob = django_user_model.objects.create_user("bob")
+    executor = _migrate([BEFORE])
+    _old_data(executor.loader.project_state([BEFORE]).apps)
+    Conversation.objects.filter(id="old1").update(owner_id=alice.id)
+    _migrate(executor.loader.graph.leaf_nodes())
+
+    assert [hit.conversation.id for hit in conversation_search(query="q2", owner_id=alice.id)] == ["old1"]
+    assert conversation_search(query="q2", owner_id=bob.id) == []
+    assert {hit.conversation.id for hit in conversation_search(query="a0")} == {"old1", "old2"}
