@@ -16,7 +16,7 @@ indexes are written through (no pending list). SQLite has its own keys for this 
   pending. Written through, an insert costs about the same (measured in docs/performance.md).
 """
 
-from django.db import migrations
+from django.db import DatabaseError, migrations, transaction
 
 SCOPE_FUNCTIONS = [
     # A message inserted before its turn (the turn's foreign key is deferred) would be found by
@@ -80,17 +80,14 @@ BACKWARD = [
 
 
 def _btree_gin(schema_editor) -> bool:
-    """Whether btree_gin is (or could be made) installed: a contrib extension, trusted (a
-    database owner may create it), but not on every server."""
-    with schema_editor.connection.cursor() as cursor:
-        cursor.execute(
-            """SELECT installed_version IS NOT NULL
-                      OR ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-                          OR has_database_privilege(current_database(), 'CREATE'))
-               FROM pg_available_extensions WHERE name = 'btree_gin'"""
-        )
-        row = cursor.fetchone()
-    return bool(row and row[0])
+    """Whether btree_gin is installed, or could be now: a contrib extension, trusted (a database
+    owner may create it) since PostgreSQL 13, but not on every server."""
+    try:
+        with transaction.atomic(using=schema_editor.connection.alias):  # a savepoint: a refusal undoes only this
+            schema_editor.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+    except DatabaseError:
+        return False
+    return True
 
 
 def forward(apps, schema_editor):
@@ -98,11 +95,7 @@ def forward(apps, schema_editor):
         return
     for statement in FORWARD:
         schema_editor.execute(statement)
-    if _btree_gin(schema_editor):
-        schema_editor.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
-        schema_editor.execute(f"{OWNER_AND_WORDS} WITH (fastupdate = off)")
-    else:
-        schema_editor.execute(f"{WORDS} WITH (fastupdate = off)")
+    schema_editor.execute(f"{OWNER_AND_WORDS if _btree_gin(schema_editor) else WORDS} WITH (fastupdate = off)")
 
 
 def backward(apps, schema_editor):
