@@ -1,5 +1,5 @@
 """PostgreSQL: a message's row carries its conversation and owner for the search, and the GIN
-indexes are written through (no pending list). SQLite has its own keys for this (migration 0006).
+indexes keep at most a short pending list. SQLite has its own keys for this (migration 0006).
 
 - `chat_message.search_conversation_id` and `search_owner_id`, filled by a trigger from the
   message's turn and conversation in the statement that writes the message, and kept when a
@@ -9,11 +9,15 @@ indexes are written through (no pending list). SQLite has its own keys for this 
 - The messages' GIN index holds the owner too (btree_gin, a contrib extension; without it the
   index holds the words alone, and the owner is checked on the row): one user's search finds
   only their own matches in the index.
-- `fastupdate = off` on both GIN indexes: with it on, new rows go to a pending list that every
-  search reads whole, up to 4 MB (`gin_pending_list_limit`), until a vacuum or a full list merges
-  it. After 200,000 messages were written, 2.7 MB of pending entries (343 pages) made a rare
-  word's lookup read 347 pages instead of a few; every title of 10,000 conversations was
-  pending. Written through, an insert costs about the same (measured in docs/performance.md).
+- GIN's fast update puts new entries in a pending list that every search reads whole, until a
+  vacuum or the insert that fills it (`gin_pending_list_limit`, 4 MB by default) merges it: after
+  200,000 messages were written, 2.7 MB of pending entries (343 pages) made a rare word's lookup
+  read 347 pages instead of a few, and every title of 10,000 conversations was pending. The
+  messages' list is now at most 256 kB (32 pages, which searches do not measurably feel), so a
+  running turn's heartbeat, which rewrites its answer, still appends instead of updating the
+  posting list of each of its words (written through, rewriting a 500-word answer cost 2.4-3.4 ms
+  of server CPU; with the short list 1.3-1.7 ms, its merges included); titles, written once or
+  twice, are written through.
 """
 
 from django.db import DatabaseError, migrations, transaction
@@ -95,7 +99,8 @@ def forward(apps, schema_editor):
         return
     for statement in FORWARD:
         schema_editor.execute(statement)
-    schema_editor.execute(f"{OWNER_AND_WORDS if _btree_gin(schema_editor) else WORDS} WITH (fastupdate = off)")
+    index = OWNER_AND_WORDS if _btree_gin(schema_editor) else WORDS
+    schema_editor.execute(f"{index} WITH (gin_pending_list_limit = 256)")
 
 
 def backward(apps, schema_editor):
