@@ -3,6 +3,7 @@
     python3 -m bench.conversations              # 10,000 conversations, 200,000 messages, 1,000 searches
     python3 -m bench.conversations --smoke      # 200 conversations, 100 searches: seconds
     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/conv_bench python3 -m bench.conversations
+    BENCH_DATABASE_URL=… python3 -m bench.conversations --reuse   # search the corpus an earlier run wrote
 
 It runs on a SQLite file of its own (or BENCH_DATABASE_URL, which it empties first), never on the
 server's database. Each conversation has 10 turns of 2 messages (20 messages): the user's
@@ -44,6 +45,20 @@ def setup_django(database_url: str) -> None:
     from django.core.management import call_command
 
     call_command("flush", interactive=False, verbosity=0)  # BENCH_DATABASE_URL may hold an earlier run
+
+
+def reusable(conversations: int) -> dict[str, Any] | None:
+    """The users of the corpus an earlier run wrote into this database, when it has the size
+    asked for (writing it again takes minutes on PostgreSQL); else None."""
+    from django.contrib.auth import get_user_model
+
+    from chat.models import Conversation
+
+    written = get_user_model().objects.filter(username__startswith="bench").order_by("id")
+    users = list(written.values_list("id", flat=True))
+    if len(users) == USERS and Conversation.objects.count() == conversations:
+        return {"users": users, "seconds": None}
+    return None
 
 
 def words(rng: random.Random, count: int) -> str:
@@ -116,13 +131,17 @@ def queries(count: int, seed: int = 11) -> list[tuple[str, str, str | None]]:
 _TAIL = frozenset(TAIL)
 
 
-def measure(conversations: int, searches: int) -> dict[str, Any]:
+def measure(conversations: int, searches: int, *, reuse: bool) -> dict[str, Any]:
+    from django.core.management import call_command
     from django.db import connection
 
     from chat.models import Conversation, Message
     from chat.search import conversation_search
 
-    generated = generate(conversations)
+    generated = reusable(conversations) if reuse else None
+    if generated is None:
+        call_command("flush", interactive=False, verbosity=0)  # BENCH_DATABASE_URL may hold an earlier run
+        generated = generate(conversations)
     if connection.vendor == "postgresql":
         # As autovacuum does after a tenth of a table changed: the search reads how common its
         # words are from the statistics (migration 0005), and the planner how many turns a
@@ -184,7 +203,7 @@ def measure(conversations: int, searches: int) -> dict[str, Any]:
     return {
         "conversations": Conversation.objects.count(),
         "messages": Message.objects.count(),
-        "generate_s": round(generated["seconds"], 1),
+        "generate_s": round(generated["seconds"], 1) if generated["seconds"] is not None else None,
         **figures,
     }
 
@@ -194,20 +213,21 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=10_000)
     parser.add_argument("--searches", type=int, default=1000)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument(
+        "--reuse", action="store_true", help="search the corpus already in BENCH_DATABASE_URL if it has this size"
+    )
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "conversations.json"))
     args = parser.parse_args()
     if args.smoke:
         args.conversations, args.searches = 200, 100
     with tempfile.TemporaryDirectory(prefix="bench-conversations-") as temp:
-        setup_django(os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{temp}/bench.sqlite3")
+        django_setup(os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{temp}/bench.sqlite3")
         from django.db import connection
 
-        result = {"database": connection.vendor, **measure(args.conversations, args.searches)}
+        result = {"database": connection.vendor, **measure(args.conversations, args.searches, reuse=args.reuse)}
         connection.close()
-    print(
-        f"{result['database']}: {result['conversations']} conversations, {result['messages']} messages "
-        f"written and indexed in {result['generate_s']} s"
-    )
+    written = "reused" if result["generate_s"] is None else f"written and indexed in {result['generate_s']} s"
+    print(f"{result['database']}: {result['conversations']} conversations, {result['messages']} messages {written}")
     for label in ("one_user", "no_users"):
         figures = result[label]
         print(

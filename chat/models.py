@@ -49,6 +49,9 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
+        # A user's newest conversations (their list, and the search of common words) without
+        # walking every user's by `updated_at`.
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
 
     def __str__(self) -> str:
         return self.title or self.id

@@ -37,7 +37,7 @@ FREQUENT_RANKED = 200
 
 @dataclass(frozen=True, kw_only=True)
 class Found:
-    conversation: Any  # a `Conversation` of `selectors.conversation_list`, with its message_count
+    conversation: Any  # a `Conversation` as `selectors.conversation_list` has it, with its message_count
     snippet: str
 
 
@@ -60,7 +60,7 @@ def conversation_search(*, query: str, owner_id: int | None = None, limit: int =
         # beside it): FTS5 would otherwise read where each common word stands in every page's
         # message, from its long list of messages.
         snippets = backend.snippets(words, best)
-    rows = {row.id: row for row in selectors.conversation_list(owner_id=owner_id).filter(id__in=snippets)}
+    rows = {row.id: row for row in selectors.conversation_list_rows(conversation_ids=list(snippets), owner_id=owner_id)}
     return [Found(conversation=rows[key], snippet=snippets.get(key, "")) for key, _, _ in best if key in rows]
 
 

@@ -37,33 +37,33 @@ SELECT t.term, x.lexeme, (SELECT coalesce(max(id), 1) FROM chat_message)
 FROM unnest(%s::text[]) AS t(term)
 LEFT JOIN LATERAL unnest(tsvector_to_array(to_tsvector('english', t.term))) AS x(lexeme) ON true
 """
-_POSTGRES_OWNED = "AND c.owner_id = %s"
+# Each message carries its conversation and owner, and the GIN index the owner (migration 0008):
+# one user's matches are found in the index, and none is joined to its turn and conversation.
+_POSTGRES_OWNED = "AND search_owner_id = %s"
 # ts_rank knows no inverse document frequency: each query word a message holds adds the word's
 # IDF (as BM25 does for short texts); ts_rank only breaks ties.
 POSTGRES_TERM = "%s * (m.search @@ to_tsquery('english', %s))::int"
 POSTGRES_MESSAGES_RANKED = """
-SELECT DISTINCT ON (t.conversation_id) t.conversation_id, m.id, {ranks} + 0.01 * ts_rank(m.search, q) AS rank
-FROM (SELECT id FROM chat_message WHERE search @@ to_tsquery('english', %s) LIMIT %s) hit
-JOIN chat_message m ON m.id = hit.id
-JOIN chat_turn t ON t.id = m.turn_id
-JOIN chat_conversation c ON c.id = t.conversation_id {owned},
+SELECT DISTINCT ON (m.search_conversation_id) m.search_conversation_id, m.id,
+       {ranks} + 0.01 * ts_rank(m.search, q) AS rank
+FROM (SELECT id, search_conversation_id, search FROM chat_message
+      WHERE search @@ to_tsquery('english', %s) {owned} LIMIT %s) m,
      to_tsquery('english', %s) AS q
-ORDER BY t.conversation_id, rank DESC
+ORDER BY m.search_conversation_id, rank DESC
 """
 # Common words only: a GIN index has no order to stop early in, and finding every message that
 # holds them read 10,000 rows (60 ms); walking the newest messages for the caller's own read
 # 20,000. So the messages of the caller's POSTGRES_RECENT most recently active conversations are
-# searched instead (the one looked for is most often recent), read through the turns' index:
+# searched instead (the one looked for is most often recent), read by their conversation:
 # `IS TRUE` keeps the planner from the GIN index (it would find every match first).
 POSTGRES_RECENT = 50
 POSTGRES_MESSAGES_NEWEST = """
-SELECT DISTINCT ON (t.conversation_id) t.conversation_id, m.id, ts_rank(m.search, q) AS rank
+SELECT DISTINCT ON (m.search_conversation_id) m.search_conversation_id, m.id, ts_rank(m.search, q) AS rank
 FROM (SELECT id FROM chat_conversation {owned} ORDER BY updated_at DESC LIMIT %s) recent
-JOIN chat_turn t ON t.conversation_id = recent.id
-JOIN chat_message m ON m.turn_id = t.id,
+JOIN chat_message m ON m.search_conversation_id = recent.id,
      to_tsquery('english', %s) AS q
 WHERE (m.search @@ q) IS TRUE
-ORDER BY t.conversation_id, rank DESC
+ORDER BY m.search_conversation_id, rank DESC
 """
 # Titles weigh their words as messages do, so the two ranks add up on one scale.
 POSTGRES_TITLE_TERM = "%s * (c.search @@ to_tsquery('english', %s))::int"
@@ -135,7 +135,11 @@ class PostgresBackend(Statements):
         total = rows[0][2] if rows else 1
         listed: dict[str, float] = {}
         for term, lexeme, _ in rows:
-            if lexeme in common:
+            if lexeme is None:
+                # A stopword of the `english` configuration ("before", "very"): in no message's
+                # index, and dropped from any query; counted as common, it is not searched alone.
+                listed[term] = 1.0
+            elif lexeme in common:
                 listed[term] = min(listed.get(term, 1.0), common[lexeme])
         rare = [term for term in terms if term not in listed]  # (or never analysed): counted
         counted: dict[str, int] = {}
@@ -155,7 +159,7 @@ class PostgresBackend(Statements):
             owned, mine = owner_filter(_POSTGRES_OWNED, wanted.owner_id)
             scored = [*wanted.terms, *wanted.also]
             sql = POSTGRES_MESSAGES_RANKED.format(ranks=self._ranks(POSTGRES_TERM, scored), owned=owned)
-            params = [*self._weights(scored), query, wanted.ranked, *mine, _tsquery(scored, every=False)]
+            params = [*self._weights(scored), query, *mine, wanted.ranked, _tsquery(scored, every=False)]
         self.cursor.execute(sql, params)
         return [
             (conversation_id, message_id, float(rank)) for conversation_id, message_id, rank in self.cursor.fetchall()

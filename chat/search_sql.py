@@ -1,6 +1,6 @@
 """What a conversation search asks of a database (`chat.search` has the plan): each database's
-statements are in `chat.search_sqlite` and `chat.search_postgres` (migrations 0003 and 0006 made
-the indexes).
+statements are in `chat.search_sqlite` and `chat.search_postgres` (migrations 0003, 0006, 0008 and
+0009 made the indexes).
 
 Terms hold only letters, digits and '_' (`chat.search.search_terms`): they are quoted as phrases
 (FTS5) or lexemes (tsquery), so no query syntax reaches the database; every value is a

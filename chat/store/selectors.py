@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
@@ -52,6 +53,37 @@ def conversation_list(*, owner_id: int | None = None) -> QuerySet[Conversation]:
         )
         .order_by("-updated_at")
     )
+
+
+# `conversation_list`'s rows for a few conversations (a search's page), in one statement written
+# by hand: building Django's query took 1.7 ms of Python a search, more than the statement itself
+# (tests/chat/test_search.py holds the two equal).
+_LISTED = """
+SELECT c.id, c.owner_id, c.title, c.model, c.created_at, c.updated_at, c.active_leaf_id, c.branched,
+       (SELECT count(*) FROM {messages} AND NOT (m.kind = %s AND m.content = ''))
+       + (SELECT count(*) FROM chat_turn t
+          WHERE t.conversation_id = c.id AND (t.status IN (%s, %s) OR (t.status = %s AND t.heartbeat_at < %s)))
+       AS message_count
+FROM chat_conversation c WHERE c.id IN ({keys}) {owned}
+"""
+# A conversation's messages: on PostgreSQL by the conversation each message carries for the
+# search (migration 0008), one index range instead of a lookup per turn (0.8 -> 0.2 ms a page).
+_MESSAGES_OF = {
+    "postgresql": "chat_message m WHERE m.search_conversation_id = c.id",
+    "sqlite": "chat_turn t JOIN chat_message m ON m.turn_id = t.id WHERE t.conversation_id = c.id",
+}
+
+
+def conversation_list_rows(*, conversation_ids: list[str], owner_id: int | None = None) -> list[Conversation]:
+    """The rows of `conversation_list` (each with its message_count) of these conversations."""
+    if not conversation_ids:
+        return []
+    owned_sql, mine = ("AND c.owner_id = %s", [owner_id]) if owner_id is not None else ("", [])
+    cutoff = connection.ops.adapt_datetimefield_value(timezone.now() - LEASE_STALE_AFTER)
+    keys = ", ".join(["%s"] * len(conversation_ids))
+    sql = _LISTED.format(messages=_MESSAGES_OF[connection.vendor], keys=keys, owned=owned_sql)
+    params = [MessageKind.ASSISTANT, *FAILED_TURN, TurnStatus.STREAMING, cutoff, *conversation_ids, *mine]
+    return list(Conversation.objects.raw(sql, params))
 
 
 def conversation_get(*, conversation_id: str, owner_id: int | None = None) -> Conversation:

@@ -134,6 +134,7 @@ def test_knowledge_smoke_run_indexes_searches_and_measures_recall(tmp_path):
     assert "recall@5" in printed
     assert report["database"] == "sqlite" and report["notes"] == report["documents"] == 350
     assert report["searches"] == 100 and set(report["search_by_kind"]) == {"question", "keywords", "common"}
+    assert report["search_cpu_p99_ms"] >= report["search_cpu_p50_ms"] > 0 and "CPU p50" in printed
     assert report["questions"] == 50 and 0 <= report["recall_at_5"] <= 1
 
 

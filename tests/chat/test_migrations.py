@@ -12,6 +12,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from chat.models import Conversation, Turn
+from chat.search import conversation_search
 from chat.store import selectors
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -115,3 +116,18 @@ def test_an_imports_replay_items_get_their_turns():
     assert owners == [None, first, first, first, first, second, second, third, third]
     # Regenerating the last answer replays the turns before it, and the item of no turn.
     assert selectors.session_items(conversation_id="imported", leaf=second) == replay[:7]
+
+
+def test_messages_written_before_the_search_migrations_are_found_by_their_owner(django_user_model):
+    """0006_search_speed (SQLite) and 0008_search_postgres_scope (PostgreSQL) fill in each
+    existing message's conversation and owner: a search finds them, for their owner only."""
+    alice = django_user_model.objects.create_user("alice")
+    bob = django_user_model.objects.create_user("bob")
+    executor = _migrate([BEFORE])
+    _old_data(executor.loader.project_state([BEFORE]).apps)
+    Conversation.objects.filter(id="old1").update(owner_id=alice.id)
+    _migrate(executor.loader.graph.leaf_nodes())
+
+    assert [hit.conversation.id for hit in conversation_search(query="q2", owner_id=alice.id)] == ["old1"]
+    assert conversation_search(query="q2", owner_id=bob.id) == []
+    assert {hit.conversation.id for hit in conversation_search(query="a0")} == {"old1", "old2"}

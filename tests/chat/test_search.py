@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from accounts.tokens import token_create
 from chat import search, search_postgres
-from chat.models import Conversation, Message, MessageKind, TurnStatus
+from chat.models import LEASE_STALE_AFTER, Conversation, Message, MessageKind, Turn, TurnStatus
 from chat.store import services
 from tests.fake_provider import text, tools
 
@@ -177,3 +178,37 @@ def test_words_in_most_messages_are_looked_for_in_the_newest_conversations(clien
     for name in ("older", "old", "newest"):
         chat(name, "unrelated question", "weather report")
     assert [hit["id"] for hit in found(client, "weather report")] == ["newest"]
+
+
+def test_a_match_is_listed_as_the_list_lists_it(client, django_user_model):
+    """The search's page rows (a statement written by hand) count what `GET /conversations`
+    counts: a failed turn's error entry and a dead worker's turn count, an empty answer does not."""
+    alice = django_user_model.objects.create_user("alice")
+    chat("plain", "quokka facts", "Quokkas smile.", owner_id=alice.id)
+    chat("empty", "quokka silence", "", owner_id=alice.id)
+    failed, _ = services.turn_start(conversation_id="failed", model="gpt-4o", user_message="quokka error")
+    services.turn_flush(
+        turn_id=failed.id,
+        conversation_id="failed",
+        entries=[],
+        session_items=[],
+        usage_rows=[],
+        end=services.TurnEnd(TurnStatus.ERROR, "error", error_code="provider_error", error="down"),
+    )
+    lapsed, _ = services.turn_start(conversation_id="lapsed", model="gpt-4o", user_message="quokka lapsed")
+    Turn.objects.filter(id=lapsed.id).update(heartbeat_at=timezone.now() - LEASE_STALE_AFTER * 2)
+    chat("running", "quokka running")
+    Turn.objects.filter(conversation_id="running").update(status=TurnStatus.STREAMING, heartbeat_at=timezone.now())
+
+    listed = {entry["id"]: entry for entry in client.get("/conversations").json()["conversations"]}
+    hits = found(client, "quokka")
+    assert {hit["id"] for hit in hits} == set(listed) == {"plain", "empty", "failed", "lapsed", "running"}
+    for hit in hits:
+        assert {key: hit[key] for key in listed[hit["id"]]} == listed[hit["id"]]
+    assert {hit["id"]: hit["message_count"] for hit in hits} == {
+        "plain": 2,
+        "empty": 1,
+        "failed": 2,
+        "lapsed": 2,
+        "running": 1,
+    }
