@@ -8,6 +8,10 @@ is under the limit; the starts of one budget are serialized (a transaction lock)
 worker. A hold counts while its turn streams, less what the turn has recorded; once the turn
 ends, its ledger rows alone count (the hold is settled).
 
+A turn paused for the user's approval of a tool call (status `waiting`) holds nothing; the
+answer that resumes it passes the same check, and renews its hold for the next request
+(`resume_admission`), or ends it over budget.
+
 So a day ends over the limit by at most the last admitted turn's cost, plus, for a turn of
 several requests (tool calls), what its later requests cost beyond its hold.
 """
@@ -30,9 +34,10 @@ from django.utils import timezone
 
 from accounts.identity import Identity
 from accounts.models import BudgetHold, UserLimits
-from chat.catalog import CatalogModel
+from chat.catalog import CatalogModel, catalog_get
 from chat.exceptions import ChatError
 from chat.models import Turn, TurnStatus, UsageRecord
+from chat.store.selectors import session_items
 from chat.usage import usage_cost
 
 # UTF-8 bytes per token a reservation assumes: about right for CJK text, a third high for
@@ -108,6 +113,27 @@ def _budget_lock(user_id: int | None) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
+def _within_budget(user_id: int | None) -> bool:
+    """Under the budget's lock (held until the transaction ends): False when no limit applies
+    (nothing to hold); `BudgetExceeded` when the day's ledger and the running turns' holds
+    reach it."""
+    _budget_lock(user_id)
+    limit = budget_limit(user_id=user_id)
+    if limit is None:
+        return False
+    # The holds first, the ledger last: a turn that ends between the reads (its hold settles
+    # and its rows land at once) is then counted twice, never missed.
+    held = held_for_running_turns(user_id=user_id)
+    spent = spent_today(user_id=user_id)
+    if spent + held >= limit:
+        running = f" and ${held:.2f} held by replies still running" if held else ""
+        raise BudgetExceeded(
+            f"The spending limit of ${limit:.2f} a day is reached (${spent:.2f} spent today, UTC{running}); "
+            "it resets at midnight UTC."
+        )
+    return True
+
+
 @dataclass(frozen=True)
 class BudgetAdmission:
     """Called by `turn_start` inside its transaction, once the turn's row exists: refuse the
@@ -116,22 +142,9 @@ class BudgetAdmission:
     user_id: int | None
 
     def __call__(self, *, turn: Turn, history: list[dict[str, Any]], model: CatalogModel, message: str) -> None:
-        _budget_lock(self.user_id)
-        limit = budget_limit(user_id=self.user_id)
-        if limit is None:
-            return
-        # The holds first, the ledger last: a turn that ends between the reads (its hold settles
-        # and its rows land at once) is then counted twice, never missed.
-        held = held_for_running_turns(user_id=self.user_id)
-        spent = spent_today(user_id=self.user_id)
-        if spent + held >= limit:
-            running = f" and ${held:.2f} held by replies still running" if held else ""
-            raise BudgetExceeded(
-                f"The spending limit of ${limit:.2f} a day is reached (${spent:.2f} spent today, UTC{running}); "
-                "it resets at midnight UTC."
-            )
-        amount = request_estimate(model=model, history=history, message=message)
-        BudgetHold.objects.create(turn=turn, user_id=self.user_id, amount_usd=amount)
+        if _within_budget(self.user_id):
+            amount = request_estimate(model=model, history=history, message=message)
+            BudgetHold.objects.create(turn=turn, user_id=self.user_id, amount_usd=amount)
 
 
 def budget_admission(identity: Identity) -> BudgetAdmission | None:
@@ -140,3 +153,26 @@ def budget_admission(identity: Identity) -> BudgetAdmission | None:
     if identity.user_id is None and settings.BUDGET_USD_PER_DAY is None:
         return None
     return BudgetAdmission(identity.user_id)
+
+
+def resume_admission(*, turn_id: Any, conversation_id: str, user_id: int | None, model_id: str) -> ChatError | None:
+    """The check a turn paused for tool approval passes again as the answer resumes it (the
+    user may have spent the budget elsewhere meanwhile), inside the answer's transaction and
+    while the turn still waits (its own hold does not count): the refusal, or None, its hold
+    then reserving what it recorded before the pause and its next request, whose prompt is the
+    conversation's path up to the turn's items so far."""
+    if user_id is None and settings.BUDGET_USD_PER_DAY is None:
+        return None
+    try:
+        if not _within_budget(user_id):
+            return None
+    except BudgetExceeded as exc:
+        return exc  # returned, not raised: the answer is recorded all the same
+    catalog = catalog_get()
+    model = catalog.get(model_id) or catalog.get(catalog.usable_default())
+    prompt = session_items(conversation_id=conversation_id, leaf=turn_id)
+    estimate = request_estimate(model=model, history=prompt, message="") if model is not None else Decimal(0)
+    recorded = UsageRecord.objects.filter(turn_id=turn_id).aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
+    hold = {"user_id": user_id, "amount_usd": recorded + estimate}
+    BudgetHold.objects.update_or_create(turn_id=turn_id, defaults=hold)
+    return None

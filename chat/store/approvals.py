@@ -10,6 +10,7 @@ process to resume: exactly one process resumes it, whichever answers race.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -17,12 +18,16 @@ from typing import Any, NamedTuple
 from django.db import transaction
 from django.utils import timezone
 
-from chat.exceptions import ApprovalAnswered, UnknownApproval
+from chat.exceptions import ApprovalAnswered, ChatError, UnknownApproval
 from chat.models import ApprovalStatus, PausedTurn, ToolApproval, Turn, TurnStatus, UsageRecord
 from chat.protocol import ToolApprovalRequest
 from chat.store.db import db_async
 
 REMEMBER_CONVERSATION = "conversation"
+# The budget's check of a turn about to resume (accounts.budget.resume_admission): called with
+# `turn_id`, `conversation_id`, `user_id` and `model_id` inside the answer's transaction; its
+# refusal, or None.
+ResumeAdmit = Callable[..., ChatError | None]
 
 
 class PauseWrite(NamedTuple):
@@ -53,6 +58,7 @@ class Resumption:
     first_turn: bool
     decisions: dict[str, Decision]  # by call id
     usage: list[UsageRecord]  # the ledger rows of its requests before the pause
+    refused: ChatError | None = None  # the budget's refusal: to end, not resume
 
 
 def turn_pause_write(*, turn_id: Any, conversation_id: str, pause: PauseWrite) -> None:
@@ -89,9 +95,11 @@ def approval_answer(
     reason: str = "",
     remember: str = "once",
     owner_id: int | None = None,
+    admit: ResumeAdmit | None = None,
 ) -> Resumption | None:
     """Record the answer; the paused turn to resume when it was the last one pending (this
-    caller then resumes it), else None. `owner_id`: only the conversation's owner may answer."""
+    caller then resumes it, or ends it if `admit` refused it), else None. `owner_id`: only the
+    conversation's owner may answer."""
     requests = ToolApproval.objects.filter(id=_approval_id(approval_id), conversation_id=conversation_id)
     if owner_id is not None:
         requests = requests.filter(conversation__owner_id=owner_id)
@@ -109,23 +117,36 @@ def approval_answer(
     )
     if not answered:
         raise ApprovalAnswered(f"The tool approval request {approval_id!r} was answered already.")
-    return _take_back(turn_id)
+    return _take_back(turn_id, admit)
 
 
-def _take_back(turn_id: Any) -> Resumption | None:
+def _take_back(turn_id: Any, admit: ResumeAdmit | None) -> Resumption | None:
     if ToolApproval.objects.filter(turn_id=turn_id, status=ApprovalStatus.PENDING).exists():
         return None
-    return _claim(turn_id, decided=True)
+    return _claim(turn_id, decided=True, admit=admit)
 
 
-def _claim(turn_id: Any, *, decided: bool) -> Resumption | None:
-    """`waiting` → `streaming` with a fresh lease, once; the paused run, read and dropped."""
-    if not Turn.objects.filter(id=turn_id, status=TurnStatus.WAITING).update(
-        status=TurnStatus.STREAMING, heartbeat_at=timezone.now()
-    ):
+def _claim(turn_id: Any, *, decided: bool, admit: ResumeAdmit | None = None) -> Resumption | None:
+    """`waiting` → `streaming` with a fresh lease, once; the paused run, read and dropped. With
+    `admit`, the budget's check first (refused: taken all the same, for the caller to end)."""
+    waiting = Turn.objects.filter(id=turn_id, status=TurnStatus.WAITING)
+    turn = waiting.values("conversation_id", "model", "conversation__owner_id").first()
+    if turn is None:
         return None  # another process took it
-    turn = Turn.objects.filter(id=turn_id).values("conversation_id", "model", "conversation__owner_id").get()
     paused = PausedTurn.objects.get(turn_id=turn_id)
+    # Checked while the turn still waits: its own hold must not count against it.
+    refused = (
+        admit(
+            turn_id=turn_id,
+            conversation_id=turn["conversation_id"],
+            user_id=turn["conversation__owner_id"],
+            model_id=turn["model"],
+        )
+        if admit is not None
+        else None
+    )
+    if not waiting.update(status=TurnStatus.STREAMING, heartbeat_at=timezone.now()):
+        return None  # taken meanwhile (a caller without the row's lock)
     paused.delete()
     answers = ToolApproval.objects.filter(turn_id=turn_id) if decided else ToolApproval.objects.none()
     decisions = {
@@ -141,6 +162,7 @@ def _claim(turn_id: Any, *, decided: bool) -> Resumption | None:
         first_turn=paused.first_turn,
         decisions=decisions,
         usage=list(UsageRecord.objects.filter(turn_id=turn_id).order_by("created_at", "id")),
+        refused=refused,
     )
 
 

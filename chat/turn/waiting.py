@@ -13,10 +13,13 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from accounts.budget import resume_admission
 from chat.catalog import catalog_get
 from chat.exceptions import ApprovalAnswered, UnknownApproval
+from chat.providers import TurnFailure
 from chat.runtime import Runtime, runtime
 from chat.store import approvals, services
+from chat.store.approvals import Resumption
 from chat.turn.approval import ResumePoint
 from chat.turn.journal import journal_from_frames
 from chat.turn.lease import closing_events
@@ -24,6 +27,7 @@ from chat.turn.relay import stream_continue
 from chat.turn.runner import TurnPlan
 from chat.turn.running import turn_close, turn_launch
 from chat.usage import stream_end_usage
+from observability import metrics
 from tools.approval import approval_configured
 
 
@@ -38,7 +42,9 @@ async def approval_answer(
 ) -> None:
     """The user's answer to a tool approval request; raise `UnknownApproval` (not one of the
     conversation's, or of its owner's) or `ApprovalAnswered`. The answer that leaves none of
-    its turn's requests pending resumes the turn, here."""
+    its turn's requests pending resumes the turn, here, unless the user's budget is spent (it
+    may have been spent elsewhere while the turn waited): the turn then ends with the error a
+    new turn over budget gets, and no provider is called."""
     taken = await approvals.aapproval_answer(
         conversation_id=conversation_id,
         approval_id=approval_id,
@@ -46,9 +52,14 @@ async def approval_answer(
         reason=reason,
         remember=remember,
         owner_id=owner_id,
+        admit=resume_admission,
     )
     if taken is None:
         return  # others still wait
+    if taken.refused is not None:
+        refusal = TurnFailure(code=taken.refused.code, message=taken.refused.message, retryable=taken.refused.retryable)
+        await _waiting_end(runtime(), taken, refusal)
+        return
     catalog = catalog_get()
     model = catalog.get(taken.model) or catalog.get(catalog.usable_default())
     assert model is not None
@@ -77,16 +88,31 @@ async def waiting_cancel(state: Runtime, conversation_id: str) -> bool:
     taken = await approvals.awaiting_turn_claim(conversation_id=conversation_id)
     if taken is None:
         return False
+    await _waiting_end(state, taken, None)
+    return True
+
+
+async def _waiting_end(state: Runtime, taken: Resumption, failure: TurnFailure | None) -> None:
+    """End a paused turn taken back without running it: cancelled, or `failure`. The calls
+    that waited stay unanswered ("stopped" for the model)."""
+    finish = "error" if failure is not None else "cancelled"
     journal = journal_from_frames(
-        turn_id=taken.turn_id, conversation_id=conversation_id, frames=taken.frames, saved=taken.usage
+        turn_id=taken.turn_id, conversation_id=taken.conversation_id, frames=taken.frames, saved=taken.usage
     )
-    await journal.flush(services.TurnEnd.of("cancelled"))  # the calls that waited: "stopped" for the model
-    feed = state.feeds.get(conversation_id)
+    await journal.flush(
+        services.TurnEnd.of(
+            finish, error_code=failure.code if failure else "", error=failure.message if failure else ""
+        )
+    )
+    feed = state.feeds.get(taken.conversation_id)
     feed.turn_continue(taken.turn_id, taken.frames)
     await stream_continue(state.relay(), feed, taken.turn_id, taken.frames)
-    events = closing_events("cancelled", stream_end_usage(taken.usage), None, shown_anything=True)
+    if settings.METRICS:  # its run counted nothing at the pause (`TurnTelemetry.end(None)`)
+        metrics.turns.labels(taken.model, finish).inc()
+        if failure is not None:
+            metrics.errors.labels(failure.code).inc()
+    events = closing_events(finish, stream_end_usage(taken.usage), failure, shown_anything=True)
     turn_close(state, taken.conversation_id, taken.turn_id, taken.model, len(taken.frames), events)
-    return True
 
 
 async def approvals_expire() -> None:
