@@ -16,6 +16,7 @@ one thread, so it is used with `thread_sensitive=False`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import weakref
 from collections.abc import Awaitable, Callable
@@ -54,9 +55,11 @@ class db_batched(Generic[R]):
     """As `db_async`, for a write that many callers make at about the same time (every running
     turn's flush: their heartbeats fall on one tick). The calls that arrive while a batch is
     being written wait and go together in the next one: one trip to the database thread and one
-    transaction instead of one each. `func` must be atomic itself (`transaction.atomic`): in a
-    batch, its transaction becomes a savepoint, so one caller's failure is its own. A lone call
-    runs as `db_async` would."""
+    transaction instead of one each. `func` must not open a transaction of its own: it runs in
+    the batch's (or, alone, in one of its own). A batch in which a call fails is undone and
+    written again call by call, each in its own transaction, so one caller's failure is its
+    own. A savepoint per call instead cost two statements each (SAVEPOINT, RELEASE) and Django's
+    bookkeeping: about a tenth of the database thread's time at 200 streams."""
 
     def __init__(self, func: Callable[..., R]) -> None:
         self.func = func
@@ -98,14 +101,18 @@ class db_batched(Generic[R]):
 
     def _write_all(self, calls: list[dict[str, Any]]) -> list[R | _Failed]:
         if len(calls) == 1:
-            return [self.func(**calls[0])]
+            with transaction.atomic():
+                return [self.func(**calls[0])]
+        with contextlib.suppress(Exception):  # a call failed and the batch was undone: each on its own
+            with transaction.atomic():
+                return [self.func(**kwargs) for kwargs in calls]
         outcomes: list[R | _Failed] = []
-        with transaction.atomic():
-            for kwargs in calls:
-                try:
+        for kwargs in calls:
+            try:
+                with transaction.atomic():
                     outcomes.append(self.func(**kwargs))
-                except Exception as exc:  # noqa: BLE001 (its savepoint was rolled back; the others stand)
-                    outcomes.append(_Failed(exc))
+            except Exception as exc:  # noqa: BLE001 (its transaction was rolled back; the others stand)
+                outcomes.append(_Failed(exc))
         return outcomes
 
 

@@ -198,8 +198,7 @@ class TurnEnd(NamedTuple):
         return cls(status, finish_reason, error_code, error)
 
 
-@transaction.atomic
-def turn_flush(
+def _turn_flush(
     *,
     turn_id: Any,
     conversation_id: str,
@@ -302,7 +301,8 @@ def session_turn_rebuild(*, conversation_id: str, turn_id: Any, items: list[dict
 
 aconversation_create = db_async(conversation_create)
 aturn_start = db_async(turn_start)
-aturn_flush = db_batched(turn_flush)
+turn_flush = transaction.atomic(_turn_flush)
+aturn_flush = db_batched(_turn_flush)  # in the transaction of its batch
 asession_item_pop = db_async(session_item_pop)
 asession_items_clear = db_async(session_items_clear)
 

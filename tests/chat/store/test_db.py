@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from django.db import transaction
 
 from chat.models import Conversation
 from chat.store.db import db_async, db_batched
@@ -14,11 +13,10 @@ from chat.store.db import db_async, db_batched
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@transaction.atomic
 def _title_set(*, conversation_id: str, title: str) -> str:
     updated = Conversation.objects.filter(id=conversation_id).update(title=title)
     if title == "refused":
-        raise ValueError(f"refused for {conversation_id}")  # after its write: the savepoint undoes it
+        raise ValueError(f"refused for {conversation_id}")  # after its write: its transaction is undone
     return f"{conversation_id}:{updated}"
 
 
