@@ -53,5 +53,8 @@ def _assign(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("chat", "0006_search_speed")]
 
-    # Undone, the items keep their turns: the code before replays every item either way.
+    # Undone, the items keep their turns, and the code before reads them as any turn's items
+    # (services.path_items already replayed an item only when its turn is on the path, since
+    # conversations branch): on an imported conversation's active path, where all its turns
+    # are, the same items as before this; on a branch off it, the branch's only, which is right.
     operations = [migrations.RunPython(_assign, migrations.RunPython.noop)]
