@@ -236,7 +236,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         try:
             if branch is not None:  # a refused regenerate or edit counts against no limit
-                await branch_check(self.conversation_id, branch)
+                await branch_check(self.conversation_id, branch, owner_id=self.identity.owner_id)
             limited = await rate_hit("turns", self.identity.limit_key, settings.RATE_LIMIT_TURNS)
             if not limited.allowed:
                 refusal = f"Too many messages; retry in {limited.retry_after:.0f} seconds."

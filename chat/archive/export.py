@@ -4,10 +4,12 @@ The JSON (`FORMAT`, version 1) holds, per conversation: its turns (status, error
 its messages in order, each with an `id` and a `parent_id` (the message before it: a list now,
 and the same fields can describe a tree once conversations branch), tool entries with their
 arguments, result, ok and duration, and `replay`, the items the model is replayed, so an import
-gives the model exactly the history it had. A branched conversation (chat/store/tree.py) is
-exported as its active path, what its user sees: its turns, messages and replay items. Ledger
-rows of the conversation that belong to none of those turns (a model-made title's, other
-branches') are under `usage`, so `usage_totals` is what the whole conversation cost.
+gives the model exactly the history it had, with `replay_turn_ids`, each item's turn (added
+later: an import of an older file finds the turns from the items' user messages). A branched
+conversation (chat/store/tree.py) is exported as its active path, what its user sees: its turns,
+messages and replay items. Ledger rows of the conversation that belong to none of those turns (a
+model-made title's, other branches') are under `usage`, so `usage_totals` is what the whole
+conversation cost.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def conversation_export(conversation: Conversation) -> dict[str, Any]:
         UsageRecord.objects.filter(conversation=conversation).exclude(turn__in=path).order_by("created_at", "id")
     )
     replay = SessionItem.objects.filter(Q(turn__isnull=True) | Q(turn__in=path), conversation=conversation)
-    replay = replay.order_by("id").values_list("data", flat=True)
+    items = list(replay.order_by("id").values_list("turn_id", "data"))
     return {
         "id": conversation.id,
         "title": conversation.title,
@@ -119,7 +121,8 @@ def conversation_export(conversation: Conversation) -> dict[str, Any]:
         "updated_at": _iso(conversation.updated_at),
         "turns": turn_bodies,
         "messages": messages,
-        "replay": list(replay),
+        "replay": [data for _, data in items],
+        "replay_turn_ids": [str(turn_id) if turn_id is not None else None for turn_id, _ in items],
         "usage": [_usage_row(row) for row in other],
         "usage_totals": usage_sum(rows + other),
     }

@@ -56,6 +56,7 @@ class ImportedConversation:
     created_at: datetime | None
     turns: list[ImportedTurn]
     replay: list[dict[str, Any]] | None = None  # ours only: what the model was replayed, as it was
+    replay_turns: list[int | None] | None = None  # ours, when the file says: each item's turn (its index)
 
 
 class _Loose(BaseModel):
@@ -95,6 +96,21 @@ class _OurConversation(_Loose):
     turns: list[_OurTurn]
     messages: list[_OurMessage]
     replay: list[dict[str, Any]] | None = None
+    replay_turn_ids: list[str | None] | None = None
+
+
+def _replay_turns(conversation: _OurConversation, turn_ids: list[str]) -> list[int | None] | None:
+    """Each replay item's turn, as the file names it (None when an older file does not)."""
+    named = conversation.replay_turn_ids
+    if conversation.replay is None or named is None:
+        return None
+    if len(named) != len(conversation.replay):
+        raise ValueError(f"its replay_turn_ids has {len(named)} ids for {len(conversation.replay)} replay items")
+    index = {turn_id: position for position, turn_id in enumerate(turn_ids)}
+    unknown = next((turn_id for turn_id in named if turn_id is not None and turn_id not in index), None)
+    if unknown is not None:
+        raise ValueError(f"a replay item names turn {unknown!r}, which the file does not have")
+    return [index[turn_id] if turn_id is not None else None for turn_id in named]
 
 
 def _ours(conversation: _OurConversation) -> ImportedConversation:
@@ -133,6 +149,7 @@ def _ours(conversation: _OurConversation) -> ImportedConversation:
         created_at=conversation.created_at,
         turns=list(turns.values()),
         replay=conversation.replay,
+        replay_turns=_replay_turns(conversation, list(turns)),
     )
 
 

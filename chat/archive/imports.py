@@ -2,12 +2,12 @@
 is there whole or not at all; each under a new id, so an import never overwrites anything, and
 the caller's (AUTH_MODE=django).
 
-What the model is replayed on the next turn: an export of ours brings its own replay items,
-each stored with the turn it belongs to (a `regenerate` or `edit` replays the branch's turns
-only); for the others they are made from the messages as the journal makes them for a turn that did not
-finish (`chat.turn.journal.Journal.replay_items`): the user's text, the assistant's text, each
-tool call with its output. The usage ledger is this server's spending: an export's usage rows
-are not imported.
+What the model is replayed on the next turn: an export of ours brings its own replay items, each
+stored with the turn it belongs to, as the file names it (a `regenerate` or `edit` replays the
+branch's turns only); for the others they are made from the messages as the journal makes them
+for a turn that did not finish (`chat.turn.journal.Journal.replay_items`): the user's text, the
+assistant's text, each tool call with its output. The usage ledger is this server's spending: an
+export's usage rows are not imported.
 """
 
 from __future__ import annotations
@@ -87,21 +87,43 @@ def _user_text(item: dict[str, Any]) -> str | None:
 
 
 def _replay_turns(replay: list[dict[str, Any]], turns: list[ImportedTurn]) -> list[int | None]:
-    """Which turn each of an export's replay items belongs to (its index; None: before the first
-    turn's message). The file keeps them in one list; the model must be replayed a branch's
-    turns only (chat/store/tree.py), so each item is stored with its turn: a turn's items run
-    from the user's message, its first, to the next turn's. A user message is matched to the
-    next turn that sent that text: a turn that left no item (it failed before the model was
-    called) is skipped, as it was in the replay then."""
+    """Which turn each replay item of an older export of ours (one without `replay_turn_ids`)
+    belongs to (its index; None: before the first turn's message). The file keeps them in one
+    list; the model must be replayed a branch's turns only (chat/store/tree.py), so each item is
+    stored with its turn: a turn's items run from the user's message, its first, to the next
+    turn's. A user message is matched to a later turn that sent that text.
+
+    A turn may have left no item: one recovered from an empty log (its worker died before its
+    first flush; a failed, cancelled or interrupted turn otherwise always has its user item,
+    `Journal.flush` rebuilds them). Such a turn has no entries either, so of a row of turns that
+    sent the same text, the message goes to the first whose having entries matches whether the
+    model's output follows it, leaving enough of the row to the same text sent again next."""
+    said = [_user_text(item) for item in replay]
     owners: list[int | None] = []
     current: int | None = None
-    for item in replay:
-        said = _user_text(item)
-        if said is not None:
-            start = 0 if current is None else current + 1
-            current = next((i for i in range(start, len(turns)) if turns[i].user == said), current)
+    for index, text in enumerate(said):
+        if text is not None:
+            current = _turn_of(said, index, turns, current)
         owners.append(current)
     return owners
+
+
+def _turn_of(said: list[str | None], index: int, turns: list[ImportedTurn], current: int | None) -> int | None:
+    """The turn of the user message `said[index]`, after turn `current` (kept when none fits)."""
+    text = said[index]
+    start = 0 if current is None else current + 1
+    first = next((i for i in range(start, len(turns)) if turns[i].user == text), None)
+    if first is None:
+        return current
+    row = list(itertools.takewhile(lambda i: turns[i].user == text, range(first, len(turns))))
+    again = 0  # the same text sent next, with no other user message between: later turns of the row
+    for later in itertools.islice(said, index + 1, None):
+        if later is not None and later != text:
+            break
+        again += later is not None
+    fitting = row[: max(1, len(row) - again)]
+    answered = index + 1 < len(said) and said[index + 1] is None
+    return next((i for i in fitting if bool(turns[i].entries) == answered), fitting[0])
 
 
 @transaction.atomic
@@ -161,7 +183,9 @@ def conversation_import(*, conversation: ImportedConversation, owner_id: int | N
                 SessionItem(conversation=row, turn=turn, data=item, synthetic=True) for item in _replay(imported)
             ]
     if conversation.replay is not None:
-        owners = _replay_turns(conversation.replay, conversation.turns)
+        owners = conversation.replay_turns
+        if owners is None:
+            owners = _replay_turns(conversation.replay, conversation.turns)
         replay = [
             SessionItem(conversation=row, turn=turns[owner] if owner is not None else None, data=item)
             for item, owner in zip(conversation.replay, owners, strict=True)

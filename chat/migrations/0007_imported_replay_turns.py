@@ -2,9 +2,11 @@
 
 Items of no turn are replayed on every branch (chat/store/services.py `path_items`): after such
 an import, a `regenerate` of the last reply sent the model the old answer too, and an `edit`
-the whole history. As `chat.archive.imports` now stores them: a turn's items run from the
-user's message, its first, to the next turn's; a user message goes to the next turn (by
-`created_at`) that sent that text. Items before the first such message keep no turn."""
+the whole history. As `chat.archive.imports` stored them when this was written: a turn's items
+run from the user's message, its first, to the next turn's; a user message goes to the next
+turn (by `created_at`) that sent that text. Items before the first such message keep no turn.
+(The import now reads each item's turn from the file, or of a row of turns that sent the same
+text prefers the one whose entries fit: a turn recovered from an empty log left no item.)"""
 
 from django.db import migrations
 
@@ -53,5 +55,8 @@ def _assign(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("chat", "0006_search_speed")]
 
-    # Undone, the items keep their turns: the code before replays every item either way.
+    # Undone, the items keep their turns, and the code before reads them as any turn's items
+    # (services.path_items already replayed an item only when its turn is on the path, since
+    # conversations branch): on an imported conversation's active path, where all its turns
+    # are, the same items as before this; on a branch off it, the branch's only, which is right.
     operations = [migrations.RunPython(_assign, migrations.RunPython.noop)]

@@ -23,8 +23,9 @@ indexes keep at most a short pending list. SQLite has its own keys for this (mig
 from django.db import DatabaseError, migrations, transaction
 
 SCOPE_FUNCTIONS = [
-    # A message inserted before its turn (the turn's foreign key is deferred) would be found by
-    # nobody: refused instead.
+    # A message inserted before its turn or its turn's conversation (the foreign keys are
+    # deferred; the join finds no row for either) would be found by nobody: refused instead. The
+    # error names the turn only (the text of a function already created on some databases).
     """CREATE FUNCTION chat_message_search_scope() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         SELECT t.conversation_id, c.owner_id INTO NEW.search_conversation_id, NEW.search_owner_id

@@ -188,10 +188,13 @@ def prompt_text(*, conversation_id: str, message_id: str) -> str:
     return Message.objects.filter(turn_id=turn.id, position=0).values_list("content", flat=True).get()
 
 
-def branch_check(*, conversation_id: str, branch: BranchRequest) -> None:
+def branch_check(*, conversation_id: str, branch: BranchRequest, owner_id: int | None = None) -> None:
     """What `services.turn_start` would refuse a `regenerate` or `edit` for, read without a write:
-    a message id that names no fitting message of the conversation, or a turn that runs or
-    waits (on any worker). The consumer asks before the turn rate limit counts the frame."""
+    with `owner_id`, a conversation that is not theirs (`not_found`, and nothing said of its
+    turns); a message id that names no fitting message of the conversation, or a turn that runs
+    or waits (on any worker). The consumer asks before the turn rate limit counts the frame."""
+    if owner_id is not None and Conversation.objects.filter(id=conversation_id).exclude(owner_id=owner_id).exists():
+        raise ConversationNotFound(f"Conversation {conversation_id} not found")
     tree = tree_load(conversation_id=conversation_id)
     if branch.kind == "regenerate":
         tree.turn_of(branch.message_id)

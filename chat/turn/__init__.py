@@ -132,11 +132,12 @@ async def turn_start(
     return str(turn.id)
 
 
-async def branch_check(conversation_id: str, branch: BranchRequest) -> None:
-    """The `ChatError` that `turn_start` would raise for `branch`'s message id, or for a turn
-    running on any worker, found by reads alone: a frame refused for it must not count against
-    the user's turn rate limit (`turn_start` checks again, in its transaction)."""
-    await selectors.abranch_check(conversation_id=conversation_id, branch=branch)
+async def branch_check(conversation_id: str, branch: BranchRequest, *, owner_id: int | None) -> None:
+    """The `ChatError` that `turn_start` would raise for `branch`'s message id, for a turn
+    running on any worker, or for another user's conversation (`owner_id`), found by reads
+    alone: a frame refused for it must not count against the user's turn rate limit
+    (`turn_start` checks again, in its transaction)."""
+    await selectors.abranch_check(conversation_id=conversation_id, branch=branch, owner_id=owner_id)
 
 
 def turn_running(conversation_id: str) -> bool:

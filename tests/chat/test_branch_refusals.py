@@ -7,10 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from accounts.models import BudgetHold
-from chat.models import Turn, TurnStatus
+from accounts.tokens import token_create
+from chat.models import Conversation, Turn, TurnStatus
 from dreamytin.config import Rate
 from tests.accounts.sockets import open_socket, unique_loopback
 from tests.chat.test_branches import tree_state
@@ -59,6 +61,7 @@ async def test_refused_branch_frames_count_against_no_limit_and_hold_no_budget(p
             ({"type": "regenerate", "message_id": user}, "not_a_reply"),
             ({"type": "edit", "message_id": turn, "message": "x"}, "not_a_user_message"),
             ({"type": "edit", "message_id": foreign, "message": "x"}, "unknown_message"),
+            # These two are refused by frame_parse, before the check: here for their codes.
             ({"type": "edit", "message_id": user, "message": "  "}, "empty_message"),
             ({"type": "edit", "message_id": user, "message": "x" * 200_000}, "message_too_large"),
         ]
@@ -81,3 +84,33 @@ async def test_refused_branch_frames_count_against_no_limit_and_hold_no_budget(p
         assert len(provider.requests) == 3
         for each in (socket, other):
             await each.disconnect()
+
+
+async def test_a_branch_frame_says_nothing_of_another_users_conversation(provider, async_client, django_user_model):
+    alice = await django_user_model.objects.acreate(username="alice")
+    bob = await django_user_model.objects.acreate(username="bob")
+    _, raw = await sync_to_async(token_create)(user=alice)
+    with override_settings(AUTH_MODE="django"):
+        accepted, _, socket = await open_socket("/ws/given1", subprotocols=["bearer", raw])
+        assert accepted and (await socket.receive_json_from())["type"] == "connected"
+        provider.script(text("hers"))
+        await socket.send_json_to({"message": "hello"})
+        turn = (await until_end(socket))[-1]["message_id"]
+        as_alice = {"headers": {"Authorization": f"Bearer {raw}"}}
+        user = (await async_client.get("/conversations/given1", **as_alice)).json()["messages"][0]["id"]
+        # The conversation is now bob's (given away while her socket is open), a reply of his running.
+        await Conversation.objects.filter(id="given1").aupdate(owner=bob)
+        await another_workers_turn("given1", turn)
+
+        for frame in (
+            {"message": "hello again"},  # what turn_start answers her
+            {"type": "regenerate", "message_id": turn},  # else `busy`
+            {"type": "regenerate", "message_id": user},  # else `not_a_reply`
+            {"type": "regenerate", "message_id": "00000000-0000-0000-0000-000000000000"},  # else `unknown_message`
+            {"type": "edit", "message_id": turn, "message": "x"},  # else `not_a_user_message`
+        ):
+            await socket.send_json_to(frame)
+            error = await socket.receive_json_from()
+            assert (error["type"], error["code"]) == ("error", "not_found"), frame
+        assert len(provider.requests) == 1
+        await socket.disconnect()

@@ -4,6 +4,7 @@ only the caller's own, kept in step with the messages by the database itself."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -161,6 +162,33 @@ def test_a_conversation_given_to_another_user_is_found_by_them_only(client, djan
             _, raw = token_create(user=user)
             for q in ("falconry", "mews"):  # its title, its message
                 assert [hit["id"] for hit in found(client, q, HTTP_AUTHORIZATION=f"Bearer {raw}")] == expected
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="nothing moves a turn; only PostgreSQL's search scope follows one (trigger chat_turn_search_scope)",
+)
+def test_a_turn_moved_and_a_conversation_given_after_their_messages_are_found_by_their_owners_only(
+    client, django_user_model
+):
+    alice = django_user_model.objects.create_user("alice")
+    bob = django_user_model.objects.create_user("bob")
+    chat("gift", "Notes on falconry", "Falcons need a mews.", owner_id=alice.id)
+    chat("hers", "Kestrels at dawn", owner_id=alice.id)
+    chat("his", "Ospreys fishing", owner_id=bob.id)
+    chat("his", "Buzzards soaring", "Buzzards ride thermals.", owner_id=bob.id)
+    Conversation.objects.filter(id="gift").update(owner=bob)
+    Turn.objects.filter(messages__content="Buzzards soaring").update(conversation_id="hers")
+    expected = {
+        alice: {"falconry": [], "mews": [], "kestrels": ["hers"], "buzzards": ["hers"], "thermals": ["hers"]},
+        bob: {"falconry": ["gift"], "mews": ["gift"], "ospreys": ["his"], "buzzards": [], "thermals": []},
+    }
+    with override_settings(AUTH_MODE="django"):
+        for user, words in expected.items():
+            _, raw = token_create(user=user)
+            for q, ids in words.items():
+                hits = found(client, q, HTTP_AUTHORIZATION=f"Bearer {raw}")
+                assert [hit["id"] for hit in hits] == ids, (user.username, q)
 
 
 def test_words_in_most_messages_a_short_message_about_them_outranks_a_passing_mention(client, monkeypatch):

@@ -37,6 +37,7 @@ async def test_the_json_holds_turns_messages_tools_usage_and_replay(client, ws, 
     assert all(row["kind"] == "turn" for row in turn["usage"])
     assert conversation["usage_totals"]["requests"] == 2 and conversation["usage_totals"]["total_tokens"] == 81
     assert [item.get("type", "message") for item in conversation["replay"]][:2] == ["message", "function_call"]
+    assert conversation["replay_turn_ids"] == [turn["id"]] * len(conversation["replay"])  # each item's turn
 
 
 async def test_markdown_to_read(client, ws, provider, workspace):

@@ -3,6 +3,7 @@ model exactly the active path, as it does in the conversation the file came from
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,64 @@ async def test_a_chatgpt_import_replays_the_active_path(client, provider):
     await branch(socket, {"type": "edit", "message_id": users[0], "message": "Is my starter dead?"})
     assert said(provider) == [("user", "Is my starter dead?")]
     await socket.communicator.disconnect()
+
+
+def document(turns: list[tuple[str, str, list[str]]], replay: list[dict[str, Any]], **extra: Any) -> bytes:
+    """An export of ours: turns as (id, status, [user message, answers...]), `replay` as saved."""
+    messages = [
+        {"id": f"{turn_id}-{index}", "turn_id": turn_id, "role": "assistant" if index else "user", "content": said}
+        for turn_id, _, texts in turns
+        for index, said in enumerate(texts)
+    ]
+    conversation = {
+        "title": "Imported",
+        "turns": [{"id": turn_id, "status": status} for turn_id, status, _ in turns],
+        "messages": messages,
+        "replay": replay,
+        **extra,
+    }
+    return json.dumps({"format": "dreamytin.conversations", "version": 1, "conversations": [conversation]}).encode()
+
+
+def asked(said: str) -> dict[str, Any]:
+    return {"role": "user", "content": said}
+
+
+def answered(said: str) -> dict[str, Any]:
+    return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": said}]}
+
+
+async def test_an_older_export_gives_a_turn_that_left_no_replay_item_none_of_the_next_ones(client, provider):
+    # Turn t1 was recovered from an empty log (its worker died before its first flush): it left
+    # no replay item, and t2 sent the same text again. The file has no replay_turn_ids.
+    turns = [("t1", "interrupted", ["continue"]), ("t2", "complete", ["continue", "x"])]
+    turns.append(("t3", "complete", ["next", "y"]))
+    copy = await imported(client, document(turns, [asked("continue"), answered("x"), asked("next"), answered("y")]))
+    socket = await connect(copy)
+    _, answers = await ids(client, copy)
+    provider.script(text("x again"))
+    await branch(socket, {"type": "regenerate", "message_id": answers[1]})  # t2's answer: t1 replays nothing
+    assert said(provider) == [("user", "continue")]
+    await socket.communicator.disconnect()
+
+
+async def test_our_export_names_each_replay_items_turn(client, provider):
+    # t1 failed before the model answered (its user item only), t0 was recovered from an empty
+    # log: from the texts alone, t1's item would go to t0; the file says t1.
+    turns = [("t0", "interrupted", ["again"]), ("t1", "error", ["again"]), ("t2", "complete", ["next", "y"])]
+    replay = [asked("again"), asked("next"), answered("y")]
+    copy = await imported(client, document(turns, replay, replay_turn_ids=["t1", "t2", "t2"]))
+    socket = await connect(copy)
+    users, _ = await ids(client, copy)
+    provider.script(text("edited"))
+    await branch(socket, {"type": "edit", "message_id": users[1], "message": "t1, edited"})  # after t0: nothing
+    assert said(provider) == [("user", "t1, edited")]
+    await socket.communicator.disconnect()
+
+
+async def test_replay_turn_ids_that_do_not_fit_the_file_refuse_it(client, provider):
+    turns = [("t1", "complete", ["hi", "hello"])]
+    for ids_, why in ((["t1"], "1 ids for 2 replay items"), (["t1", "t9"], "names turn 't9'")):
+        body = document(turns, [asked("hi"), answered("hello")], replay_turn_ids=ids_)
+        response = await sync_to_async(client.post)("/conversations/import", body, content_type="application/json")
+        assert response.status_code == 400 and why in response.json()["detail"], response.json()
