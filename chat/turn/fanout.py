@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ class ConversationFeed:
         self.conversation_id = conversation_id
         self.feeds = feeds
         self.log: TurnLog | None = None
+        self.earlier: deque[str] = deque(maxlen=8)  # the turns the log held before this one
         self.watchers: set[Watcher] = set()
         self.local = False  # a turn of this process is writing the log (the relay need not read it)
         self.joining = 0  # sockets on their way in (waiting for Redis)
@@ -55,6 +57,12 @@ class ConversationFeed:
         if log is None or log.turn_id != turn_id:
             if seq != 1:
                 return False  # the middle of a turn this log never saw begin
+            if turn_id in self.earlier:
+                # A turn this log moved past: the relay reading back late what this process
+                # wrote for it. Taken, it would replace the running turn's log and be sent again.
+                return False
+            if log is not None:
+                self.earlier.append(log.turn_id)
             self.log = log = TurnLog(turn_id)
         if seq != len(log.frames) + 1:
             return False
@@ -73,6 +81,8 @@ class ConversationFeed:
         log = self.log
         if log is not None and log.turn_id == turn_id and len(log.frames) == len(frames):
             return
+        if log is not None and log.turn_id != turn_id:
+            self.earlier.append(log.turn_id)
         self.log = log = TurnLog(turn_id)
         log.frames = list(frames)
         for watcher in self.watchers:
