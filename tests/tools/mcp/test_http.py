@@ -17,7 +17,6 @@ from tests.fake_provider import text, tools
 from tests.servers import free_port
 from tests.tools.mcp.conftest import SERVER_SCRIPT, server_of
 from tools.mcp.config import HttpEntry
-from tools.mcp.server import State
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,10 +75,10 @@ async def test_an_http_server_that_went_away_is_a_failed_result_then_reconnected
         down = await ws.turn("pid now?")
         second = HttpMcpServer(port)
         try:
-            # The failed server is retried in the background after its backoff (1 s): a call made
-            # before then is refused at once, by design, so the test waits for the reconnection.
+            # A failed server is started again by the next call after its backoff (1 s): a call
+            # made before then is refused at once, by design, so the test waits the backoff out.
             deadline = time.monotonic() + 15
-            while server_of("web").state != State.UP and time.monotonic() < deadline:
+            while server_of("web").retry_in() > 0 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             provider.script(tools(("server_pid", {})), text("Back."))
             back = await ws.turn("and now?")
