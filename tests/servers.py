@@ -136,6 +136,7 @@ class Server:
     ) -> None:
         self.port = free_port()
         self.log = log
+        self.env = env
         started = time.perf_counter()
         with log.open("wb") as output:
             self.process = subprocess.Popen(

@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 import redis
 from websockets.sync.client import ClientConnection
 
+from chat.turn.lease import REAP_EVERY_SECONDS
 from tests.chat.frontend import render, without_empty
 from tests.fake_provider import FakeProvider, text, tools
 from tests.test_approval_servers import answer, approval_env, conversation, until_request
@@ -97,8 +99,12 @@ def test_a_worker_killed_while_its_turn_waits_loses_nothing(workers, fake):
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait(5)
         on_victim.close_socket()
-        # Past the lease (12 s) and a reaper's look (2 s): a running turn would be interrupted now.
-        time.sleep(16)
+        # Its lease lapsed long ago, as if the wait had lasted an hour; then a reaper's look: a
+        # running turn would be interrupted now.
+        with psycopg.connect(victim.env["DATABASE_URL"], autocommit=True) as database:
+            lapsed = "UPDATE chat_turn SET heartbeat_at = now() - interval '1 hour' WHERE id = %s::uuid"
+            assert database.execute(lapsed, [paused[-1]["message_id"]]).rowcount == 1
+        time.sleep(REAP_EVERY_SECONDS + 1)
         body = conversation(workers.a, conversation_id)
         assert [a["approval_id"] for a in body["pending_approvals"]] == [paused[-1]["approval_id"]]
         assert body["live"]["seq"] == paused[-1]["seq"]

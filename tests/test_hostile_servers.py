@@ -42,7 +42,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         env["REDIS_URL"] = env["REDIS_URL"].rpartition("/")[0] + f"/{OWN_REDIS_DB}"
         redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     running = Server(request.param, env, tmp / "server.log")
-    running.log = tmp / "server.log"  # type: ignore[attr-defined]
     yield running
     running.stop()
 
