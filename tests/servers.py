@@ -74,10 +74,10 @@ def _template(postgres: tuple[str, str] | None) -> str:
         return url
 
 
-def database_migrated(folder: Path, name: str, *, sqlite: bool = False) -> str:
+def database_migrated(folder: Path, name: str) -> str:
     """A migrated database of a server's own: a fresh SQLite file in `folder`, or a fresh
-    PostgreSQL database when the suite runs on PostgreSQL (unless `sqlite`)."""
-    postgres = None if sqlite else _suite_postgres()
+    PostgreSQL database when the suite runs on PostgreSQL."""
+    postgres = _suite_postgres()
     template = _template(postgres)
     if postgres is not None:
         return _postgres_create(*postgres, name, template=template.rpartition("/")[2])
