@@ -150,9 +150,14 @@ class BudgetAdmission:
 def budget_admission(identity: Identity) -> BudgetAdmission | None:
     """The check a turn of `identity` must pass, or None when no limit can apply (no trip to
     the database on every turn)."""
-    if identity.user_id is None and settings.BUDGET_USD_PER_DAY is None:
+    if not _budget_may_apply(identity.user_id):
         return None
     return BudgetAdmission(identity.user_id)
+
+
+def _budget_may_apply(user_id: int | None) -> bool:
+    """A user may have a limit of their own; without users, only BUDGET_USD_PER_DAY applies."""
+    return user_id is not None or settings.BUDGET_USD_PER_DAY is not None
 
 
 def resume_admission(*, turn_id: Any, conversation_id: str, user_id: int | None, model_id: str) -> ChatError | None:
@@ -161,15 +166,14 @@ def resume_admission(*, turn_id: Any, conversation_id: str, user_id: int | None,
     while the turn still waits (its own hold does not count): the refusal, or None, its hold
     then reserving what it recorded before the pause and its next request, whose prompt is the
     conversation's path up to the turn's items so far."""
-    if user_id is None and settings.BUDGET_USD_PER_DAY is None:
+    if not _budget_may_apply(user_id):
         return None
     try:
         if not _within_budget(user_id):
             return None
     except BudgetExceeded as exc:
         return exc  # returned, not raised: the answer is recorded all the same
-    catalog = catalog_get()
-    model = catalog.get(model_id) or catalog.get(catalog.usable_default())
+    model = catalog_get().get_or_default(model_id)
     prompt = session_items(conversation_id=conversation_id, leaf=turn_id)
     estimate = request_estimate(model=model, history=prompt, message="") if model is not None else Decimal(0)
     recorded = UsageRecord.objects.filter(turn_id=turn_id).aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)

@@ -159,6 +159,10 @@ class Catalog:
     def get(self, model_id: str) -> CatalogModel | None:
         return self.models.get(model_id)
 
+    def get_or_default(self, model_id: str) -> CatalogModel | None:
+        """A stored turn's model, or the default when the catalog no longer lists it."""
+        return self.models.get(model_id) or self.models.get(self.usable_default())
+
     def usable_models(self) -> dict[str, CatalogModel]:
         return {key: model for key, model in self.models.items() if model.usable}
 

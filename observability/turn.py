@@ -59,11 +59,19 @@ class TurnTelemetry:
         self.ended = True
         if self.counted:
             metrics.turns_running.dec()
-        if settings.METRICS:
-            if finish is not None:
-                metrics.turns.labels(self.model, finish).inc()
-                metrics.turn_duration.labels(self.model).observe(time.perf_counter() - self.started)
-            if error_code:
-                metrics.errors.labels(error_code).inc()
+        if settings.METRICS and finish is not None:
+            metrics.turn_duration.labels(self.model).observe(time.perf_counter() - self.started)
+        turn_end_count(self.model, finish, error_code)
         if self.span is not None:
             turn_span_end(self.span, self.token, finish=finish, error_code=error_code)
+
+
+def turn_end_count(model: str, finish: str | None, error_code: str | None = None) -> None:
+    """A turn's end in the counters: by `TurnTelemetry.end`, and for a turn ended while it
+    waited for tool approval, whose run ended its telemetry at the pause."""
+    if not settings.METRICS:
+        return
+    if finish is not None:
+        metrics.turns.labels(model, finish).inc()
+    if error_code:
+        metrics.errors.labels(error_code).inc()

@@ -27,7 +27,7 @@ from chat.turn.relay import stream_continue
 from chat.turn.runner import TurnPlan
 from chat.turn.running import turn_close, turn_launch
 from chat.usage import stream_end_usage
-from observability import metrics
+from observability.turn import turn_end_count
 from tools.approval import approval_configured
 
 
@@ -60,8 +60,7 @@ async def approval_answer(
         refusal = TurnFailure(code=taken.refused.code, message=taken.refused.message, retryable=taken.refused.retryable)
         await _waiting_end(runtime(), taken, refusal)
         return
-    catalog = catalog_get()
-    model = catalog.get(taken.model) or catalog.get(catalog.usable_default())
+    model = catalog_get().get_or_default(taken.model)
     assert model is not None
     plan = TurnPlan(
         conversation_id=taken.conversation_id,
@@ -107,10 +106,7 @@ async def _waiting_end(state: Runtime, taken: Resumption, failure: TurnFailure |
     feed = state.feeds.get(taken.conversation_id)
     feed.turn_continue(taken.turn_id, taken.frames)
     await stream_continue(state.relay(), feed, taken.turn_id, taken.frames)
-    if settings.METRICS:  # its run counted nothing at the pause (`TurnTelemetry.end(None)`)
-        metrics.turns.labels(taken.model, finish).inc()
-        if failure is not None:
-            metrics.errors.labels(failure.code).inc()
+    turn_end_count(taken.model, finish, failure.code if failure else None)
     events = closing_events(finish, stream_end_usage(taken.usage), failure, shown_anything=True)
     turn_close(state, taken.conversation_id, taken.turn_id, taken.model, len(taken.frames), events)
 
