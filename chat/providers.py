@@ -35,6 +35,11 @@ KEYLESS_PLACEHOLDER = "not-needed"
 NATIVE_PROVIDERS = ("openai", "openai_compatible")
 
 
+def through_litellm(model: CatalogModel) -> bool:
+    """Whether a model's turns go through LiteLLM: the local model, too, takes the OpenAI client."""
+    return model.provider not in NATIVE_PROVIDERS and model.provider != "local"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ResolvedModel:
     model: Model
@@ -115,7 +120,7 @@ def model_resolve(model: CatalogModel) -> ResolvedModel:
         )
     api_key = model.api_key or KEYLESS_PLACEHOLDER
     base_url = provider_base_url(model)
-    if model.provider in NATIVE_PROVIDERS:
+    if not through_litellm(model):
         client = _openai_client(base_url, api_key, settings.PROVIDER_TIMEOUT)
         return ResolvedModel(
             model=DeadlineModel(

@@ -30,7 +30,7 @@ from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, 
 from chat.catalog import catalog_get
 from chat.gc_tuning import gc_settle
 from chat.local_model import LOCAL_MODEL_ID
-from chat.providers import NATIVE_PROVIDERS, litellm_setup
+from chat.providers import litellm_setup, through_litellm
 from chat.turn.agent import agent_build
 from chat.turn.mapping import EventMapper
 from chat.wire import TurnFrames
@@ -108,7 +108,7 @@ def warmup() -> None:
         models = catalog_get().models.values()
         for model in models:
             model.price  # noqa: B018 - looks the model up in LiteLLM's price map, once
-        if any(model.usable and model.provider not in NATIVE_PROVIDERS for model in models):
+        if any(model.usable and through_litellm(model) for model in models):
             litellm_setup()
         gc_settle()
     except Exception:

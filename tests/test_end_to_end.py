@@ -29,7 +29,10 @@ MODELS = {
 }
 
 
-def server_env(fake_server: FakeProvider, tmp_path: Path, name: str) -> dict[str, str]:
+def server_env(fake_server: FakeProvider, tmp_path: Path, name: str, *, anthropic: bool = False) -> dict[str, str]:
+    """A server's environment on the fake provider. Claude is usable only with `anthropic`: it
+    goes through LiteLLM, whose import costs every server that can use it seconds of CPU at
+    start-up (chat.warmup), and only this module's tests send to it."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (workspace / "todo.md").write_text("- write tests\n")
@@ -38,8 +41,6 @@ def server_env(fake_server: FakeProvider, tmp_path: Path, name: str) -> dict[str
         "DATABASE_URL": database_migrated(tmp_path, name),
         "OPENAI_API_KEY": "sk-e2e-test-key",
         "OPENAI_BASE_URL": f"{fake_server.url}/v1",
-        "ANTHROPIC_API_KEY": "sk-ant-e2e-test-key",
-        "ANTHROPIC_BASE_URL": fake_server.url,
         "MODELS_FILE": str(catalog_file(tmp_path, MODELS, "gpt-4o")),
         "TOOLS_ALLOWED_DIRS": str(workspace),
         "PROVIDER_RETRIES": "0",
@@ -47,6 +48,8 @@ def server_env(fake_server: FakeProvider, tmp_path: Path, name: str) -> dict[str
         # A reply stops as soon as its last socket leaves (tests/test_workers.py has the grace).
         "TURN_DETACH_GRACE": "0",
     }
+    if anthropic:
+        env |= {"ANTHROPIC_API_KEY": "sk-ant-e2e-test-key", "ANTHROPIC_BASE_URL": fake_server.url}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return env
 
@@ -54,7 +57,7 @@ def server_env(fake_server: FakeProvider, tmp_path: Path, name: str) -> dict[str
 @pytest.fixture(scope="module", params=SERVERS)
 def server(request: pytest.FixtureRequest, fake_server: FakeProvider, tmp_path_factory) -> Iterator[Server]:
     tmp_path = tmp_path_factory.mktemp(request.param)
-    env = server_env(fake_server, tmp_path, f"e2e_{request.param}")
+    env = server_env(fake_server, tmp_path, f"e2e_{request.param}", anthropic=True)
     running = Server(request.param, env, tmp_path / "server.log")
     assert running.warmup == "done"
     yield running

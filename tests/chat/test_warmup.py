@@ -28,3 +28,21 @@ def test_importing_the_app_runs_no_turn_and_imports_no_litellm(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "LOG_LEVEL": "WARNING"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=PROJECT)
     assert out.stdout.split("\n")[-2] == "pending 0 False"
+
+
+def test_a_warmup_with_only_openai_and_the_local_model_imports_no_litellm(tmp_path):
+    """The local model runs through the OpenAI client: a server with no Anthropic or Google key
+    (the no-keys quick start among them) never pays LiteLLM's import."""
+    code = (
+        "import sys, dreamytin.asgi, chat.warmup; from chat.catalog import catalog_get; chat.warmup.warmup(); "
+        "usable = sorted({m.provider for m in catalog_get().models.values() if m.usable}); "
+        "print(chat.warmup.warmup_state().value, usable, 'litellm' in sys.modules)"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "LOG_LEVEL": "WARNING",
+        "OPENAI_API_KEY": "sk-warmup-test",
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=PROJECT)
+    assert out.stdout.split("\n")[-2] == "done ['local', 'openai'] False"
