@@ -92,8 +92,10 @@ def database_migrated(folder: Path, name: str) -> str:
 
 
 # The servers the README names: the development server (Daphne's runserver), and daphne and
-# uvicorn (on uvloop) in production.
-SERVERS = ("runserver", "daphne", "uvicorn")
+# uvicorn (on uvloop) in production. The development server runs on the embedded defaults only:
+# it is Daphne's server started by another command, which the PostgreSQL + Redis pass runs as
+# `daphne`, and a developer's `runserver` has no DATABASE_URL (about a minute of that pass).
+SERVERS = ("daphne", "uvicorn") if _suite_postgres() is not None else ("runserver", "daphne", "uvicorn")
 
 
 def server_command(kind: str, port: int) -> list[str]:
