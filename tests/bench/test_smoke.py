@@ -50,11 +50,14 @@ def bench_run(module: str, out: Path, *args: str, timeout: float) -> tuple[str, 
     return printed, json.loads(out.read_text())
 
 
-# Four server rounds, eight SDK-only processes and two servers' cold starts: about 90 s on a slow
-# day here, past the suite's default limit.
+# Steady arrivals only: the burst's rounds run in the A/B smoke run below (the same load, from
+# bench.measure), and each arrival here costs two server rounds and four SDK-only processes. Two
+# server rounds, four SDK-only processes and two servers' cold starts: about 60 s on a slow day
+# here, near the suite's default limit.
 @pytest.mark.timeout(300)
 def test_benchmark_smoke_run_writes_every_figure(tmp_path):
-    printed, report = bench_run("run", tmp_path / "bench.json", "--smoke", "--servers", "daphne,uvicorn", timeout=300)
+    args = ("--smoke", "--servers", "daphne,uvicorn", "--arrivals", "steady")
+    printed, report = bench_run("run", tmp_path / "bench.json", *args, timeout=300)
     assert "cold start" in printed
     assert set(report["servers"]) == {"daphne", "uvicorn"}
     # Each server's own layer is taken against the SDK alone on the loop that server runs on.
@@ -64,7 +67,7 @@ def test_benchmark_smoke_run_writes_every_figure(tmp_path):
         loop = entry["loop"]
         assert entry["cold_start_s"] > 0 and entry["first_ttft_ms"] is not None
         for by_arrival in entry["by_k"].values():
-            assert set(by_arrival) == {"burst", "steady"}
+            assert set(by_arrival) == {"steady"}
             for row in by_arrival.values():
                 assert row["failed"] == 0 and row["chunks"] > 0
                 for key in (
@@ -95,9 +98,11 @@ def test_frame_cost_smoke_run_measures_every_server(tmp_path):
 
 def test_ab_smoke_run_compares_two_checkouts(tmp_path):
     # One checkout against itself with the fast paths off on B: the stock paths run a turn too.
+    # A burst, which the run above leaves out.
     tiny = ["--k", "2", "--chunks", "3", "--rate", "50", "--ttft", "0.05", "--rounds", "2", "--sdk"]
-    tiny += ["--env-b", "FAST_PATHS=false"]
+    tiny += ["--env-b", "FAST_PATHS=false", "--arrival", "burst"]
     _, report = bench_run("ab", tmp_path / "ab.json", ".", ".", *tiny, timeout=300)
+    assert report["config"]["arrival"] == "burst"
     assert report["config"]["env_a"] == {} and report["config"]["env_b"] == {"FAST_PATHS": "false"}
     assert [len(report["cpu_us_per_chunk"][name]) for name in ("A", "B", "sdk")] == [2, 2, 2]
     assert len(report["pairs_b_over_a_pct"]) == 2 and report["median"]["B"] > 0
