@@ -2,6 +2,7 @@ import gc
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,16 @@ def test_warmup_runs_a_turn_then_settles_the_heap(collector_restored: None, capl
     assert warmup_state() is WarmupState.DONE
 
 
+def fresh_process_prints(code: str, tmp_path: Path, **extra_env: str) -> str:
+    """The last line `code` prints in a new Python process (nothing imported yet), on a SQLite
+    file of its own and only the environment given."""
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "LOG_LEVEL": "WARNING"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env | extra_env, capture_output=True, text=True, check=True, cwd=PROJECT
+    )
+    return out.stdout.split("\n")[-2]
+
+
 def test_importing_the_app_runs_no_turn_and_imports_no_litellm(tmp_path):
     """Import is for the server to load the app: the warm-up starts when the server calls it,
     and LiteLLM (seconds of start-up) waits for a model that needs it."""
@@ -25,9 +36,7 @@ def test_importing_the_app_runs_no_turn_and_imports_no_litellm(tmp_path):
         "import gc, sys, dreamytin.asgi, chat.warmup; "
         "print(chat.warmup.warmup_state().value, gc.get_freeze_count(), 'litellm' in sys.modules)"
     )
-    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "LOG_LEVEL": "WARNING"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=PROJECT)
-    assert out.stdout.split("\n")[-2] == "pending 0 False"
+    assert fresh_process_prints(code, tmp_path) == "pending 0 False"
 
 
 def test_a_warmup_with_only_openai_and_the_local_model_imports_no_litellm(tmp_path):
@@ -38,11 +47,4 @@ def test_a_warmup_with_only_openai_and_the_local_model_imports_no_litellm(tmp_pa
         "usable = sorted({m.provider for m in catalog_get().models.values() if m.usable}); "
         "print(chat.warmup.warmup_state().value, usable, 'litellm' in sys.modules)"
     )
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "LOG_LEVEL": "WARNING",
-        "OPENAI_API_KEY": "sk-warmup-test",
-    }
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=PROJECT)
-    assert out.stdout.split("\n")[-2] == "done ['local', 'openai'] False"
+    assert fresh_process_prints(code, tmp_path, OPENAI_API_KEY="sk-warmup-test") == "done ['local', 'openai'] False"
